@@ -1,0 +1,77 @@
+"""Which imaging backend (Pillow or Pillow-SIMD), libjpeg and HDF5 this process runs on."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from dataclasses import dataclass
+
+import h5py
+import PIL
+from PIL import features
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Versions that decide what a build produces; recorded in every cache file."""
+
+    name: str  # "Pillow-SIMD" or "Pillow"
+    version: str
+    simd: str  # "AVX2", "SSE4", "none" or "unknown"
+    libjpeg: str
+    h5py: str
+    hdf5: str
+
+    @property
+    def imaging(self) -> str:
+        """Short label, e.g. ``Pillow-SIMD 12.1.1.post0 (AVX2)``."""
+        simd = f" ({self.simd})" if self.name == "Pillow-SIMD" else ""
+        return f"{self.name} {self.version}{simd}"
+
+
+@functools.cache
+def installed_imaging_backend() -> str:
+    """``Pillow-SIMD`` or ``Pillow``: the distribution that owns the importable ``PIL`` package."""
+    for name in ("pillow-simd", "pillow"):
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if dist.version == PIL.__version__:
+            return "Pillow-SIMD" if name == "pillow-simd" else "Pillow"
+    return "Pillow-SIMD" if ".post" in PIL.__version__ else "Pillow"
+
+
+def _simd_level(name: str) -> str:
+    """Pillow-SIMD's vector level, read from the compiler flags kept in its binary's debug info."""
+    if name != "Pillow-SIMD":
+        return "none"
+    try:
+        from PIL import _imaging
+
+        with open(_imaging.__file__, "rb") as handle:
+            blob = handle.read()
+    except (ImportError, OSError):
+        return "unknown"
+    if b"-mavx2" in blob:
+        return "AVX2"
+    if b"-msse4" in blob:
+        return "SSE4"
+    return "unknown"
+
+
+@functools.cache
+def backend_info() -> BackendInfo:
+    """Describe the running imaging stack (cached: it cannot change within a process)."""
+    name = installed_imaging_backend()
+    turbo = features.check_feature("libjpeg_turbo")
+    jpeg_version = features.version_feature("libjpeg_turbo") if turbo else features.version_codec("jpg")
+    libjpeg = f"libjpeg-turbo {jpeg_version}" if turbo else f"libjpeg {jpeg_version}"
+    return BackendInfo(
+        name=name,
+        version=PIL.__version__,
+        simd=_simd_level(name),
+        libjpeg=libjpeg,
+        h5py=h5py.__version__,
+        hdf5=h5py.version.hdf5_version,
+    )

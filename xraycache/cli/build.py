@@ -1,0 +1,108 @@
+"""``xraycache build``: parse options, call :func:`xraycache.build`, print the summary."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from ..decode import DEFAULT_MAX_PIXELS
+from ..pipeline import BuildReport, build
+from ..scan import scan
+from ._common import cli_errors, console, progress_bar
+
+Fit = Literal["stretch", "pad", "crop"]
+Filter = Literal["box", "bilinear", "hamming", "lanczos"]
+Classes = Literal["auto", "binary", "three"]
+Compression = Literal["none", "gzip", "lzf"]
+
+
+def build_command(
+    src: Annotated[Path, typer.Argument(help="Dataset folder, e.g. chest_xray/ holding train/NORMAL/*.jpeg.", show_default=False)],
+    out: Annotated[Path, typer.Argument(help="HDF5 file to write, e.g. train.h5.", show_default=False)],
+    size: Annotated[int, typer.Option(min=8, max=4096, help="Output side in pixels (images are size x size).")] = 256,
+    fit: Annotated[Fit, typer.Option(help="stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop.")] = "stretch",
+    classes: Annotated[Classes, typer.Option(help="Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). auto: binary for Kaggle folders, the folder names otherwise.")] = "auto",
+    filter: Annotated[Filter, typer.Option("--filter", help="Low-pass resize filter after the DCT-scaled decode; box is an exact area average and the fastest.")] = "box",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; -1 uses every core.")] = -1,
+    compression: Annotated[Compression, typer.Option(help="HDF5 compression of the image arrays (none reads fastest).")] = "none",
+    max_pixels: Annotated[int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1, nothing written) if any image cannot be decoded.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Scan and show what would be built, without decoding.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON.")] = False,
+) -> None:
+    """Decode, resize and cache every image under SRC into one HDF5 file OUT, on all cores.
+
+    Labels come from the folders (Kaggle NORMAL/PNEUMONIA, 1_Normal/2_Bacteria/3_Virus, or any
+    CLASS folders), splits from train/val/test folders. Unreadable files are skipped and listed.
+    """
+    with cli_errors():
+        total = 0 if dry_run or quiet or as_json else len(scan(src, classes).files)
+        command = shlex.join(["xraycache", *sys.argv[1:]])
+        with progress_bar("building", total, enabled=total > 0) as progress:
+            report = build(
+                src,
+                out,
+                size=size,
+                fit=fit,
+                classes=classes,
+                filter=filter,
+                jobs=jobs,
+                compression=compression,
+                max_pixels=max_pixels,
+                overwrite=overwrite,
+                strict=strict,
+                dry_run=dry_run,
+                progress=progress,
+                command=command,
+            )
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not quiet:
+        print_summary(report)
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:,.0f} {unit}" if unit == "B" else f"{nbytes:,.1f} {unit}"
+        nbytes /= 1000  # type: ignore[assignment]
+    return str(nbytes)
+
+
+def print_summary(report: BuildReport) -> None:
+    """Images per split and class, then skipped/ignored files and speed."""
+    title = "would build (dry run)" if report.dry_run else f"built {report.out}"
+    table = Table(title=f"{title}: {report.layout} layout", title_justify="left")
+    table.add_column("split")
+    for name in report.label_names:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for split, by_label in report.counts.items():
+        table.add_row(split, *(f"{by_label[n]:,}" for n in report.label_names), f"{sum(by_label.values()):,}")
+    console.print(table)
+    if report.skipped:
+        skipped = Table(title=f"skipped {len(report.skipped)} file(s)", title_justify="left", title_style="yellow")
+        skipped.add_column("file")
+        skipped.add_column("reason")
+        for row in report.skipped[:20]:
+            skipped.add_row(row["path"], row["reason"])
+        if len(report.skipped) > 20:
+            skipped.add_row(f"... and {len(report.skipped) - 20} more", "(all listed in the file's /skipped)")
+        console.print(skipped)
+    line = f"{report.images:,} images, {len(report.skipped)} skipped, {len(report.ignored)} non-image files ignored"
+    if report.dry_run:
+        console.print(line + " (nothing decoded or written)")
+        return
+    console.print(
+        f"{line}; {report.seconds:.1f} s, {report.images_per_second:,.0f} images/s on {report.jobs} worker(s) "
+        f"({report.backend}); {report.out}: {_size(report.output_bytes)}",
+        highlight=False,
+    )

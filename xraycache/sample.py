@@ -1,0 +1,161 @@
+"""A synthetic chest-X-ray-like dataset in the Kaggle layout, for demos, tests and benchmarks.
+
+The images are drawn, not real: a dark surround, a bright body, two darker lung fields crossed by
+ribs, a spine and heart shadow, film grain, and for pneumonia a patchy opacity in one lung. They
+keep what matters to the tool: the Kaggle folder layout and file names, several images per patient,
+the real set's class imbalance, a spread of sizes and aspect ratios, and ~10% RGB-encoded files.
+Every image is drawn from its own seed, so the same seed gives the same bytes on any core count.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from PIL import Image
+
+# Class shares of the full Kaggle set (1,583 normal, 2,780 bacterial, 1,493 viral of 5,856).
+CLASS_SHARES = {"normal": 0.27, "bacterial": 0.47, "viral": 0.26}
+SPLIT_SHARES = {"train": 0.86, "test": 0.11, "val": 0.03}
+RGB_SHARE = 0.10
+SIDE_RANGE = (400, 2800)
+DRAW_SIDE = 384  # anatomy is drawn at this resolution, then upsampled and grained
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    """One planned file: where it goes and how to draw it."""
+
+    relpath: str
+    kind: str  # normal, bacterial, viral
+    width: int
+    height: int
+    rgb: bool
+    seed: int
+
+
+def plan(n: int, seed: int = 0) -> list[SampleImage]:
+    """Decide every file's name, split, class and size (cheap; no pixels yet)."""
+    if n < 3:
+        raise ValueError("a sample needs at least 3 images (one per class)")
+    rng = np.random.default_rng(seed)
+    kinds = rng.choice(list(CLASS_SHARES), size=n, p=list(CLASS_SHARES.values()))
+    kinds[:3] = list(CLASS_SHARES)  # every class present, however small n is
+    planned: list[SampleImage] = []
+    used: set[str] = set()
+    counters = {"bacterial": 0, "viral": 0}
+    image_seeds = np.random.SeedSequence(seed).spawn(n)
+    i = 0
+    while i < n:
+        kind = str(kinds[i])
+        split = str(rng.choice(list(SPLIT_SHARES), p=list(SPLIT_SHARES.values())))
+        if i < len(CLASS_SHARES):
+            split = "val"  # the first patient of each class: val always holds every class
+        per_patient = int(rng.integers(1, 4))  # several images per patient, one split each
+        patient = int(rng.integers(1, 2000))
+        for k in range(per_patient):
+            if i >= n or str(kinds[i]) != kind:
+                break
+            if kind == "normal":
+                prefix = "NORMAL2-IM" if rng.random() < 0.4 else "IM"
+                name = f"{prefix}-{patient:04d}-{k + 1:04d}.jpeg"
+                folder = "NORMAL"
+            else:
+                counters[kind] += 1
+                word = "bacteria" if kind == "bacterial" else "virus"
+                name = f"person{patient}_{word}_{counters[kind]}.jpeg"
+                folder = "PNEUMONIA"
+            relpath = f"{split}/{folder}/{name}"
+            if relpath in used:
+                break
+            used.add(relpath)
+            long_side = int(np.exp(rng.uniform(np.log(900), np.log(SIDE_RANGE[1]))))
+            aspect = rng.uniform(0.65, 1.0)  # width/height or height/width
+            short_side = max(SIDE_RANGE[0], int(long_side * aspect))
+            width, height = (long_side, short_side) if rng.random() < 0.7 else (short_side, long_side)
+            rgb = bool(rng.random() < RGB_SHARE)
+            child_seed = int(image_seeds[i].generate_state(1)[0])
+            planned.append(SampleImage(relpath, kind, width, height, rgb, child_seed))
+            i += 1
+    return planned
+
+
+def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+
+
+def draw(item: SampleImage) -> np.ndarray:
+    """Draw one radiograph-like uint8 image of ``item``'s size."""
+    rng = np.random.default_rng(item.seed)
+    side = DRAW_SIDE
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    img = np.full((side, side), 0.06, np.float32)
+    # body/thorax: bright soft-tissue silhouette with shoulders
+    body = _ellipse(yy, xx, 0.62, 0.5, 0.55, 0.44 + rng.uniform(-0.04, 0.04))
+    img += 0.50 * np.clip(1.4 - body, 0, 1) ** 0.7
+    # lung fields: darker, each an ellipse
+    for cx, sign in ((0.33, -1), (0.67, 1)):
+        lung = _ellipse(yy, xx, 0.52, cx + sign * rng.uniform(0, 0.02), 0.27, 0.13)
+        img -= 0.30 * np.clip(1.0 - lung, 0, 1) ** 0.5
+    # ribs: bright arcs crossing the lungs
+    phase = rng.uniform(0, 2 * np.pi)
+    ribs = np.sin((yy - 0.6 * np.abs(xx - 0.5) ** 1.5) * 2 * np.pi * 10 + phase)
+    img += 0.07 * np.clip(ribs, 0, 1) ** 2 * np.clip(1.0 - body, 0, 1) ** 0.3
+    # spine and mediastinum/heart shadow
+    img += 0.22 * np.exp(-(((xx - 0.5) / 0.045) ** 2)) * (yy > 0.15)
+    img += 0.20 * np.clip(1 - _ellipse(yy, xx, 0.62, 0.55, 0.14, 0.12), 0, 1)
+    # pneumonia: patchy opacity in one lung
+    if item.kind != "normal":
+        cx = 0.33 if rng.random() < 0.5 else 0.67
+        patch = np.exp(-_ellipse(yy, xx, rng.uniform(0.45, 0.65), cx, 0.10, 0.07))
+        coarse = Image.fromarray((rng.random((side // 24, side // 24)) * 255).astype(np.uint8))
+        texture = np.asarray(coarse.resize((side, side), Image.Resampling.BICUBIC), np.float32) / 255
+        strength = 0.25 if item.kind == "bacterial" else 0.15
+        img += strength * patch * (0.5 + texture)
+    img = np.clip(img, 0, 1)
+    small = Image.fromarray((img * 255).astype(np.uint8))
+    big = np.asarray(small.resize((item.width, item.height), Image.Resampling.BILINEAR), dtype=np.float32)
+    grain = rng.standard_normal((item.height, item.width), dtype=np.float32) * 3.0
+    return np.clip(big + grain, 0, 255).astype(np.uint8)
+
+
+def encode(item: SampleImage, pixels: np.ndarray) -> bytes:
+    """JPEG bytes of one image: grayscale, or gray stored as RGB for ~10% of files."""
+    image = Image.fromarray(pixels, mode="L")
+    if item.rgb:
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _write_one(root: str, item: SampleImage) -> int:
+    data = encode(item, draw(item))
+    path = os.path.join(root, item.relpath)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return len(data)
+
+
+def write_sample(
+    directory: str | os.PathLike[str],
+    n: int = 600,
+    seed: int = 0,
+    jobs: int = -1,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write ``n`` synthetic images under ``DIR/chest_xray``; returns that folder."""
+    root = Path(directory) / "chest_xray"
+    items = plan(n, seed)
+    for folder in {os.path.dirname(item.relpath) for item in items}:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size="auto")
+    for _ in parallel(joblib.delayed(_write_one)(str(root), item) for item in items):
+        if progress is not None:
+            progress(1)
+    return root

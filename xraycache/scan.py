@@ -1,0 +1,200 @@
+"""Find the images under a source folder and work out each one's split, label and patient.
+
+The layout is recognised from the folder names alone (no pixel is read here), so a scan of
+thousands of files takes a fraction of a second and ``build --dry-run`` can show it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
+# OS and archive litter: never an image, never a warning.
+LITTER_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "__macosx"})
+SPLIT_ORDER = ("train", "val", "test")
+
+Classes = Literal["auto", "binary", "three"]
+KAGGLE_FOLDERS = {"normal": "normal", "pneumonia": "pneumonia"}
+THREE_FOLDERS = {"1_normal": "normal", "2_bacteria": "bacterial", "3_virus": "viral"}
+BINARY_LABELS = ("normal", "pneumonia")
+THREE_LABELS = ("normal", "bacterial", "viral")
+
+_PATIENT_PATTERNS = (
+    re.compile(r"^(person\d+)_", re.IGNORECASE),
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),
+)
+_KIND_PATTERN = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One image file found by the scan, with what its path says about it."""
+
+    path: str  # POSIX path relative to the source root
+    split: str
+    label: int
+    patient: str
+
+
+@dataclass
+class ScanResult:
+    """Everything a build needs to know before it decodes a single pixel."""
+
+    root: Path
+    layout: str  # "kaggle", "three-folder", "class-folders" or "flat"
+    label_names: tuple[str, ...]
+    files: list[SourceFile]  # ordered by code-point order of ``path``
+    ignored: list[str] = field(default_factory=list)  # non-image files, relative paths
+    unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Split names in the canonical order: train, val, test, then the rest sorted."""
+        return order_splits({f.split for f in self.files})
+
+    def counts(self) -> dict[str, Counter[int]]:
+        """Images per split and label index."""
+        out: dict[str, Counter[int]] = {s: Counter() for s in self.splits}
+        for f in self.files:
+            out[f.split][f.label] += 1
+        return out
+
+
+def order_splits(names: set[str] | list[str]) -> tuple[str, ...]:
+    """Order split names as train, val, test, then any other name sorted."""
+    known = [s for s in SPLIT_ORDER if s in names]
+    return tuple(known + sorted(set(names) - set(SPLIT_ORDER)))
+
+
+def patient_id(filename: str) -> str:
+    """Patient id encoded in a Kaggle file name (``person12``, ``IM-0115``), or ``""``."""
+    for pattern in _PATIENT_PATTERNS:
+        match = pattern.match(filename)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def pneumonia_kind(filename: str) -> str | None:
+    """``bacterial`` or ``viral`` from a Kaggle pneumonia file name, ``None`` if it says neither."""
+    match = _KIND_PATTERN.search(filename)
+    if not match:
+        return None
+    return "bacterial" if match.group(1).lower() == "bacteria" else "viral"
+
+
+def _is_litter(name: str) -> bool:
+    return name.lower() in LITTER_NAMES or name.startswith("._")
+
+
+def _walk(root: Path) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Relative path parts of every image file under root, and the relative paths of other files.
+
+    Symlinks to files are followed; symlinked directories are not (so a link loop cannot hang the
+    scan); hidden entries and OS litter are passed over.
+    """
+    images: list[tuple[str, ...]] = []
+    ignored: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = Path(dirpath).relative_to(root).parts
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not _is_litter(d)]
+        for name in filenames:
+            if name.startswith(".") or _is_litter(name):
+                continue
+            parts = (*rel_dir, name)
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                images.append(parts)
+            else:
+                ignored.append("/".join(parts))
+    return images, ignored
+
+
+def _describe(root: Path) -> str:
+    entries = sorted(p.name for p in root.iterdir())[:6] if root.is_dir() else []
+    found = ", ".join(entries) if entries else "nothing"
+    return f"found {found}"
+
+
+def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
+    """Scan ``src`` and label its images from the folder layout (see the README's table).
+
+    ``classes="three"`` splits the Kaggle PNEUMONIA folder into bacterial and viral by file name;
+    ``"binary"`` folds a 1_Normal/2_Bacteria/3_Virus layout into normal and pneumonia.
+    """
+    root = Path(src)
+    if not root.exists():
+        raise InputError(f"source folder {root} does not exist")
+    if not root.is_dir():
+        raise InputError(f"source {root} is not a folder; give the folder that holds the images")
+    images, ignored = _walk(root)
+    if not images:
+        raise InputError(
+            f"no .jpeg/.jpg/.png images under {root} ({_describe(root)}); expected "
+            "[split/]CLASS/*.jpeg folders such as chest_xray/train/NORMAL/, or images directly in it"
+        )
+    depths = Counter(len(parts) - 1 for parts in images)
+    if len(depths) > 1:
+        found = ", ".join(f"{n} at depth {d}" for d, n in sorted(depths.items()))
+        raise InputError(
+            f"images under {root} lie at mixed folder depths ({found}); expected all of them "
+            "in SRC/, SRC/CLASS/ or SRC/SPLIT/CLASS/ (point SRC at the folder that holds the splits)"
+        )
+    depth = next(iter(depths))
+    if depth > 2:
+        example = "/".join(images[0])
+        raise InputError(
+            f"images under {root} are {depth} folders deep (e.g. {example}); expected SRC/, "
+            "SRC/CLASS/ or SRC/SPLIT/CLASS/: point SRC at the folder that holds the splits"
+        )
+    folder_names = sorted({parts[-2] for parts in images}) if depth >= 1 else []
+    lowered = {name.lower() for name in folder_names}
+    if depth == 0:
+        layout, label_names = "flat", ("unlabeled",)
+    elif lowered <= set(KAGGLE_FOLDERS):
+        layout = "kaggle"
+        label_names = THREE_LABELS if classes == "three" else BINARY_LABELS
+    elif lowered <= set(THREE_FOLDERS):
+        layout = "three-folder"
+        label_names = BINARY_LABELS if classes == "binary" else THREE_LABELS
+    else:
+        if classes != "auto":
+            raise InputError(
+                f"--classes {classes} needs NORMAL/PNEUMONIA or 1_Normal/2_Bacteria/3_Virus folders, "
+                f"but {root} has class folders {', '.join(folder_names[:6])}"
+            )
+        layout, label_names = "class-folders", tuple(folder_names)
+    index = {name: i for i, name in enumerate(label_names)}
+
+    files: list[SourceFile] = []
+    unlabeled: list[tuple[str, str]] = []
+    for parts in images:
+        rel = "/".join(parts)
+        name = parts[-1]
+        split = parts[0] if depth == 2 else "all"
+        if layout == "flat":
+            label = "unlabeled"
+        elif layout == "kaggle":
+            label = KAGGLE_FOLDERS[parts[-2].lower()]
+            if classes == "three" and label == "pneumonia":
+                kind = pneumonia_kind(name)
+                if kind is None:
+                    unlabeled.append((rel, "name says neither bacteria nor virus (--classes three)"))
+                    continue
+                label = kind
+        elif layout == "three-folder":
+            label = THREE_FOLDERS[parts[-2].lower()]
+            if classes == "binary" and label != "normal":
+                label = "pneumonia"
+        else:
+            label = parts[-2]
+        files.append(SourceFile(rel, split, index[label], patient_id(name)))
+    files.sort(key=lambda f: f.path)
+    ignored.sort()
+    return ScanResult(root.resolve(), layout, label_names, files, ignored, unlabeled)
