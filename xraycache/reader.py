@@ -1,0 +1,462 @@
+"""Read a cache back: ``xraycache.open(path)`` -> Cache -> ``cache["train"]`` -> Split of NumPy arrays.
+
+Small objects with NumPy-like slicing, in the spirit of h5py. Uncompressed image arrays are stored
+contiguously (see writer.py), so they are read through a read-only ``np.memmap`` of the file at the
+dataset's offset: whole-split loads and shuffled batches then run at memory speed. Compressed (chunked)
+arrays are read through h5py in whole chunks. A Split pickles as (path, split name) and opens the file
+again, lazily, in the process that unpickles it, so it is safe in multiprocess data-loader workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import h5py
+import numpy as np
+
+from .errors import InputError, NotACacheError
+from .writer import FORMAT_NAME, FORMAT_VERSION
+
+BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
+STRING_COLUMNS_KIND = ("O", "S")
+
+
+class Skipped(NamedTuple):
+    """A file the build did not take: its path relative to the source folder, its split, and why."""
+
+    path: str
+    split: str
+    reason: str
+
+
+def _python(value: Any) -> Any:
+    """HDF5 attribute -> plain Python (str, int, float, tuple of str)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return tuple(_python(v) for v in value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """A column of vlen/fixed byte strings -> a NumPy array of str."""
+    if values.size == 0:
+        return np.array([], dtype=str)
+    out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
+    return np.array(out, dtype=str)
+
+
+class _Handle:
+    """An h5py file opened on first use, and again after a fork or unpickling (never shared)."""
+
+    def __init__(self, path: Path, file: h5py.File | None = None) -> None:
+        self.path = path
+        self._file = file
+        self._pid = os.getpid() if file is not None else -1
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
+            self._file = _open_h5(self.path)
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+
+def _open_h5(path: Path) -> h5py.File:
+    if not path.exists():
+        raise InputError(f"{path}: no such file; give a cache written by `xraycache build SRC OUT`")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a cache file written by `xraycache build SRC OUT`")
+    try:
+        file = h5py.File(path, "r")
+    except OSError as exc:
+        raise NotACacheError(
+            f"{path} is not an HDF5 file ({exc.__class__.__name__}); give a cache written by `xraycache build SRC OUT`"
+        ) from None
+    fmt = _python(file.attrs.get("format", ""))
+    if fmt != FORMAT_NAME:
+        file.close()
+        raise NotACacheError(f"{path} is HDF5 but not an xraycache cache; build one with `xraycache build SRC OUT`")
+    version = int(_python(file.attrs.get("format_version", 0)))
+    if version > FORMAT_VERSION:
+        file.close()
+        raise NotACacheError(
+            f"{path} has format version {version}, newer than this xraycache reads ({FORMAT_VERSION}); upgrade it"
+        )
+    return file
+
+
+class Cache:
+    """An open cache file: its build settings, its splits and the files it skipped. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._handle = _Handle(self.path, _open_h5(self.path))
+        file = self._handle.file
+        self.attrs: dict[str, Any] = {key: _python(value) for key, value in file.attrs.items()}
+        self.label_names: tuple[str, ...] = tuple(self.attrs.get("label_names", ()))
+        listed = tuple(self.attrs.get("splits", ()))
+        self.splits: tuple[str, ...] = tuple(s for s in listed if isinstance(file.get(s), h5py.Group))
+        self._split_objects: dict[str, Split] = {}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The build options that shaped the pixels (size, fit, filter, classes, compression)."""
+        keys = ("size", "fit", "filter", "classes", "compression", "max_pixels")
+        return {key: self.attrs[key] for key in keys if key in self.attrs}
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        """Files the build did not take, with the reason for each (may be empty)."""
+        group = self._handle.file.get("skipped")
+        if group is None:
+            return []
+        columns = [_strings(group[name][:]) if name in group else None for name in ("path", "split", "reason")]
+        n = len(columns[0]) if columns[0] is not None else 0
+        return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
+
+    def __getitem__(self, split: str) -> Split:
+        if split not in self.splits:
+            available = ", ".join(self.splits) or "none"
+            raise InputError(f"{self.path} has no split {split!r}; available: {available}")
+        if split not in self._split_objects:
+            self._split_objects[split] = Split(self.path, split, _handle=self._handle)
+        return self._split_objects[split]
+
+    def __contains__(self, split: object) -> bool:
+        return split in self.splits
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.splits)
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    def close(self) -> None:
+        """Close the file; Splits taken from this cache then reopen it themselves if used again."""
+        self._handle.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}: {len(self[s])}" for s in self.splits)
+        return f"<xraycache.Cache {self.path} ({sizes}) labels {list(self.label_names)}>"
+
+
+def open(path: str | os.PathLike[str]) -> Cache:
+    """Open a cache file for reading; raises NotACacheError if it is not one, InputError if missing."""
+    return Cache(path)
+
+
+def _check_indices(index: np.ndarray, n: int, what: str) -> np.ndarray:
+    """Integer array with negatives wrapped; InputError naming the valid range if any is out of it."""
+    if index.dtype == bool:
+        if index.shape != (n,):
+            raise InputError(f"boolean mask of length {index.size} for {what} of length {n}; give a mask of length {n}")
+        return np.flatnonzero(index)
+    if index.size and not np.issubdtype(index.dtype, np.integer):
+        raise InputError(f"index array of {index.dtype} for {what}; give integers, a slice or a boolean mask")
+    index = index.astype(np.int64, copy=False)
+    if index.size and (index.min() < -n or index.max() >= n):
+        bad = int(index[(index < -n) | (index >= n)][0])
+        raise InputError(f"index {bad} is out of range for {what} of length {n}; use 0 to {n - 1} (or -{n} to -1)")
+    return np.where(index < 0, index + n, index)
+
+
+class Images:
+    """The images of one split, (N, H, W) uint8, read on demand: ``split.images[10:20]``.
+
+    Accepts what h5py accepts (an int, a slice, a sorted array of ints) and more: unsorted or repeated
+    index arrays, negative indices and boolean masks (read sorted, then reordered). A tuple key indexes
+    the first axis as above and then applies the rest in NumPy, e.g. ``images[0, 100:150, :]``.
+    """
+
+    def __init__(self, split: Split) -> None:
+        self._split = split
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._split._dset("images").shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self._split._dset("images").dtype)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self._split.load()[0]
+        return data if dtype is None else data.astype(dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rest: tuple[Any, ...] = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0], key[1:]) if key else (slice(None), ())
+        out = self._split._read_first_axis(key)
+        return out[(slice(None), *rest)] if rest and out.ndim == 3 else (out[rest] if rest else out)
+
+    def __repr__(self) -> str:
+        return f"<xraycache images {self.shape} {self.dtype}>"
+
+
+class Meta(Mapping[str, np.ndarray]):
+    """Per-image provenance of a split: column name -> NumPy array (strings as str, not bytes)."""
+
+    def __init__(self, split: Split) -> None:
+        self._split = split
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _group(self) -> h5py.Group:
+        return self._split._group()["meta"]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            group = self._group()
+            if name not in group:
+                raise KeyError(f"no meta column {name!r}; available: {', '.join(group)}")
+            dset = group[name]
+            values = dset[:]
+            self._cache[name] = _strings(values) if values.dtype.kind in STRING_COLUMNS_KIND else values
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._group()))
+
+    def __len__(self) -> int:
+        return len(self._group())
+
+    def row(self, index: int) -> dict[str, Any]:
+        """All columns of one image as plain Python values."""
+        n = len(self._split)
+        i = int(_check_indices(np.array([index]), n, f"split {self._split.name!r}")[0])
+        return {name: self[name][i].item() for name in self}
+
+
+class Split:
+    """One split (train/val/test/...) of a cache: ``images``, ``labels``, ``meta``, ``load()``, ``batches()``.
+
+    Pickles as (path, split name); the unpickled copy opens the file itself on first use.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str, *, _handle: _Handle | None = None) -> None:
+        self.path = Path(path)
+        self.name = name
+        self._shared = _handle is not None  # the Cache's file: the Cache closes it
+        self._handle = _handle if _handle is not None else _Handle(self.path)
+        self._memmap: np.memmap | None = None
+        self._memmap_pid = -1
+        self._labels: np.ndarray | None = None
+        self._label_names: tuple[str, ...] | None = None
+        self.images = Images(self)
+        self.meta = Meta(self)
+        if _handle is None:  # validate eagerly when built by hand, so a wrong name fails here
+            self._group()
+
+    # -- pickling: path and name only -------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path), "name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["name"], _handle=_Handle(Path(state["path"])))  # type: ignore[misc]
+        self._shared = False
+
+    # -- file access --------------------------------------------------------------------
+    def _group(self) -> h5py.Group:
+        file = self._handle.file
+        group = file.get(self.name)
+        if not isinstance(group, h5py.Group) or "images" not in group:
+            splits = [s for s in _python(file.attrs.get("splits", ())) if s in file]
+            raise InputError(f"{self.path} has no split {self.name!r}; available: {', '.join(splits) or 'none'}")
+        return group
+
+    def _dset(self, name: str) -> h5py.Dataset:
+        return self._group()[name]
+
+    def _mapped(self) -> np.memmap | None:
+        """A read-only memmap of the images when they are stored contiguously and uncompressed."""
+        if self._memmap is not None and self._memmap_pid == os.getpid():
+            return self._memmap
+        dset = self._dset("images")
+        offset = dset.id.get_offset() if dset.chunks is None and dset.compression is None else None
+        if offset is None or dset.size == 0:
+            return None
+        self._memmap = np.memmap(self.path, dtype=dset.dtype, mode="r", offset=offset, shape=dset.shape)
+        self._memmap_pid = os.getpid()
+        return self._memmap
+
+    def _read_sorted(self, index: np.ndarray) -> np.ndarray:
+        """Images at sorted, unique indices, in large reads: memmap fancy index, or whole chunks via h5py."""
+        mapped = self._mapped()
+        if mapped is not None:
+            return np.asarray(mapped[index])
+        dset = self._dset("images")
+        out = np.empty((index.size, *dset.shape[1:]), dtype=dset.dtype)
+        if index.size == 0:
+            return out
+        rows = dset.chunks[0] if dset.chunks is not None else 1
+        chunk = index // rows
+        # consecutive runs of needed chunks: one slice read per run, then pick the rows
+        breaks = np.flatnonzero(np.diff(chunk) > 1) + 1
+        for run in np.split(np.arange(index.size), breaks):
+            start = int(chunk[run[0]]) * rows
+            stop = min((int(chunk[run[-1]]) + 1) * rows, dset.shape[0])
+            block = dset[start:stop]
+            out[run] = block[index[run] - start]
+        return out
+
+    def _read_first_axis(self, key: Any) -> np.ndarray:
+        n = len(self)
+        what = f"split {self.name!r}"
+        if isinstance(key, (int, np.integer)):
+            i = int(_check_indices(np.array([key]), n, what)[0])
+            return self._read_sorted(np.array([i]))[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step == 1:
+                mapped = self._mapped()
+                return np.array(mapped[start:stop]) if mapped is not None else self._dset("images")[start:stop]
+            key = np.arange(start, stop, step)
+        if key is Ellipsis:
+            return self.load()[0]
+        index = _check_indices(np.asarray(key), n, what)
+        if index.ndim != 1:
+            raise InputError(f"index array of shape {index.shape} for {what}; give a 1-D array of indices")
+        unique, inverse = np.unique(index, return_inverse=True)
+        data = self._read_sorted(unique)
+        return data if unique.size == index.size and np.array_equal(unique, index) else data[inverse]
+
+    # -- public API ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._dset("images").shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(N, H, W) of the stored images."""
+        return tuple(self._dset("images").shape)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Class names, indexed by label value."""
+        if self._label_names is None:
+            self._label_names = tuple(_python(self._handle.file.attrs.get("label_names", ())))
+        return self._label_names
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The label of every image (int16 as stored; index into ``label_names``)."""
+        if self._labels is None:
+            self._labels = self._dset("labels")[:]
+        return self._labels
+
+    def label_index(self, label: str | int) -> int:
+        """A label name (or number) -> its value; InputError listing the names if it is not one."""
+        names = self.label_names
+        if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(names):
+            return int(label)
+        if isinstance(label, str) and label in names:
+            return names.index(label)
+        if isinstance(label, str) and label.isdigit() and int(label) < len(names):
+            return int(label)
+        raise InputError(f"no label {label!r} in {self.path}; use one of: {', '.join(names)}")
+
+    def counts(self) -> np.ndarray:
+        """Images per label value (length ``len(label_names)``)."""
+        return np.bincount(self.labels, minlength=len(self.label_names))
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole split as NumPy ``(images (N, H, W) uint8, labels (N,))``, read in one large read."""
+        dset = self._dset("images")
+        out = np.empty(dset.shape, dtype=dset.dtype)
+        mapped = self._mapped()
+        if mapped is not None:
+            with self.path.open("rb") as handle:  # one sequential read into the preallocated array
+                handle.seek(int(dset.id.get_offset()))
+                view = out.reshape(-1).data
+                got = 0
+                while got < out.nbytes:
+                    n = handle.readinto(view[got:])
+                    if not n:
+                        raise NotACacheError(f"{self.path} is truncated; rebuild it with `xraycache build`")
+                    got += n
+        elif dset.size:
+            dset.read_direct(out)
+        return out, self.labels.copy()
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        balanced: bool = False,
+        dtype: str | np.dtype[Any] | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(images, labels)`` batches for one epoch, reading in large sorted blocks.
+
+        One global order per (seed, epoch): the same pair gives the same batches, another epoch another
+        order. ``balanced=True`` draws ``len(split)`` images with replacement, each with weight inverse to
+        its class frequency. ``dtype=None`` keeps uint8; ``"float32"`` (or any float) scales to [0, 1].
+        The last short batch is kept unless ``drop_last``. Memory stays ~2 x 64 MB whatever the split size.
+        """
+        if batch_size < 1:
+            raise InputError(f"batch_size {batch_size} must be at least 1")
+        order = self.order(shuffle=shuffle, seed=seed, epoch=epoch, balanced=balanced)
+        out_dtype = np.dtype(dtype) if dtype is not None else None
+        if out_dtype is not None and out_dtype.kind not in "fiu":
+            raise InputError(f"dtype {dtype!r} is not numeric; use None (uint8) or 'float32'")
+        n_batches = len(order) // batch_size if drop_last else -(-len(order) // batch_size)
+        labels = self.labels
+        image_bytes = max(1, int(np.prod(self.shape[1:])))
+        per_block = max(1, BLOCK_BYTES // (image_bytes * batch_size))  # batches per sorted read
+        for first in range(0, n_batches, per_block):
+            last = min(n_batches, first + per_block)
+            idx = order[first * batch_size : last * batch_size]
+            unique, inverse = np.unique(idx, return_inverse=True)
+            block = self._read_sorted(unique)
+            for b in range(last - first):
+                pick = inverse[b * batch_size : (b + 1) * batch_size]
+                xb = block[pick]
+                if out_dtype is not None and out_dtype.kind == "f":
+                    xb = np.multiply(xb, out_dtype.type(1.0 / 255.0), dtype=out_dtype)
+                elif out_dtype is not None:
+                    xb = xb.astype(out_dtype)
+                yield xb, labels[idx[b * batch_size : (b + 1) * batch_size]]
+
+    def order(self, shuffle: bool = True, seed: int = 0, epoch: int = 0, balanced: bool = False) -> np.ndarray:
+        """The image indices one epoch of ``batches()`` visits, in order (deterministic in seed and epoch)."""
+        n = len(self)
+        rng = np.random.default_rng([int(seed), int(epoch)])
+        if balanced and n:
+            weights = 1.0 / self.counts()[self.labels]
+            drawn = rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+            return drawn if shuffle else np.sort(drawn)
+        return rng.permutation(n) if shuffle else np.arange(n)
+
+    def close(self) -> None:
+        """Drop the memmap and close a file this Split opened itself."""
+        self._memmap = None
+        if not self._shared:
+            self._handle.close()
+
+    def __repr__(self) -> str:
+        return f"<xraycache.Split {self.name!r} of {self.path}: {self.shape} labels {list(self.label_names)}>"
