@@ -17,23 +17,28 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .area import area_resize
 from .backend import installed_imaging_backend
 from .errors import DecodeError
 
 Fit = Literal["stretch", "pad", "crop"]
-FilterName = Literal["box", "bilinear", "hamming", "lanczos"]
-FILTERS: dict[str, Image.Resampling] = {
+FilterName = Literal["area", "box", "bilinear", "hamming", "lanczos"]
+# "area" is exact area averaging (xraycache.area); the others are Pillow's resampling filters.
+PILLOW_FILTERS: dict[str, Image.Resampling] = {
     "box": Image.Resampling.BOX,
     "bilinear": Image.Resampling.BILINEAR,
     "hamming": Image.Resampling.HAMMING,
     "lanczos": Image.Resampling.LANCZOS,
 }
-DEFAULT_FILTER: FilterName = "box"
+FILTERS = ("area", *PILLOW_FILTERS)
+# Exact area averaging is the default: the only filter that keeps the worst synthetic stripe pattern
+# above 40 dB against the area reference (Pillow's BOX: 28 dB), at ~1 ms an image more than BOX.
+DEFAULT_FILTER: FilterName = "area"
 # A chest radiograph is at most ~4,300 x 4,300 px (20 MP); 64 MP leaves room and still refuses
 # decompression bombs before a single pixel is allocated.
 DEFAULT_MAX_PIXELS = 64_000_000
 # Draft (DCT-scaled) decode to at least this multiple of the target: measured on the real sample,
-# 1x leaves the worst image at 36 dB against an exact area average, 2x at 43 dB.
+# 1x leaves the worst image at 37 dB against an exact area average, 2x at 46 dB (area filter).
 DRAFT_OVERSAMPLE = 2
 FORMATS = ("JPEG", "PNG")
 HIGH_BIT_PERCENTILES = (0.5, 99.5)
@@ -118,12 +123,17 @@ def fit_box(width: int, height: int, spec: ResizeSpec) -> tuple[tuple[int, int],
 def resize_gray(image: Image.Image, spec: ResizeSpec) -> np.ndarray:
     """Low-pass resize an ``L`` image to ``spec`` (stretch, pad with 0, or centre crop)."""
     (out_w, out_h), box = fit_box(image.width, image.height, spec)
-    if RESIZE_IN_RGB:
-        resized = image.convert("RGB").resize((out_w, out_h), FILTERS[spec.filter], box=box)
-        resized = resized.getchannel(0)
+    upscaling = out_w > box[2] - box[0] or out_h > box[3] - box[1]
+    if spec.filter == "area" and not upscaling:
+        pixels = area_resize(np.asarray(image, dtype=np.uint8), (out_w, out_h), box)
     else:
-        resized = image.resize((out_w, out_h), FILTERS[spec.filter], box=box)
-    pixels = np.asarray(resized, dtype=np.uint8)
+        # Pillow filters; a source smaller than the output is interpolated bilinearly
+        resample = Image.Resampling.BILINEAR if spec.filter == "area" else PILLOW_FILTERS[spec.filter]
+        if RESIZE_IN_RGB:
+            resized = image.convert("RGB").resize((out_w, out_h), resample, box=box).getchannel(0)
+        else:
+            resized = image.resize((out_w, out_h), resample, box=box)
+        pixels = np.asarray(resized, dtype=np.uint8)
     if spec.fit != "pad":
         return pixels
     canvas = np.zeros((spec.size, spec.size), dtype=np.uint8)

@@ -1,0 +1,64 @@
+"""Shared fixtures: small, seeded image datasets written by the tests themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+KAGGLE_FILES = {
+    "train/NORMAL/IM-0115-0001.jpeg": (300, 240),
+    "train/NORMAL/IM-0115-0002.jpeg": (320, 260),
+    "train/NORMAL/NORMAL2-IM-1427-0001.jpeg": (280, 300),
+    "train/PNEUMONIA/person12_bacteria_47.jpeg": (260, 200),
+    "train/PNEUMONIA/person12_virus_3.jpeg": (310, 250),
+    "train/PNEUMONIA/person3_bacteria_10.jpeg": (400, 330),
+    "val/NORMAL/IM-0200-0001.jpeg": (240, 240),
+    "val/PNEUMONIA/person40_virus_80.jpeg": (250, 270),
+    "test/NORMAL/IM-0300-0001.jpeg": (290, 220),
+    "test/PNEUMONIA/person50_bacteria_1.jpeg": (230, 260),
+}
+
+
+def radiograph(width: int, height: int, seed: int) -> np.ndarray:
+    """A small smooth gray image with some structure and noise (deterministic from ``seed``)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(width, height)
+    body = np.exp(-(((xx - 0.5) / 0.35) ** 2 + ((yy - 0.55) / 0.45) ** 2))
+    img = 30 + 180 * body + 20 * np.sin(yy * 40 + rng.uniform(0, 6)) + rng.normal(0, 4, (height, width))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_image(path: Path, pixels: np.ndarray, mode: str = "L", fmt: str = "JPEG", **save: object) -> Path:
+    """Write ``pixels`` as an image file, creating folders; ``mode="RGB"`` stores gray as RGB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(pixels, mode="L")
+    if mode != "L":
+        image = image.convert(mode)
+    image.save(path, format=fmt, **save)
+    return path
+
+
+@pytest.fixture
+def make_dataset(tmp_path: Path) -> Callable[..., Path]:
+    """Write a dataset of small images: ``make_dataset(files={relpath: (w, h)}, rgb={relpath})``."""
+
+    def make(files: dict[str, tuple[int, int]] | None = None, rgb: set[str] | None = None, name: str = "src") -> Path:
+        root = tmp_path / name
+        root.mkdir(exist_ok=True)
+        for index, (rel, (width, height)) in enumerate(sorted((KAGGLE_FILES if files is None else files).items())):
+            mode = "RGB" if rel in (rgb or set()) else "L"
+            fmt = "PNG" if rel.lower().endswith(".png") else "JPEG"
+            write_image(root / rel, radiograph(width, height, index), mode=mode, fmt=fmt)
+        return root
+
+    return make
+
+
+@pytest.fixture
+def kaggle(make_dataset: Callable[..., Path]) -> Path:
+    """A 10-image Kaggle-layout dataset (train/val/test, NORMAL/PNEUMONIA), one file stored as RGB."""
+    return make_dataset(rgb={"train/PNEUMONIA/person12_virus_3.jpeg"})
