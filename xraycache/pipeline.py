@@ -1,9 +1,16 @@
-"""The build: scan SRC, decode and resize on all cores with joblib, stream into one HDF5 file."""
+"""The build: scan SRC, decode and resize on all cores with joblib, stream into one HDF5 file.
+
+When OUT already holds a cache of the same SRC made with the same settings, the build is
+incremental: unchanged images are copied from it in blocks, only new and changed files are
+decoded, and when nothing changed nothing is written at all (see ``incremental.py``).
+"""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,24 +20,42 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import h5py
 import joblib
+import numpy as np
 
 from . import __version__
 from .backend import backend_info
-from .decode import DEFAULT_FILTER, DEFAULT_MAX_PIXELS, FILTERS, DecodedImage, DecodeError, FilterName, Fit, ResizeSpec, decode_file
-from .errors import InputError, StrictError
+from .decode import (
+    DEFAULT_FILTER,
+    DEFAULT_MAX_PIXELS,
+    FILTERS,
+    DecodedImage,
+    DecodeError,
+    FilterName,
+    Fit,
+    ResizeSpec,
+    decode_file,
+)
+from .errors import InputError, NotACacheError, StrictError
+from .incremental import Action, OldCache, Plan, plan_rebuild, read_old_cache, settings_diff
 from .scan import Classes, ScanResult, SourceFile, scan
-from .writer import CacheWriter, Compression, remove_stale_temporaries
+from .writer import FORMAT_VERSION, META_COLUMNS, CacheWriter, Compression, remove_stale_temporaries, storable_path
 
 ProgressCallback = Callable[[int], None]
 FITS = ("stretch", "pad", "crop")
 COMPRESSIONS = ("none", "gzip", "lzf")
 CLASS_MODES = ("auto", "binary", "three")
+COPY_BLOCK_BYTES = 32 << 20  # images copied from an old cache per read/write, at most
 
 
 @dataclass
 class BuildReport:
-    """What a build did: counts per split and label, what it skipped and ignored, and how fast."""
+    """What a build did: counts per split and label, what it skipped and ignored, and how fast.
+
+    ``mode`` is ``cold`` (everything decoded), ``incremental`` (an old cache reused in part),
+    ``unchanged`` (the old cache was up to date: nothing written) or ``dry-run``.
+    """
 
     src: str
     out: str
@@ -46,6 +71,12 @@ class BuildReport:
     output_bytes: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     backend: str = ""
+    mode: str = "cold"
+    reused: int = 0  # images copied from the old cache (touched ones included)
+    touched: int = 0  # reused although their mtime moved: same content hash
+    added: int = 0  # files new since the old cache (decoded)
+    changed: int = 0  # files whose content changed (decoded again)
+    removed: int = 0  # images of the old cache whose file is gone
 
     @property
     def images(self) -> int:
@@ -66,11 +97,19 @@ class BuildReport:
 
 def _decode_task(root: str, source: SourceFile, spec: ResizeSpec) -> DecodedImage | str:
     """Worker entry point: the decoded image, or the reason the file was skipped (never raises)."""
+    path = os.path.join(root, source.path)
     try:
-        return decode_file(os.path.join(root, source.path), spec)
+        return decode_file(path, spec)
     except DecodeError as exc:
+        if os.path.islink(path) and not os.path.exists(path):
+            try:
+                os.stat(path)
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    return "symlink loop: the link never reaches a file"
+            return "broken symlink: its target does not exist"
         return str(exc)
-    except Exception as exc:  # noqa: BLE001 - a bad file must never stop a build
+    except Exception as exc:
         return f"unexpected {type(exc).__name__}: {exc}"
 
 
@@ -79,7 +118,7 @@ def _validate(size: int, fit: str, filter: str, compression: str, classes: str, 
         raise InputError(f"--size {size} is out of range; use 8 to 4096 pixels")
     for name, value, allowed in (
         ("fit", fit, FITS),
-        ("filter", filter, tuple(FILTERS)),
+        ("filter", filter, FILTERS),
         ("compression", compression, COMPRESSIONS),
         ("classes", classes, CLASS_MODES),
     ):
@@ -89,15 +128,13 @@ def _validate(size: int, fit: str, filter: str, compression: str, classes: str, 
         raise InputError(f"--jobs {jobs}: use a positive number of workers, or -1 for all cores")
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def _check_output(out: Path) -> None:
     if out.is_dir():
         raise InputError(f"output {out} is a folder; give a file name such as {out / 'cache.h5'}")
     if not out.parent.is_dir():
         raise InputError(f"cannot write {out}: folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK):
         raise InputError(f"cannot write {out}: folder {out.parent} is not writable")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
 
 
 @contextmanager
@@ -105,7 +142,7 @@ def output_lock(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on OUT for the whole build, so two builds never write it at once."""
     lock_path = out.parent / f".{out.name}.lock"
     try:
-        handle = open(lock_path, "a+")
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the whole block
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc.strerror}") from None
     try:
@@ -121,6 +158,18 @@ def output_lock(out: Path) -> Iterator[None]:
 def _resolve_jobs(jobs: int) -> int:
     cpus = os.cpu_count() or 1
     return max(1, cpus + 1 + jobs) if jobs < 0 else jobs
+
+
+def os_reason(exc: OSError) -> str:
+    """The short reason of an OS error, also out of HDF5's long messages (``errno = 28, ...``)."""
+    if exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    match = re.search(r"error message = '([^']+)'", text) or re.search(r"errno = (\d+)", text)
+    if match:
+        value = match.group(1)
+        return os.strerror(int(value)) if value.isdigit() else value
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def build(
@@ -140,10 +189,13 @@ def build(
     progress: ProgressCallback | None = None,
     command: str | None = None,
 ) -> BuildReport:
-    """Build one HDF5 cache of every readable image under ``src``; returns a BuildReport.
+    """Build (or bring up to date) one HDF5 cache of every readable image under ``src``.
 
-    Raises InputError for unusable arguments, paths or layouts, and StrictError when
-    ``strict`` is set and some file could not be decoded (OUT is then not written).
+    If ``out`` holds a cache of the same ``src`` built with the same settings, only new and changed
+    files are decoded (nothing is written when nothing changed); ``overwrite`` forces a cold build.
+    Raises InputError for unusable arguments, paths or layouts, for an ``out`` built with other
+    settings, and for write errors (OUT is then untouched); StrictError when ``strict`` is set and
+    some file could not be decoded (OUT is then not written).
     """
     _validate(size, fit, filter, compression, classes, jobs)
     started = time.perf_counter()
@@ -151,32 +203,93 @@ def build(
     found = scan(src, classes)
     spec = ResizeSpec(size=size, fit=fit, filter=filter, max_pixels=max_pixels)
     n_jobs = _resolve_jobs(jobs)
-    settings = {"size": size, "fit": fit, "classes": classes, "filter": filter, "compression": compression, "max_pixels": max_pixels}
+    settings = {
+        "size": size,
+        "fit": fit,
+        "classes": classes,
+        "filter": filter,
+        "compression": compression,
+        "max_pixels": max_pixels,
+    }
     report = BuildReport(
         src=str(found.root),
         out=str(out_path),
         layout=found.layout,
         label_names=list(found.label_names),
         counts=_count(found, found.files),
-        skipped=[{"path": p, "split": "", "reason": r} for p, r in found.unlabeled],
-        ignored=found.ignored,
+        skipped=[{"path": storable_path(p), "split": "", "reason": r} for p, r in found.unlabeled],
+        ignored=[storable_path(p) for p in found.ignored],
         dry_run=dry_run,
         jobs=n_jobs,
         settings=settings,
         backend=backend_info().imaging,
+        mode="dry-run" if dry_run else "cold",
     )
     if dry_run:
         report.seconds = time.perf_counter() - started
         return report
-    _check_output(out_path, overwrite)
+    _check_output(out_path)
+    attrs = _attrs(found, spec, compression, classes, command)
     with output_lock(out_path):
         remove_stale_temporaries(out_path)
-        written = _write(found, out_path, spec, n_jobs, compression, report, progress, command, strict)
+        old = None if overwrite or not out_path.exists() else _open_old(out_path, attrs)
+        try:
+            written = _build_locked(found, out_path, spec, n_jobs, compression, attrs, report, progress, strict, old)
+        except OSError as exc:
+            raise InputError(f"cannot write {out_path}: {os_reason(exc)}") from None
     report.counts = _count(found, written)
-    report.input_bytes = sum(os.path.getsize(found.root / f.path) for f in written)
+    report.input_bytes = sum(_size_or_zero(found.root / f.path) for f in written)
     report.output_bytes = out_path.stat().st_size
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _open_old(out: Path, attrs: dict[str, Any]) -> OldCache:
+    """The existing OUT as a cache to reuse; InputError when it is not one, or not built the same way."""
+    try:
+        old = read_old_cache(out)
+    except NotACacheError as exc:
+        raise InputError(f"{out} exists and is not a cache this build can update ({exc}); pass --overwrite") from None
+    diffs = settings_diff(old.attrs, attrs)
+    if diffs:
+        raise InputError(
+            f"{out} was built with other settings ({'; '.join(diffs)}); "
+            "pass --overwrite to rebuild it from scratch, or choose another output file"
+        )
+    return old
+
+
+def _attrs(
+    found: ScanResult, spec: ResizeSpec, compression: Compression, classes: str, command: str | None
+) -> dict[str, Any]:
+    """The root attributes of the cache file: settings, provenance and the software that made it."""
+    info = backend_info()
+    return {
+        "tool_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "size": spec.size,
+        "fit": spec.fit,
+        "filter": spec.filter,
+        "classes": classes,
+        "layout": found.layout,
+        "compression": compression,
+        "max_pixels": spec.max_pixels,
+        "imaging_backend": info.imaging,
+        "libjpeg": info.libjpeg,
+        "h5py_version": info.h5py,
+        "hdf5_version": info.hdf5,
+        "source_root": storable_path(str(found.root)),
+        "command": storable_path(command or " ".join(sys.argv)),
+        "ignored_files": len(found.ignored),
+    }
 
 
 def _count(found: ScanResult, files: list[SourceFile]) -> dict[str, dict[str, int]]:
@@ -186,62 +299,171 @@ def _count(found: ScanResult, files: list[SourceFile]) -> dict[str, dict[str, in
     return counts
 
 
+def _decode_all(root: str, files: list[SourceFile], spec: ResizeSpec, n_jobs: int) -> Iterator[DecodedImage | str]:
+    """Decode ``files`` on ``n_jobs`` workers, yielding results in order (no pool for no work)."""
+    if not files:
+        return iter(())
+    if n_jobs == 1 or len(files) == 1:
+        return (_decode_task(root, f, spec) for f in files)
+    parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto", pre_dispatch="4 * n_jobs")
+    return iter(parallel(joblib.delayed(_decode_task)(root, f, spec) for f in files))
+
+
+def _build_locked(
+    found: ScanResult,
+    out: Path,
+    spec: ResizeSpec,
+    n_jobs: int,
+    compression: Compression,
+    attrs: dict[str, Any],
+    report: BuildReport,
+    progress: ProgressCallback | None,
+    strict: bool,
+    old: OldCache | None,
+) -> list[SourceFile]:
+    """Plan (cold or incremental), then write; returns the files whose images OUT holds."""
+    root = str(found.root)
+    if old is None:
+        plan = Plan([Action(f) for f in found.files], added=len(found.files))
+        return _write(found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, None, {})
+    plan = plan_rebuild(found, old)
+    report.mode = "incremental"
+    report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
+    report.added, report.changed = plan.added, plan.changed
+    # Files skipped last time are decoded again first: if they still fail the same way and
+    # nothing else moved, the old file is up to date and is left untouched.
+    retried = dict(zip((f.path for f in plan.retried), _decode_all(root, plan.retried, spec, n_jobs), strict=True))
+    report.added += sum(1 for result in retried.values() if not isinstance(result, str))
+    if _up_to_date(found, old, plan, retried):
+        report.mode = "unchanged"
+        report.skipped = [{"path": p, "split": s, "reason": r} for p, s, r in old.skipped]
+        kept = [a.source for a in plan.actions if a.reuse]
+        if strict and report.skipped:
+            raise StrictError(_strict_message(report))
+        if progress is not None:
+            progress(len(found.files))
+        return kept
+    return _write(found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, retried)
+
+
+def _up_to_date(found: ScanResult, old: OldCache, plan: Plan, retried: dict[str, DecodedImage | str]) -> bool:
+    """True when a rebuild would write the same datasets the old cache holds."""
+    if plan.added or plan.changed or plan.removed or plan.touched:
+        return False
+    if any(not isinstance(result, str) for result in retried.values()):
+        return False
+    skipped = [(storable_path(p), "", r) for p, r in found.unlabeled]
+    skipped += [(storable_path(f.path), f.split, str(retried[f.path])) for f in plan.retried]
+    return (
+        skipped == old.skipped
+        and tuple(found.label_names) == old.label_names
+        and found.layout == old.attrs.get("layout")
+        and list(found.splits) == list(old.attrs.get("splits", []))
+        and len(found.ignored) == old.attrs.get("ignored_files")
+    )
+
+
 def _write(
     found: ScanResult,
     out: Path,
     spec: ResizeSpec,
     n_jobs: int,
     compression: Compression,
+    attrs: dict[str, Any],
     report: BuildReport,
     progress: ProgressCallback | None,
-    command: str | None,
     strict: bool,
+    plan: Plan,
+    old: OldCache | None,
+    decoded: dict[str, DecodedImage | str],
 ) -> list[SourceFile]:
-    """Decode every file in parallel and stream the results to a CacheWriter; returns the files kept."""
-    info = backend_info()
+    """Stream every file of the plan into a new cache, in scan order: copied runs and decoded images.
+
+    Files already in ``decoded`` are not decoded again; the rest of the non-reused files go to the
+    worker pool. Returns the files kept.
+    """
     capacities = {split: 0 for split in found.splits}
     for f in found.files:
         capacities[f.split] += 1
-    attrs = {
-        "tool_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "size": spec.size,
-        "fit": spec.fit,
-        "filter": spec.filter,
-        "classes": report.settings["classes"],
-        "layout": found.layout,
-        "compression": compression,
-        "max_pixels": spec.max_pixels,
-        "imaging_backend": info.imaging,
-        "libjpeg": info.libjpeg,
-        "h5py_version": info.h5py,
-        "hdf5_version": info.hdf5,
-        "source_root": str(found.root),
-        "command": command or " ".join(sys.argv),
-        "ignored_files": len(found.ignored),
-    }
     kept: list[SourceFile] = []
     root = str(found.root)
-    with CacheWriter(
-        out, capacities=capacities, label_names=found.label_names, image_shape=(spec.size, spec.size), attrs=attrs, compression=compression
-    ) as writer:
-        for path, reason in found.unlabeled:
-            writer.add_skipped(path, "", reason)
-        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto", pre_dispatch="4 * n_jobs")
-        results = parallel(joblib.delayed(_decode_task)(root, f, spec) for f in found.files)
-        for source, result in zip(found.files, results):
-            if isinstance(result, str):
-                writer.add_skipped(source.path, source.split, result)
-                report.skipped.append({"path": source.path, "split": source.split, "reason": result})
-            else:
-                writer.add(result, source)
-                kept.append(source)
-            if progress is not None:
-                progress(1)
-        if strict and report.skipped:
-            raise StrictError(_strict_message(report))  # the writer aborts: OUT is not written
-        writer.commit()
+    to_decode = [a.source for a in plan.actions if not a.reuse and a.source.path not in decoded]
+    block_rows = max(1, COPY_BLOCK_BYTES // (spec.size * spec.size))
+    old_file = h5py.File(old.path, "r") if old is not None else None
+    try:
+        with CacheWriter(
+            out,
+            capacities=capacities,
+            label_names=found.label_names,
+            image_shape=(spec.size, spec.size),
+            attrs=attrs,
+            compression=compression,
+        ) as writer:
+            for path, reason in found.unlabeled:
+                writer.add_skipped(path, "", reason)
+            results = _decode_all(root, to_decode, spec, n_jobs)
+            run: list[Action] = []
+            for action in plan.actions:
+                if action.reuse:
+                    if run and not _extends(run, action, block_rows):
+                        kept += _copy_run(old_file, writer, run, progress)
+                        run = []
+                    run.append(action)
+                    continue
+                if run:
+                    kept += _copy_run(old_file, writer, run, progress)
+                    run = []
+                source = action.source
+                result = decoded[source.path] if source.path in decoded else next(results)
+                if isinstance(result, str):
+                    writer.add_skipped(source.path, source.split, result)
+                    report.skipped.append({"path": storable_path(source.path), "split": source.split, "reason": result})
+                else:
+                    writer.add(result, source)
+                    kept.append(source)
+                if progress is not None:
+                    progress(1)
+            if run:
+                kept += _copy_run(old_file, writer, run, progress)
+            if strict and report.skipped:
+                raise StrictError(_strict_message(report))  # the writer aborts: OUT is not written
+            if old_file is not None:
+                old_file.close()
+            writer.commit()
+    finally:
+        if old_file is not None:
+            old_file.close()
     return kept
+
+
+def _extends(run: list[Action], action: Action, block_rows: int) -> bool:
+    """Whether ``action`` continues ``run`` as one contiguous slice of the same old split."""
+    last = run[-1].old
+    now = action.old
+    assert last is not None and now is not None
+    return len(run) < block_rows and now.split == last.split and now.index == last.index + 1
+
+
+def _copy_run(
+    old_file: h5py.File | None, writer: CacheWriter, run: list[Action], progress: ProgressCallback | None
+) -> list[SourceFile]:
+    """Copy one contiguous run of unchanged images (pixels, provenance, checksums) from the old cache."""
+    assert old_file is not None
+    first = run[0].old
+    assert first is not None
+    start, stop = first.index, first.index + len(run)
+    group = old_file[first.split]
+    meta: dict[str, np.ndarray] = {}
+    for name in META_COLUMNS:
+        column = group["meta"][name]
+        meta[name] = column.asstr()[start:stop] if h5py.check_string_dtype(column.dtype) else column[start:stop]
+    meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
+    checksums = group["checksums"][start:stop] if "checksums" in group else None
+    labels = np.array([a.source.label for a in run], dtype=np.int16)
+    writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums)
+    if progress is not None:
+        progress(len(run))
+    return [a.source for a in run]
 
 
 def _strict_message(report: BuildReport) -> str:

@@ -9,6 +9,7 @@ benchmarks/); compressed ones are chunked a few images per chunk.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,8 @@ COMPRESSED_CHUNK_IMAGES = 8
 FLUSH_EVERY = 64  # images buffered per split before one slab write
 STR = h5py.string_dtype("utf-8")
 HASH = np.dtype("S64")
+CHECKSUM = np.dtype("S32")  # blake2b-128 of each stored image, hex: what ``verify`` checks
+CHECKSUM_DESCRIPTION = "blake2b (16-byte digest, hex) of the stored (H, W) uint8 image, C order"
 
 # name -> (dtype, value taken from a DecodedImage / SourceFile)
 META_COLUMNS: dict[str, Any] = {
@@ -62,6 +65,13 @@ def hist_moments(hist: np.ndarray) -> tuple[int, int, float, float]:
     mean = float(values @ hist) / count
     var = max(float((values * values) @ hist) / count - mean * mean, 0.0)
     return int(nonzero[0]), int(nonzero[-1]), mean, var**0.5
+
+
+def pixel_checksum(pixels: np.ndarray) -> bytes:
+    """Checksum of one stored image (the ``checksums`` dataset), as hex bytes."""
+    return (
+        hashlib.blake2b(np.ascontiguousarray(pixels, dtype=np.uint8).data, digest_size=16).hexdigest().encode("ascii")
+    )
 
 
 def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
@@ -110,34 +120,50 @@ class CacheWriter:
         self.image_shape = image_shape
         self.compression = compression
         fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
-        os.close(fd)
+        try:
+            os.fchmod(fd, _output_mode(self.out))
+        finally:
+            os.close(fd)
         self.tmp_path = Path(tmp)
-        self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
         self._splits: dict[str, _SplitState] = {}
         self._buffers: dict[str, list[tuple[DecodedImage, SourceFile]]] = {}
         self._hist: dict[str, np.ndarray] = {}
         self._skipped: list[tuple[str, str, str]] = []
-        root = self._file.attrs
-        root["format"] = FORMAT_NAME
-        root["format_version"] = FORMAT_VERSION
-        root["label_names"] = np.array(label_names, dtype=STR)
-        root["splits"] = np.array(list(capacities), dtype=STR)
-        for key, value in attrs.items():
-            root[key] = value
-        for split, capacity in capacities.items():
-            self._create_split(split, capacity)
+        try:
+            self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
+        except BaseException:
+            self.tmp_path.unlink(missing_ok=True)
+            raise
+        try:
+            root = self._file.attrs
+            root["format"] = FORMAT_NAME
+            root["format_version"] = FORMAT_VERSION
+            root["label_names"] = np.array(label_names, dtype=STR)
+            root["splits"] = np.array(list(capacities), dtype=STR)
+            for key, value in attrs.items():
+                root[key] = value
+            for split, capacity in capacities.items():
+                self._create_split(split, capacity)
+        except BaseException:
+            self.abort()
+            raise
 
     def _create_split(self, split: str, capacity: int) -> None:
         group = self._file.create_group(split)
         height, width = self.image_shape
         kwargs: dict[str, Any] = {}
         if self.compression != "none":
-            kwargs = {"chunks": (COMPRESSED_CHUNK_IMAGES, height, width), "compression": self.compression}
+            kwargs = {
+                "chunks": (min(COMPRESSED_CHUNK_IMAGES, capacity), height, width),
+                "compression": self.compression,
+            }
         group.create_dataset("images", shape=(capacity, height, width), dtype=np.uint8, **kwargs)
         group.create_dataset("labels", shape=(capacity,), dtype=np.int16)
         meta = group.create_group("meta")
         for name, dtype in META_COLUMNS.items():
             meta.create_dataset(name, shape=(capacity,), dtype=dtype)
+        checksums = group.create_dataset("checksums", shape=(capacity,), dtype=CHECKSUM)
+        checksums.attrs["description"] = CHECKSUM_DESCRIPTION
         self._splits[split] = _SplitState(group, capacity)
         self._buffers[split] = []
         self._hist[split] = np.zeros((len(self.label_names), 256), dtype=np.int64)
@@ -149,6 +175,39 @@ class CacheWriter:
         self._hist[source.split][source.label] += image.hist
         if len(buffer) >= FLUSH_EVERY:
             self._flush(source.split)
+
+    def add_rows(
+        self,
+        split: str,
+        pixels: np.ndarray,
+        labels: np.ndarray,
+        meta: Mapping[str, np.ndarray],
+        checksums: np.ndarray | None = None,
+    ) -> None:
+        """Write a block of already-decoded rows (copied from an older cache) after those queued so far.
+
+        ``meta`` holds every META_COLUMNS column for the block; checksums are computed when not given.
+        """
+        self._flush(split)
+        count = len(labels)
+        if count == 0:
+            return
+        state = self._splits[split]
+        start, stop = state.written, state.written + count
+        if stop > state.capacity:
+            raise ValueError(f"split {split}: {stop} rows do not fit a capacity of {state.capacity}")
+        group = state.group
+        group["images"][start:stop] = pixels
+        group["labels"][start:stop] = labels
+        for name, dtype in META_COLUMNS.items():
+            group["meta"][name][start:stop] = np.asarray(meta[name], dtype=dtype)
+        if checksums is None:
+            checksums = np.array([pixel_checksum(image) for image in pixels], dtype=CHECKSUM)
+        group["checksums"][start:stop] = checksums
+        hist = self._hist[split]
+        for label in np.unique(labels):
+            hist[int(label)] += np.bincount(pixels[labels == label].ravel(), minlength=256)
+        state.written = stop
 
     def add_skipped(self, path: str, split: str, reason: str) -> None:
         """Record a file the build could not take, and why."""
@@ -166,6 +225,7 @@ class CacheWriter:
         rows = [_meta_row(image, source) for image, source in buffer]
         for name, dtype in META_COLUMNS.items():
             group["meta"][name][start:stop] = np.array([row[name] for row in rows], dtype=dtype)
+        group["checksums"][start:stop] = np.array([pixel_checksum(image.pixels) for image, _ in buffer], dtype=CHECKSUM)
         state.written = stop
         buffer.clear()
 
@@ -175,7 +235,8 @@ class CacheWriter:
         stats = state.group.create_group("stats")
         stats.create_dataset("hist", data=self._hist[split])
         stats["hist"].attrs["description"] = "pixel histogram of the stored images, per label (label, value)"
-        stats.create_dataset("count", data=np.bincount(state.group["labels"][: state.written], minlength=len(self.label_names)))
+        labels = state.group["labels"][: state.written]
+        stats.create_dataset("count", data=np.bincount(labels, minlength=len(self.label_names)))
 
     def _write_skipped(self) -> None:
         group = self._file.create_group("skipped")
@@ -207,7 +268,10 @@ class CacheWriter:
         """
         written = {name: state.written for name, state in self._splits.items()}
         fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
-        os.close(fd)
+        try:
+            os.fchmod(fd, _output_mode(self.out))
+        finally:
+            os.close(fd)
         compact_path = Path(tmp)
         try:
             with h5py.File(self.tmp_path, "r") as src, h5py.File(compact_path, "w", libver=("v110", "latest")) as dst:
@@ -224,9 +288,14 @@ class CacheWriter:
         os.replace(compact_path, self.tmp_path)
 
     def abort(self) -> None:
-        """Close and delete the temporary file; OUT is left as it was."""
+        """Close and delete the temporary file; OUT is left as it was.
+
+        Errors while closing (a full disk cannot take the final flush) are ignored: the file goes anyway.
+        """
         try:
             self._file.close()
+        except Exception:
+            pass
         finally:
             self.tmp_path.unlink(missing_ok=True)
 
@@ -250,12 +319,25 @@ def _copy_rows(src: h5py.Group, dst: h5py.Group, rows: int, block: int = 1024) -
                 src.copy(item, dst, name=name)
             continue
         kwargs: dict[str, Any] = {}
-        if item.chunks is not None and item.compression is not None:
-            kwargs = {"chunks": item.chunks, "compression": item.compression}
+        if item.chunks is not None and item.compression is not None and rows > 0:
+            kwargs = {"chunks": (min(item.chunks[0], rows), *item.chunks[1:]), "compression": item.compression}
         out = dst.create_dataset(name, shape=(rows, *item.shape[1:]), dtype=item.dtype, **kwargs)
         for start in range(0, rows, block):
             stop = min(rows, start + block)
             out[start:stop] = item[start:stop]
+
+
+def _output_mode(out: Path) -> int:
+    """Permissions for the new OUT: those of the file it replaces, else 0666 less the umask.
+
+    (mkstemp creates 0600 files, which would hide a shared cache from everyone else.)
+    """
+    try:
+        return out.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def _fsync_dir(path: Path) -> None:
