@@ -17,7 +17,7 @@ from ..scan import scan
 from ._common import cli_errors, console, progress_bar
 
 Fit = Literal["stretch", "pad", "crop"]
-Filter = Literal["box", "bilinear", "hamming", "lanczos"]
+Filter = Literal["area", "box", "bilinear", "hamming", "lanczos"]
 Classes = Literal["auto", "binary", "three"]
 Compression = Literal["none", "gzip", "lzf"]
 
@@ -28,7 +28,7 @@ def build_command(
     size: Annotated[int, typer.Option(min=8, max=4096, help="Output side in pixels (images are size x size).")] = 256,
     fit: Annotated[Fit, typer.Option(help="stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop.")] = "stretch",
     classes: Annotated[Classes, typer.Option(help="Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). auto: binary for Kaggle folders, the folder names otherwise.")] = "auto",
-    filter: Annotated[Filter, typer.Option("--filter", help="Low-pass resize filter after the DCT-scaled decode; box is an exact area average and the fastest.")] = "box",
+    filter: Annotated[Filter, typer.Option("--filter", help="Resize filter after the DCT-scaled decode: area is an exact area average (most faithful); box/bilinear/hamming/lanczos are Pillow's (box is fastest).")] = "area",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; -1 uses every core.")] = -1,
     compression: Annotated[Compression, typer.Option(help="HDF5 compression of the image arrays (none reads fastest).")] = "none",
     max_pixels: Annotated[int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
