@@ -125,6 +125,18 @@ class Cache:
         n = len(columns[0]) if columns[0] is not None else 0
         return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
 
+    def locate(self, source_path: str) -> tuple[str, int]:
+        """(split, index) of the image built from ``source_path`` (relative to the source folder, or ending it)."""
+        wanted = source_path.replace(os.sep, "/").removeprefix("./")
+        for name in self.splits:
+            paths = self[name].meta["path"]
+            hits = np.flatnonzero(paths == wanted)
+            if hits.size == 0:
+                hits = np.flatnonzero(np.char.endswith(paths, "/" + wanted)) if paths.size else hits
+            if hits.size:
+                return name, int(hits[0])
+        raise InputError(f"no image from {source_path!r} in {self.path}; give a path as listed by `xraycache info`")
+
     def __getitem__(self, split: str) -> Split:
         if split not in self.splits:
             available = ", ".join(self.splits) or "none"

@@ -49,3 +49,10 @@ def main(
 
 app.command("build")(build_command)
 app.command("sample")(sample_command)
+
+# readers (issue 4): `xraycache show VIEW FILE` and `xraycache info FILE`
+from .info import info_command  # noqa: E402
+from .show import show_app  # noqa: E402
+
+app.add_typer(show_app, name="show")
+app.command("info")(info_command)

@@ -1,0 +1,176 @@
+"""``xraycache show VIEW FILE``: one sub-command per view; each parses, calls the library, writes, prints the path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from matplotlib.figure import Figure
+from rich import box
+from rich.table import Table
+
+from .. import plots
+from ..reader import Cache
+from ..reader import open as open_cache
+from ..stats import summarize
+from ._common import cli_errors, console
+
+show_app = typer.Typer(
+    name="show",
+    help="Look at a cache: statistics, one image, histograms, class counts, a random grid, a report.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+FileArg = Annotated[
+    Path, typer.Argument(help="Cache file written by `xraycache build`, e.g. train.h5.", show_default=False)
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="Figure to write; default FILE-stem-VIEW.png in the current folder.", show_default=False
+    ),
+]
+SplitOpt = Annotated[str | None, typer.Option("--split", "-s", help="Split to show (default: the first, e.g. train).")]
+
+
+def _out(file: Path, view: str, out: Path | None) -> Path:
+    return out if out is not None else Path.cwd() / f"{file.stem}-{view}.png"
+
+
+def _split_name(cache: Cache, split: str | None) -> str:
+    return split if split is not None else cache.splits[0]
+
+
+def _write(fig: Figure, path: Path) -> None:
+    written = plots.save(fig, path)
+    print(written)
+
+
+@show_app.command("stats")
+def stats_command(
+    file: FileArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON, for scripts.")] = False,
+) -> None:
+    """Per split and class: count, share, imbalance, pixel min/max/mean/std, original sizes; skipped files.
+
+    Read from the histograms and meta the build stored: instant, no pass over the pixels.
+    """
+    with cli_errors(), open_cache(file) as cache:
+        stats = summarize(cache)
+    if as_json:
+        print(json.dumps(stats.to_dict(), indent=2))
+        return
+    settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
+    shape = " x ".join(str(s) for s in stats.image_shape[::-1])
+    console.print(f"[bold]{stats.path}[/]: {shape} px uint8 images; {settings}", highlight=False)
+    for s in stats.splits:
+        title = f"{s.split}: {s.count:,} images, imbalance {s.imbalance:.2f} (largest/smallest class)"
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        for column in ("class", "images", "share", "min", "max", "mean", "std", "width px", "height px"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for g in [*s.classes, s.total]:
+            table.add_row(
+                g.label,
+                f"{g.count:,}",
+                f"{100 * g.share:.1f}%",
+                str(g.pixel_min),
+                str(g.pixel_max),
+                f"{g.pixel_mean:.1f}",
+                f"{g.pixel_std:.1f}",
+                f"{g.width_min}-{g.width_max}",
+                f"{g.height_min}-{g.height_max}",
+                style="bold" if g.label == "all" else None,
+            )
+        console.print(table)
+    console.print(
+        "min/max/mean/std: pixel values (0-255) of the stored images; width/height: of the originals", style="dim"
+    )
+    _print_skipped(stats.skipped)
+
+
+def _print_skipped(skipped: list[dict[str, str]], limit: int = 20) -> None:
+    if not skipped:
+        console.print("skipped files: none")
+        return
+    table = Table(title=f"skipped {len(skipped)} file(s)", title_justify="left", title_style="yellow")
+    for column in ("file", "split", "reason"):
+        table.add_column(column)
+    for row in skipped[:limit]:
+        table.add_row(row["path"], row["split"], row["reason"])
+    if len(skipped) > limit:
+        table.add_row(f"... and {len(skipped) - limit} more", "", "see `xraycache info`")
+    console.print(table)
+
+
+@show_app.command("image")
+def image_command(
+    file: FileArg,
+    split: SplitOpt = None,
+    index: Annotated[int, typer.Option("--index", "-i", help="Image number within the split.")] = 0,
+    path: Annotated[
+        str | None,
+        typer.Option("--path", help="Pick the image by its source path instead, e.g. train/NORMAL/IM-0133-0001.jpeg."),
+    ] = None,
+    out: OutOpt = None,
+) -> None:
+    """One image with a colorbar and its size/min/max/mean/std, and its pixel histogram beside it."""
+    with cli_errors(), open_cache(file) as cache:
+        if path is not None:
+            name, index = cache.locate(path)
+        else:
+            name = _split_name(cache, split)
+        _write(plots.image(cache[name], index), _out(file, "image", out))
+
+
+@show_app.command("hist")
+def hist_command(
+    file: FileArg,
+    split: Annotated[
+        str | None, typer.Option("--split", "-s", help="Only this split (default: one curve per split).")
+    ] = None,
+    by_class: Annotated[bool, typer.Option("--by-class", help="One curve per class instead of per split.")] = False,
+    log: Annotated[bool, typer.Option("--log", help="Logarithmic y axis (shows rare dark and bright values).")] = False,
+    out: OutOpt = None,
+) -> None:
+    """Pixel value histograms, from the histograms the build stored (no pass over the pixels)."""
+    with cli_errors(), open_cache(file) as cache:
+        _write(plots.hist(cache, split=split, by_class=by_class, log=log), _out(file, "hist", out))
+
+
+@show_app.command("counts")
+def counts_command(file: FileArg, out: OutOpt = None) -> None:
+    """Bar chart of images per class and split, with the count and share on each bar."""
+    with cli_errors(), open_cache(file) as cache:
+        _write(plots.counts(cache), _out(file, "counts", out))
+
+
+@show_app.command("grid")
+def grid_command(
+    file: FileArg,
+    n: Annotated[int, typer.Option("--n", min=1, max=100, help="Number of images.")] = 9,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed shows the same images.")] = 0,
+    split: SplitOpt = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="Only images of this class, e.g. normal.")] = None,
+    out: OutOpt = None,
+) -> None:
+    """A grid of random images, with label and patient above each."""
+    with cli_errors(), open_cache(file) as cache:
+        _write(plots.grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), _out(file, "grid", out))
+
+
+@show_app.command("report")
+def report_command(
+    file: FileArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="x.html (self-contained; default FILE-stem-report.html) or x.png."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the grid.")] = 0,
+) -> None:
+    """Every view on one page: a self-contained HTML file with embedded PNGs, or one PNG when --out ends in .png."""
+    target = out if out is not None else Path.cwd() / f"{file.stem}-report.html"
+    with cli_errors(), open_cache(file) as cache:
+        print(plots.write_report(cache, target, seed=seed))

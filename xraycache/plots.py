@@ -1,0 +1,354 @@
+"""The notebook's figures, from a cache: one image, pixel histograms, class counts, a random grid, a report.
+
+Every function returns a matplotlib Figure drawn on the Agg canvas (headless, no pyplot state), so they
+work the same from Python, in a notebook and behind ``xraycache show``. Images use the gray colormap
+with a fixed display range 0 (black) to 255 (white), stated on each figure, so brightness compares
+across images. Histograms come from the histograms the build stored: no pass over the pixels.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure, SubFigure
+
+from .errors import InputError
+from .reader import Cache, Split
+from .stats import CacheStats, split_hist, summarize
+from .writer import hist_moments
+
+GRAY: dict[str, Any] = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
+RANGE_NOTE = "gray colormap, display range 0 (black) to 255 (white)"
+PIXEL_AXIS = "pixel value (0 = black, 255 = white)"
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+Canvas = Figure | SubFigure
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG (or any format matplotlib knows by extension); InputError if OUT is not writable."""
+    path = Path(out)
+    try:
+        fig.savefig(path, dpi=dpi, facecolor="white")
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise InputError(f"cannot write {path}: {reason}; give --out a writable path ending in .png") from None
+    return path
+
+
+def _fmt_label(split: Split, index: int) -> tuple[str, str]:
+    label = split.label_names[int(split.labels[index])]
+    return label, str(split.meta["patient"][index])
+
+
+def _clip_end_spikes(ax: Any, curves: np.ndarray, unit: str) -> None:
+    """Scale the y axis to values 1-254 when pure black/white bins (borders, labels) would flatten the rest.
+
+    The clipped bins are named in a note, so nothing is hidden.
+    """
+    inner = float(curves[:, 1:255].max()) if curves.size else 0.0
+    ends = {v: float(curves[:, v].max()) for v in (0, 255)}
+    if inner <= 0 or max(ends.values()) <= 1.6 * inner:
+        return
+    top = 1.25 * inner
+    ax.set_ylim(0, top)
+    clipped = [
+        f"value {v}: {h:,.2f}{unit}" if h < 100 else f"value {v}: {h:,.0f}{unit}" for v, h in ends.items() if h > top
+    ]
+    ax.text(
+        0.98,
+        0.97,
+        "off scale (max), " + "; ".join(clipped),
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=8,
+        color="0.3",
+        bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
+    )
+
+
+# -- one image -----------------------------------------------------------------------------------------
+def _draw_image(fig: Canvas, split: Split, index: int) -> None:
+    n = len(split)
+    if not -n <= index < n:
+        raise InputError(f"index {index} is out of range for split {split.name!r} of {n} images; use 0 to {n - 1}")
+    index %= n
+    pixels = split.images[index]
+    label, patient = _fmt_label(split, index)
+    meta = split.meta
+    ax_img, ax_hist = fig.subplots(1, 2, width_ratios=[1, 1.25])
+    shown = ax_img.imshow(pixels, **GRAY)
+    ax_img.set_title(f"stored image, {pixels.shape[1]} x {pixels.shape[0]} px", fontsize=10)
+    ax_img.set_xlabel("x (px)")
+    ax_img.set_ylabel("y (px)")
+    bar = fig.colorbar(shown, ax=ax_img, shrink=0.85)
+    bar.set_label("pixel value (0-255)")
+    counts = np.bincount(pixels.reshape(-1), minlength=256)
+    ax_hist.bar(np.arange(256), counts, width=1.0, color="0.35")
+    lo, hi, mean, std = hist_moments(counts)
+    ax_hist.axvline(mean, color="#d62728", lw=1.2, label=f"mean {mean:.1f}")
+    ax_hist.axvspan(mean - std, mean + std, color="#d62728", alpha=0.12, label=f"mean ± std ({std:.1f})")
+    ax_hist.set_xlim(-2, 257)
+    _clip_end_spikes(ax_hist, counts[None, :].astype(float), " pixels")
+    ax_hist.set_xlabel(PIXEL_AXIS)
+    ax_hist.set_ylabel("pixels (count)")
+    ax_hist.set_title(f"pixel histogram: min {lo}, max {hi}, mean {mean:.1f}, std {std:.1f}", fontsize=10)
+    ax_hist.legend(loc="upper left", fontsize=8, frameon=False)
+    ax_hist.grid(axis="y", alpha=0.3)
+    original = f"{int(meta['width'][index])} x {int(meta['height'][index])} px, mode {meta['mode'][index]}"
+    fig.suptitle(
+        f"{split.name}[{index}]: {label}, patient {patient}\n"
+        f"source {meta['path'][index]} (original {original}); {RANGE_NOTE}",
+        fontsize=10,
+    )
+
+
+def image(split: Split, index: int) -> Figure:
+    """One image with a colorbar and its size/min/max/mean/std, and its pixel histogram beside it."""
+    fig = _figure(11, 4.6)
+    _draw_image(fig, split, index)
+    return fig
+
+
+# -- histograms ----------------------------------------------------------------------------------------
+def _draw_hist(fig: Canvas, cache: Cache, split: str | None, by_class: bool, log: bool) -> None:
+    names = [split] if split is not None else list(cache.splits)
+    if split is not None:
+        cache[split]
+    stored = {name: split_hist(cache[name]) for name in names}
+    curves: list[tuple[str, np.ndarray, int]] = []
+    if by_class:
+        total = sum(stored.values())
+        for i, label in enumerate(cache.label_names):
+            n_images = sum(int(cache[name].counts()[i]) for name in names)
+            curves.append((label, np.asarray(total)[i], n_images))
+    else:
+        for name in names:
+            curves.append((name, stored[name].sum(axis=0), len(cache[name])))
+    ax = fig.subplots()
+    x = np.arange(256)
+    shares: list[np.ndarray] = []
+    for k, (name, hist, n_images) in enumerate(curves):
+        pixels = hist.sum()
+        if pixels == 0:
+            continue
+        _, _, mean, std = hist_moments(hist)
+        share = 100.0 * hist / pixels
+        ax.plot(
+            x,
+            share,
+            color=COLORS[k % len(COLORS)],
+            lw=1.4,
+            label=f"{name}: {n_images:,} images, mean {mean:.1f}, std {std:.1f}",
+        )
+        shares.append(share)
+    ax.set_xlim(0, 255)
+    if shares and not log:
+        _clip_end_spikes(ax, np.array(shares), "% of pixels")
+    ax.set_xlabel(PIXEL_AXIS)
+    ax.set_ylabel("share of pixels (%)" + (", log scale" if log else ""))
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best", frameon=False)
+    scope = f"split {split}" if split is not None else "all splits" if len(names) > 1 else f"split {names[0]}"
+    per = "per class" if by_class else "per split"
+    ax.set_title(f"Pixel value distribution, {per} ({scope}); each curve sums to 100%", fontsize=10)
+
+
+def hist(cache: Cache, split: str | None = None, by_class: bool = False, log: bool = False) -> Figure:
+    """Pixel histograms from the stored per-class histograms: one curve per split, or per class."""
+    fig = _figure(8.5, 4.6)
+    _draw_hist(fig, cache, split, by_class, log)
+    return fig
+
+
+# -- counts ----------------------------------------------------------------------------------------------
+def _draw_counts(fig: Canvas, cache: Cache) -> None:
+    labels = list(cache.label_names)
+    splits = list(cache.splits)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(splits))
+    x = np.arange(len(labels))
+    top = 1
+    for k, name in enumerate(splits):
+        counts = cache[name].counts()
+        total = max(1, int(counts.sum()))
+        bars = ax.bar(x + (k - (len(splits) - 1) / 2) * width, counts, width, color=COLORS[k % len(COLORS)], label=name)
+        ax.bar_label(bars, [f"{c:,}\n{100 * c / total:.0f}%" for c in counts], fontsize=8, padding=2)
+        top = max(top, int(counts.max()) if counts.size else 0)
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("class")
+    ax.set_ylabel("images (count)")
+    ax.set_ylim(0, top * 1.22)
+    ax.legend(title="split", fontsize=8, frameon=False, loc="upper left", ncols=max(1, len(splits)))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Images per class and split (count, and % of the split)", fontsize=10)
+
+
+def counts(cache: Cache) -> Figure:
+    """Bar chart of images per class and split, with the count and share on each bar."""
+    fig = _figure(7.5, 4.6)
+    _draw_counts(fig, cache)
+    return fig
+
+
+# -- grid -------------------------------------------------------------------------------------------------
+def _draw_grid(fig: Canvas, split: Split, n: int, seed: int, label: str | int | None) -> None:
+    if n < 1:
+        raise InputError(f"n={n}: a grid needs at least 1 image")
+    pool = np.arange(len(split))
+    what = f"split {split.name}"
+    if label is not None:
+        value = split.label_index(label)
+        pool = np.flatnonzero(split.labels == value)
+        what += f", label {split.label_names[value]}"
+    if pool.size == 0:
+        raise InputError(f"no images in {what}; try another --split or --label")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(pool, size=min(n, pool.size), replace=False))
+    pixels = split.images[chosen]
+    cols = int(np.ceil(np.sqrt(len(chosen))))
+    rows = int(np.ceil(len(chosen) / cols))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
+    shown = None
+    for ax, index, img in zip(axes, chosen, pixels, strict=False):
+        lab, patient = _fmt_label(split, int(index))
+        shown = ax.imshow(img, **GRAY)
+        ax.set_title(f"{lab}\npatient {patient} (#{index})", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(chosen) :]:
+        ax.axis("off")
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=list(axes), shrink=0.6, pad=0.02)
+        bar.set_label("pixel value (0-255)")
+    side = pixels.shape[1:] if pixels.ndim == 3 else ()
+    size = f"{side[1]} x {side[0]} px each" if side else ""
+    fig.suptitle(
+        f"{len(chosen)} random images from {what} (seed {seed}; {size})\n{RANGE_NOTE}",
+        fontsize=10,
+    )
+
+
+def grid(split: Split, n: int = 9, seed: int = 0, label: str | int | None = None) -> Figure:
+    """A random grid of ``n`` images (optionally of one label), with label and patient in each title."""
+    cols = int(np.ceil(np.sqrt(max(1, n))))
+    rows = int(np.ceil(max(1, n) / cols))
+    fig = _figure(2.3 * cols + 1.2, 2.6 * rows + 0.9)
+    _draw_grid(fig, split, n, seed, label)
+    return fig
+
+
+# -- report -----------------------------------------------------------------------------------------------
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _stats_html(stats: CacheStats) -> str:
+    head = (
+        "<tr><th>split</th><th>class</th><th>images</th><th>share</th><th>pixel min</th><th>max</th>"
+        "<th>mean</th><th>std</th><th>original width (px)</th><th>original height (px)</th></tr>"
+    )
+    rows = []
+    for s in stats.splits:
+        for g in [*s.classes, s.total]:
+            bold = ' class="total"' if g.label == "all" else ""
+            rows.append(
+                f"<tr{bold}><td>{html.escape(s.split)}</td><td>{html.escape(g.label)}</td><td>{g.count:,}</td>"
+                f"<td>{100 * g.share:.1f}%</td><td>{g.pixel_min}</td><td>{g.pixel_max}</td><td>{g.pixel_mean:.1f}</td>"
+                f"<td>{g.pixel_std:.1f}</td><td>{g.width_min:,}-{g.width_max:,}</td><td>{g.height_min:,}-{g.height_max:,}</td></tr>"
+            )
+    imbalance = "; ".join(f"{s.split}: {s.imbalance:.2f}" for s in stats.splits)
+    skipped = "".join(
+        f"<li>{html.escape(s['path'])} ({html.escape(s['split'] or 'no split')}): {html.escape(s['reason'])}</li>"
+        for s in stats.skipped[:50]
+    )
+    more = f"<li>... and {len(stats.skipped) - 50} more</li>" if len(stats.skipped) > 50 else ""
+    return (
+        f"<table>{head}{''.join(rows)}</table>"
+        f"<p>Imbalance ratio (largest class / smallest class): {html.escape(imbalance)}</p>"
+        f"<p>Skipped files: {len(stats.skipped)}</p>" + (f"<ul>{skipped}{more}</ul>" if skipped else "")
+    )
+
+
+def report_html(cache: Cache, image_index: int = 0, seed: int = 0) -> str:
+    """A self-contained HTML page: build settings, statistics table, and every figure as an embedded PNG."""
+    stats = summarize(cache)
+    first = cache[cache.splits[0]]
+    figures = [
+        ("Images per class and split", counts(cache)),
+        ("Pixel distribution per split", hist(cache)),
+        ("Pixel distribution per class", hist(cache, by_class=True)),
+        (f"Random images ({first.name})", grid(first, n=9, seed=seed)),
+        (f"One image ({first.name}[{image_index}])", image(first, image_index)),
+    ]
+    settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
+    shape = " x ".join(str(s) for s in stats.image_shape[::-1])
+    body = "".join(
+        f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig)}">'
+        for title, fig in figures
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "tr.total{font-weight:bold;background:#f3f3f3}img{max-width:100%;display:block;margin-bottom:1em}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>xraycache report: {html.escape(cache.path.name)}"
+        f"</title><style>{style}</style></head><body><h1>xraycache report: {html.escape(cache.path.name)}</h1>"
+        f"<p>{html.escape(str(cache.path))}: images {html.escape(shape)} px uint8; {html.escape(settings)}; "
+        f"built {html.escape(str(cache.attrs.get('created', '?')))} with xraycache "
+        f"{html.escape(str(cache.attrs.get('tool_version', '?')))}</p>"
+        f"<h2>Statistics (from the stored histograms)</h2>{_stats_html(stats)}{body}</body></html>"
+    )
+
+
+def _subfigures(parent: Canvas, rows: int, cols: int, **kwargs: Any) -> list[SubFigure]:
+    """``parent.subfigures`` as a flat list (matplotlib returns an array, or one SubFigure)."""
+    return list(np.atleast_1d(np.asarray(parent.subfigures(rows, cols, **kwargs), dtype=object)).reshape(-1))
+
+
+def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
+    """One tall figure with every view: counts, histograms per split and class, a grid and one image."""
+    first = cache[cache.splits[0]]
+    fig = _figure(12, 22)
+    top, middle, grid_fig, bottom = _subfigures(fig, 4, 1, height_ratios=[4.2, 4.2, 8.5, 4.6])
+    left, right = _subfigures(top, 1, 2)
+    _draw_counts(left, cache)
+    _draw_hist(right, cache, None, False, False)
+    mid_left, mid_right = _subfigures(middle, 1, 2)
+    _draw_hist(mid_left, cache, None, True, False)
+    _draw_hist(mid_right, cache, None, True, True)
+    _draw_grid(grid_fig, first, 9, seed, None)
+    _draw_image(bottom, first, image_index)
+    shape = " x ".join(str(s) for s in first.shape[1:][::-1])
+    fig.suptitle(f"xraycache report: {cache.path.name} ({shape} px images)", fontsize=14, fontweight="bold")
+    return fig
+
+
+def write_report(cache: Cache, out: str | os.PathLike[str], image_index: int = 0, seed: int = 0) -> Path:
+    """Write the report: one PNG when OUT ends in .png, else a self-contained HTML page."""
+    path = Path(out)
+    if path.suffix.lower() == ".png":
+        return save(report(cache, image_index, seed), path)
+    try:
+        path.write_text(report_html(cache, image_index, seed), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}; give --out a writable path (.html or .png)") from None
+    return path

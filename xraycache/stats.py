@@ -1,0 +1,125 @@
+"""Summaries read from a cache's stored histograms and meta columns: instant, no pass over the pixels.
+
+The build's workers compute each image's 256-bin histogram beside the resize and the writer sums them
+per split and class (``/<split>/stats/hist``), so exact pixel min/max/mean/std per group come from
+``hist_moments``; counts come from the labels and original sizes from ``meta/width`` and ``meta/height``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .reader import Cache, Split
+from .writer import hist_moments
+
+
+@dataclass
+class GroupStats:
+    """One class of one split (or the whole split when ``label`` is ``"all"``)."""
+
+    label: str
+    count: int
+    share: float  # of the split's images
+    pixel_min: int
+    pixel_max: int
+    pixel_mean: float
+    pixel_std: float
+    width_min: int
+    width_max: int
+    height_min: int
+    height_max: int
+    width_median: float
+    height_median: float
+
+
+@dataclass
+class SplitStats:
+    """A split: its total, its classes, and the imbalance ratio (largest class / smallest non-empty class)."""
+
+    split: str
+    count: int
+    imbalance: float
+    total: GroupStats
+    classes: list[GroupStats] = field(default_factory=list)
+
+
+@dataclass
+class CacheStats:
+    """Everything ``xraycache show stats`` prints."""
+
+    path: str
+    label_names: list[str]
+    image_shape: list[int]
+    settings: dict[str, Any]
+    splits: list[SplitStats]
+    skipped: list[dict[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def split_hist(split: Split) -> np.ndarray:
+    """The stored (labels, 256) pixel histogram of a split, or one computed from the pixels if absent."""
+    group = split._group()
+    if "stats" in group and "hist" in group["stats"]:
+        return np.asarray(group["stats"]["hist"][:], dtype=np.int64)
+    hist = np.zeros((len(split.label_names), 256), dtype=np.int64)  # old or foreign file: one pass
+    for xb, yb in split.batches(256, shuffle=False):
+        for label in np.unique(yb):
+            hist[label] += np.bincount(xb[yb == label].reshape(-1), minlength=256)
+    return hist
+
+
+def _group(label: str, count: int, total: int, hist: np.ndarray, width: np.ndarray, height: np.ndarray) -> GroupStats:
+    lo, hi, mean, std = hist_moments(hist)
+    has = width.size > 0
+    return GroupStats(
+        label=label,
+        count=count,
+        share=count / total if total else 0.0,
+        pixel_min=lo,
+        pixel_max=hi,
+        pixel_mean=round(mean, 4),
+        pixel_std=round(std, 4),
+        width_min=int(width.min()) if has else 0,
+        width_max=int(width.max()) if has else 0,
+        height_min=int(height.min()) if has else 0,
+        height_max=int(height.max()) if has else 0,
+        width_median=float(np.median(width)) if has else 0.0,
+        height_median=float(np.median(height)) if has else 0.0,
+    )
+
+
+def split_stats(split: Split) -> SplitStats:
+    """Counts, shares, exact pixel statistics and original size ranges of one split, per class."""
+    labels = split.labels
+    counts = split.counts()
+    hist = split_hist(split)
+    width, height = split.meta["width"], split.meta["height"]
+    n = len(labels)
+    classes = [
+        _group(name, int(counts[i]), n, hist[i], width[labels == i], height[labels == i])
+        for i, name in enumerate(split.label_names)
+    ]
+    nonzero = counts[counts > 0]
+    imbalance = float(nonzero.max() / nonzero.min()) if nonzero.size else 0.0
+    total = _group("all", n, n, hist.sum(axis=0), width, height)
+    return SplitStats(split=split.name, count=n, imbalance=round(imbalance, 3), total=total, classes=classes)
+
+
+def summarize(cache: Cache) -> CacheStats:
+    """The statistics of every split of ``cache``, and the files the build skipped."""
+    splits = [split_stats(cache[name]) for name in cache.splits]
+    shape = list(cache[cache.splits[0]].shape[1:]) if cache.splits else []
+    return CacheStats(
+        path=str(cache.path),
+        label_names=list(cache.label_names),
+        image_shape=shape,
+        settings=cache.settings,
+        splits=splits,
+        skipped=[s._asdict() for s in cache.skipped],
+    )
