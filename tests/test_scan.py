@@ -62,7 +62,9 @@ def test_kaggle_three(kaggle: Path) -> None:
 
 
 def test_kaggle_three_unnamed_pneumonia_is_reported(make_dataset: Callable[..., Path]) -> None:
-    root = make_dataset({"NORMAL/a.jpeg": (40, 40), "PNEUMONIA/b.jpeg": (40, 40), "PNEUMONIA/person1_virus_1.jpeg": (40, 40)})
+    root = make_dataset(
+        {"NORMAL/a.jpeg": (40, 40), "PNEUMONIA/b.jpeg": (40, 40), "PNEUMONIA/person1_virus_1.jpeg": (40, 40)}
+    )
     found = scan(root, classes="three")
     assert [f.path for f in found.files] == ["NORMAL/a.jpeg", "PNEUMONIA/person1_virus_1.jpeg"]
     assert found.unlabeled == [("PNEUMONIA/b.jpeg", "name says neither bacteria nor virus (--classes three)")]

@@ -149,6 +149,7 @@ def decode_bytes(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, s
     """
     if not data:
         raise DecodeError("empty file")
+    image: Image.Image
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:

@@ -155,6 +155,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
         )
     folder_names = sorted({parts[-2] for parts in images}) if depth >= 1 else []
     lowered = {name.lower() for name in folder_names}
+    label_names: tuple[str, ...]
     if depth == 0:
         layout, label_names = "flat", ("unlabeled",)
     elif lowered <= set(KAGGLE_FOLDERS):

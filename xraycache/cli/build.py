@@ -23,18 +23,44 @@ Compression = Literal["none", "gzip", "lzf"]
 
 
 def build_command(
-    src: Annotated[Path, typer.Argument(help="Dataset folder, e.g. chest_xray/ holding train/NORMAL/*.jpeg.", show_default=False)],
+    src: Annotated[
+        Path, typer.Argument(help="Dataset folder, e.g. chest_xray/ holding train/NORMAL/*.jpeg.", show_default=False)
+    ],
     out: Annotated[Path, typer.Argument(help="HDF5 file to write, e.g. train.h5.", show_default=False)],
     size: Annotated[int, typer.Option(min=8, max=4096, help="Output side in pixels (images are size x size).")] = 256,
-    fit: Annotated[Fit, typer.Option(help="stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop.")] = "stretch",
-    classes: Annotated[Classes, typer.Option(help="Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). auto: binary for Kaggle folders, the folder names otherwise.")] = "auto",
-    filter: Annotated[Filter, typer.Option("--filter", help="Resize filter after the DCT-scaled decode: area is an exact area average (most faithful); box/bilinear/hamming/lanczos are Pillow's (box is fastest).")] = "area",
+    fit: Annotated[
+        Fit,
+        typer.Option(
+            help="stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop."
+        ),
+    ] = "stretch",
+    classes: Annotated[
+        Classes,
+        typer.Option(
+            help="Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). auto: binary for Kaggle folders, the folder names otherwise."
+        ),
+    ] = "auto",
+    filter: Annotated[
+        Filter,
+        typer.Option(
+            "--filter",
+            help="Resize filter after the DCT-scaled decode: area is an exact area average (most faithful); box/bilinear/hamming/lanczos are Pillow's (box is fastest).",
+        ),
+    ] = "area",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; -1 uses every core.")] = -1,
-    compression: Annotated[Compression, typer.Option(help="HDF5 compression of the image arrays (none reads fastest).")] = "none",
-    max_pixels: Annotated[int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    compression: Annotated[
+        Compression, typer.Option(help="HDF5 compression of the image arrays (none reads fastest).")
+    ] = "none",
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1, nothing written) if any image cannot be decoded.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Scan and show what would be built, without decoding.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1, nothing written) if any image cannot be decoded.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Scan and show what would be built, without decoding.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON.")] = False,
 ) -> None:

@@ -12,7 +12,9 @@ from ._common import cli_errors, console, progress_bar
 
 
 def sample_command(
-    directory: Annotated[Path, typer.Argument(help="Folder to create; the images go to DIR/chest_xray/.", show_default=False)],
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to create; the images go to DIR/chest_xray/.", show_default=False)
+    ],
     n: Annotated[int, typer.Option("--n", min=3, help="Number of images.")] = 600,
     seed: Annotated[int, typer.Option(min=0, help="Random seed: the same seed writes the same bytes.")] = 0,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; -1 uses every core.")] = -1,
