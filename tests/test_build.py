@@ -163,3 +163,34 @@ def test_killed_build_leaves_no_output(tmp_path: Path, make_dataset: Callable[..
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
+
+
+def test_unseen_real_world_variants(tmp_path: Path) -> None:
+    """Progressive JPEG, embedded ICC profile, RGB that is really gray, 140 to 4,100 px sides, no split folder."""
+    from PIL import Image
+
+    from tests.conftest import radiograph
+
+    src = tmp_path / "plain"
+    src.mkdir()
+    Image.fromarray(radiograph(600, 500, 1)).save(src / "progressive.jpg", progressive=True, quality=90)
+    icc = b"\x00\x00\x02\x30lcms\x02\x10\x00\x00mntrGRAYXYZ " + bytes(range(256)) * 2  # an opaque APP2 blob
+    Image.fromarray(radiograph(500, 400, 2)).convert("RGB").save(src / "icc.jpeg", icc_profile=icc)
+    Image.fromarray(radiograph(140, 180, 3)).save(src / "tiny.JPG")
+    Image.fromarray(radiograph(4100, 3000, 4)).save(src / "huge.jpeg", quality=80)
+    Image.fromarray(radiograph(700, 700, 5)).save(src / "lossless.png")
+    out = tmp_path / "plain.h5"
+    report = xraycache.build(src, out, size=64, jobs=2)
+    assert report.layout == "flat" and report.images == 5 and not report.skipped
+    data = read(out)["all"]
+    assert list(data["path"]) == ["huge.jpeg", "icc.jpeg", "lossless.png", "progressive.jpg", "tiny.JPG"]
+    assert list(data["width"]) == [4100, 500, 700, 600, 140]
+    assert set(data["mode"]) == {"L", "RGB"}
+    assert all(image.std() > 5 for image in data["images"])  # real content, not blank
+    # the gray-as-RGB file gives the same picture as its gray twin
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    Image.fromarray(radiograph(500, 400, 2)).save(twin / "icc.jpeg")
+    xraycache.build(twin, tmp_path / "twin.h5", size=64, jobs=1)
+    gray = read(tmp_path / "twin.h5")["all"]["images"][0].astype(int)
+    assert np.abs(gray - data["images"][1].astype(int)).mean() < 2.0
