@@ -62,3 +62,46 @@ def make_dataset(tmp_path: Path) -> Callable[..., Path]:
 def kaggle(make_dataset: Callable[..., Path]) -> Path:
     """A 10-image Kaggle-layout dataset (train/val/test, NORMAL/PNEUMONIA), one file stored as RGB."""
     return make_dataset(rgb={"train/PNEUMONIA/person12_virus_3.jpeg"})
+
+
+# -- readers (issue 4): one small built cache per session, shared by test_reader/stats/plots/show_cli/torch --------
+
+
+def _reader_files() -> dict[str, tuple[int, int]]:
+    """40 train images (10 normal, 30 pneumonia: imbalanced on purpose), 4 val, 6 test; varied sizes."""
+    files: dict[str, tuple[int, int]] = {}
+    for i in range(10):
+        files[f"train/NORMAL/IM-{i:04d}-0001.jpeg"] = (60 + 7 * i, 50 + 5 * i)
+    for i in range(30):
+        kind = "bacteria" if i % 2 else "virus"
+        files[f"train/PNEUMONIA/person{i // 2}_{kind}_{i}.jpeg"] = (70 + 3 * i, 64 + 2 * i)
+    for split, n in (("val", 2), ("test", 3)):
+        for i in range(n):
+            files[f"{split}/NORMAL/IM-{500 + i:04d}-0001.jpeg"] = (64, 64)
+            files[f"{split}/PNEUMONIA/person{90 + i}_bacteria_{i}.jpeg"] = (72, 60)
+    return files
+
+
+def _build_reader_cache(root: Path, compression: str) -> Path:
+    import xraycache
+
+    src = root / "src"
+    if not src.exists():
+        for index, (rel, (width, height)) in enumerate(sorted(_reader_files().items())):
+            write_image(src / rel, radiograph(width, height, index))
+        (src / "train/NORMAL/IM-9999-0001.jpeg").write_bytes(b"not a jpeg")  # recorded in /skipped
+    out = root / f"cache-{compression}.h5"
+    xraycache.build(src, out, size=32, jobs=1, compression=compression)  # type: ignore[arg-type]
+    return out
+
+
+@pytest.fixture(scope="session")
+def reader_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A built, uncompressed 32 x 32 cache: train 40 (10/30) + 1 skipped, val 4, test 6."""
+    return _build_reader_cache(tmp_path_factory.mktemp("reader"), "none")
+
+
+@pytest.fixture(scope="session")
+def reader_cache_gzip(reader_cache: Path) -> Path:
+    """The same images built with gzip (chunked storage: the h5py read path)."""
+    return _build_reader_cache(reader_cache.parent, "gzip")
