@@ -56,7 +56,7 @@ def _fmt_label(split: Split, index: int) -> tuple[str, str]:
 def _clip_end_spikes(ax: Any, curves: np.ndarray, unit: str) -> None:
     """Scale the y axis to values 1-254 when pure black/white bins (borders, labels) would flatten the rest.
 
-    The clipped bins are named in a note, so nothing is hidden.
+    The clipped bins are named under the x axis, so nothing is hidden.
     """
     inner = float(curves[:, 1:255].max()) if curves.size else 0.0
     ends = {v: float(curves[:, v].max()) for v in (0, 255)}
@@ -65,19 +65,9 @@ def _clip_end_spikes(ax: Any, curves: np.ndarray, unit: str) -> None:
     top = 1.25 * inner
     ax.set_ylim(0, top)
     clipped = [
-        f"value {v}: {h:,.2f}{unit}" if h < 100 else f"value {v}: {h:,.0f}{unit}" for v, h in ends.items() if h > top
+        f"value {v} = {h:,.2f}{unit}" if h < 100 else f"value {v} = {h:,.0f}{unit}" for v, h in ends.items() if h > top
     ]
-    ax.text(
-        0.98,
-        0.97,
-        "off scale (max), " + "; ".join(clipped),
-        transform=ax.transAxes,
-        ha="right",
-        va="top",
-        fontsize=8,
-        color="0.3",
-        bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
-    )
+    ax.set_xlabel(f"{ax.get_xlabel()}\n(off the y scale: " + "; ".join(clipped) + ")")
 
 
 # -- one image -----------------------------------------------------------------------------------------
@@ -102,13 +92,17 @@ def _draw_image(fig: Canvas, split: Split, index: int) -> None:
     ax_hist.axvline(mean, color="#d62728", lw=1.2, label=f"mean {mean:.1f}")
     ax_hist.axvspan(mean - std, mean + std, color="#d62728", alpha=0.12, label=f"mean ± std ({std:.1f})")
     ax_hist.set_xlim(-2, 257)
-    _clip_end_spikes(ax_hist, counts[None, :].astype(float), " pixels")
     ax_hist.set_xlabel(PIXEL_AXIS)
+    _clip_end_spikes(ax_hist, counts[None, :].astype(float), " pixels")
     ax_hist.set_ylabel("pixels (count)")
     ax_hist.set_title(f"pixel histogram: min {lo}, max {hi}, mean {mean:.1f}, std {std:.1f}", fontsize=10)
     ax_hist.legend(loc="upper left", fontsize=8, frameon=False)
     ax_hist.grid(axis="y", alpha=0.3)
-    original = f"{int(meta['width'][index])} x {int(meta['height'][index])} px, mode {meta['mode'][index]}"
+    mode = str(meta["mode"][index])
+    kind = {"L": "8-bit gray", "RGB": "RGB color", "I;16": "16-bit gray", "LA": "gray + alpha"}.get(
+        mode, f"mode {mode}"
+    )
+    original = f"{int(meta['width'][index])} x {int(meta['height'][index])} px, {kind}"
     fig.suptitle(
         f"{split.name}[{index}]: {label}, patient {patient}\n"
         f"source {meta['path'][index]} (original {original}); {RANGE_NOTE}",
@@ -156,17 +150,17 @@ def _draw_hist(fig: Canvas, cache: Cache, split: str | None, by_class: bool, log
         )
         shares.append(share)
     ax.set_xlim(0, 255)
+    ax.set_xlabel(PIXEL_AXIS)
     if shares and not log:
         _clip_end_spikes(ax, np.array(shares), "% of pixels")
-    ax.set_xlabel(PIXEL_AXIS)
     ax.set_ylabel("share of pixels (%)" + (", log scale" if log else ""))
     if log:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", frameon=False)
-    scope = f"split {split}" if split is not None else "all splits" if len(names) > 1 else f"split {names[0]}"
-    per = "per class" if by_class else "per split"
-    ax.set_title(f"Pixel value distribution, {per} ({scope}); each curve sums to 100%", fontsize=10)
+    scope = "all splits" if len(names) > 1 else f"split {names[0]}"
+    what = f"per class, {scope}" if by_class else "per split" if len(names) > 1 else f"of {scope}"
+    ax.set_title(f"Pixel value distribution {what}; each curve sums to 100%", fontsize=10)
 
 
 def hist(cache: Cache, split: str | None = None, by_class: bool = False, log: bool = False) -> Figure:
