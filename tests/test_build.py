@@ -169,7 +169,7 @@ def test_unseen_real_world_variants(tmp_path: Path) -> None:
     """Progressive JPEG, embedded ICC profile, RGB that is really gray, 140 to 4,100 px sides, no split folder."""
     from PIL import Image
 
-    from tests.conftest import radiograph
+    from conftest import radiograph
 
     src = tmp_path / "plain"
     src.mkdir()
