@@ -1,0 +1,143 @@
+"""A benchmark worker: one per virtual environment, driven over JSON lines on stdin/stdout.
+
+Why a long-lived process per environment: Pillow-SIMD and stock Pillow install the same ``PIL``
+package, so they cannot share a process. Keeping one warm process per environment lets the driver
+interleave the two backends rep by rep (so machine noise hits both alike) and time the Python API in
+a warm process, with joblib's loky workers already started, as a library user would see it.
+
+Protocol: each request is one JSON object per line; each reply is one line ``@@ {json}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from typing import Any
+
+import joblib
+import numpy as np
+from PIL import Image
+
+REPLY = "@@ "
+
+
+def draft_decode(path: str, draft: int) -> tuple[int, int]:
+    """The machine's limit per file: a DCT-scaled grayscale decode (``draft('L')``), no resize, no write."""
+    with Image.open(path) as image:
+        image.draft("L", (draft, draft))
+        image.load()
+        return image.size
+
+
+def decode_limit(files: list[str], draft: int, jobs: int) -> float:
+    """Seconds to draft-decode every file on JOBS loky workers (joblib, as the build uses)."""
+    started = time.perf_counter()
+    parallel = joblib.Parallel(n_jobs=jobs, batch_size="auto", pre_dispatch="4 * n_jobs")
+    parallel(joblib.delayed(draft_decode)(f, draft) for f in files)
+    return time.perf_counter() - started
+
+
+def notebook_loop(files: list[str], size: int = 256) -> float:
+    """Seconds for the notebook's loop, reproduced as written: serial imread, resize, append, np.array."""
+    import cv2
+
+    started = time.perf_counter()
+    data = []
+    for path in files:
+        img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        img = cv2.resize(img, (size, size))
+        data.append(img)
+    x = np.array(data)
+    assert x.shape == (len(files), size, size)
+    return time.perf_counter() - started
+
+
+def run_build(req: dict[str, Any]) -> dict[str, Any]:
+    """A build through the Python API, wall time around ``build()``; cold (OUT deleted first) unless ``keep``."""
+    import xraycache
+
+    out = req["out"]
+    if os.path.exists(out) and not req.get("keep", False):
+        os.remove(out)  # cold: a fresh output (keep=True: an incremental rebuild of OUT)
+    started = time.perf_counter()
+    report = xraycache.build(
+        req["src"],
+        out,
+        size=req.get("size", 256),
+        filter=req.get("filter", "box"),
+        jobs=req.get("jobs", -1),
+        compression=req.get("compression", "none"),
+        overwrite=req.get("overwrite", False),
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "report_seconds": report.seconds,
+        "images": report.images,
+        "input_bytes": report.input_bytes,
+        "output_bytes": report.output_bytes,
+        "report": {k: v for k, v in report.to_dict().items() if k not in ("skipped", "ignored", "counts")},
+    }
+
+
+def info() -> dict[str, Any]:
+    """The imaging backend and library versions of this environment."""
+    import cv2
+
+    from xraycache.backend import backend_info
+
+    backend = backend_info()
+    return {
+        "imaging": backend.imaging,
+        "libjpeg": backend.libjpeg,
+        "h5py": backend.h5py,
+        "hdf5": backend.hdf5,
+        "numpy": np.__version__,
+        "joblib": joblib.__version__,
+        "opencv": cv2.__version__,
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+    }
+
+
+def handle(req: dict[str, Any]) -> dict[str, Any]:
+    """Dispatch one request."""
+    op = req["op"]
+    if op == "info":
+        return info()
+    if op == "warmup":  # start the loky pool so the first timed call does not pay for it
+        joblib.Parallel(n_jobs=req.get("jobs", -1))(joblib.delayed(abs)(i) for i in range(8))
+        return {}
+    if op == "limit":
+        return {"seconds": decode_limit(req["files"], req["draft"], req.get("jobs", -1))}
+    if op == "notebook":
+        return {"seconds": notebook_loop(req["files"], req.get("size", 256))}
+    if op == "build":
+        return run_build(req)
+    if op == "rebuild":
+        return run_build({**req, "keep": True})
+    if op == "rmtree":
+        shutil.rmtree(req["path"], ignore_errors=True)
+        return {}
+    raise ValueError(f"unknown op {op!r}")
+
+
+def main() -> None:
+    """Serve requests until stdin closes."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            reply = {"ok": True, **handle(json.loads(line))}
+        except Exception as exc:
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        sys.stdout.write(REPLY + json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
