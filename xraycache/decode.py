@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .area import area_resize
 from .backend import installed_imaging_backend
+from .dicom import decode_dicom, is_dicom
 from .errors import DecodeError
+from .window import HIGH_BIT_MODES, OutDtype, Window, pixel_hist, render_pil_high_bit, widen
 
 Fit = Literal["stretch", "pad", "crop"]
 FilterName = Literal["area", "box", "bilinear", "hamming", "lanczos"]
@@ -55,20 +57,23 @@ class ResizeSpec:
     fit: Fit = "stretch"
     filter: FilterName = DEFAULT_FILTER
     max_pixels: int = DEFAULT_MAX_PIXELS
+    window: Window = "auto"  # high-bit-depth policy (window.py); 8-bit sources are never re-windowed
+    dtype: OutDtype = "uint8"  # stored pixel type
 
 
 @dataclass
 class DecodedImage:
     """A resized image with the provenance and statistics recorded beside it."""
 
-    pixels: np.ndarray  # (size, size) uint8
+    pixels: np.ndarray  # (size, size) uint8 or uint16 (ResizeSpec.dtype)
     width: int  # of the original, after EXIF orientation
     height: int
     mode: str  # Pillow mode of the original (L, RGB, I;16, ...)
     file_size: int
     file_hash: str  # sha256 of the file's bytes, hex
     mtime_ns: int
-    hist: np.ndarray  # (256,) int64 histogram of the output pixels
+    hist: np.ndarray  # (256,) int64 histogram of the output pixels (uint16: bins of value >> 8)
+    info: dict[str, Any] = field(default_factory=dict)  # provenance: format, window, DICOM fields (dicom.py)
 
 
 def _to_gray(image: Image.Image) -> Image.Image:
@@ -147,6 +152,12 @@ def decode_bytes(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, s
 
     Raises DecodeError with a short reason for anything that is not a readable image.
     """
+    pixels, width, height, mode, _ = decode_image(data, spec)
+    return pixels, width, height, mode
+
+
+def decode_image(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, str, dict[str, Any]]:
+    """``decode_bytes`` plus the provenance (format, bits, window applied) recorded beside the image."""
     if not data:
         raise DecodeError("empty file")
     image: Image.Image
@@ -171,14 +182,19 @@ def decode_bytes(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, s
             image = ImageOps.exif_transpose(image)
         if orientation in (5, 6, 7, 8):
             width, height = height, width
-        gray = _to_gray(image)
+        info: dict[str, Any] = {"format": image.format or "", "bits_stored": 8, "window": "none (8-bit)"}
+        if mode in HIGH_BIT_MODES:  # the high-bit policy (window.py)
+            pixels, info["window"] = render_pil_high_bit(image, spec)
+            info["bits_stored"] = 32 if mode in ("I", "F") else 16
+        else:
+            pixels = widen(resize_gray(_to_gray(image), spec), spec.dtype)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DecodeError(f"corrupt or truncated image data: {exc}") from None
-    return resize_gray(gray, spec), width, height, mode
+    return pixels, width, height, mode, info
 
 
 def decode_file(path: str | os.PathLike[str], spec: ResizeSpec) -> DecodedImage:
@@ -189,7 +205,10 @@ def decode_file(path: str | os.PathLike[str], spec: ResizeSpec) -> DecodedImage:
             data = handle.read()
     except OSError as exc:
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
-    pixels, width, height, mode = decode_bytes(data, spec)
+    if is_dicom(path, data):
+        pixels, width, height, mode, info = decode_dicom(data, spec)
+    else:
+        pixels, width, height, mode, info = decode_image(data, spec)
     return DecodedImage(
         pixels=pixels,
         width=width,
@@ -198,5 +217,6 @@ def decode_file(path: str | os.PathLike[str], spec: ResizeSpec) -> DecodedImage:
         file_size=len(data),
         file_hash=hashlib.sha256(data).hexdigest(),
         mtime_ns=stat.st_mtime_ns,
-        hist=np.bincount(pixels.ravel(), minlength=256),
+        hist=pixel_hist(pixels),
+        info=info,
     )

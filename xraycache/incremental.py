@@ -20,6 +20,8 @@ import numpy as np
 
 from .errors import NotACacheError
 from .scan import ScanResult, SourceFile
+from .sources import SETTING_KEYS as SOURCE_SETTING_KEYS
+from .sources import label_key
 from .writer import FORMAT_NAME, storable_path
 
 # Attributes that decide what a build produces; all must match for a cache to be reused.
@@ -34,6 +36,7 @@ SETTING_KEYS = (
     "imaging_backend",
     "format_version",
     "tool_version",
+    *SOURCE_SETTING_KEYS,  # window, dtype, labels CSV digest, resplit, seed, folds, identifiers (issue 7)
 )
 HASH_BLOCK = 1 << 20
 
@@ -96,7 +99,11 @@ def read_old_cache(path: Path) -> OldCache:
                     images[str(rel)] = OldImage(
                         split=str(split),
                         index=index,
-                        label_name=label_names[int(labels[index])],
+                        label_name=(
+                            "|".join(n for n, on in zip(label_names, labels[index], strict=True) if on)
+                            if labels.ndim == 2
+                            else label_names[int(labels[index])]
+                        ),
                         file_size=int(sizes[index]),
                         mtime_ns=int(mtimes[index]),
                         file_hash=bytes(hashes[index]),
@@ -183,7 +190,9 @@ def plan_rebuild(found: ScanResult, old: OldCache) -> Plan:
             else:
                 plan.added += 1
             continue
-        same_place = entry.split == source.split and entry.label_name == found.label_names[source.label]
+        same_place = entry.split == source.split and entry.label_name == label_key(
+            found.label_names, source, found.multi_label
+        )
         if stat is None or not same_place or stat.st_size != entry.file_size:
             actions.append(Action(source))
             plan.changed += 1

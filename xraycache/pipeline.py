@@ -11,7 +11,9 @@ import errno
 import fcntl
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,7 +42,9 @@ from .decode import (
 from .errors import InputError, NotACacheError, StrictError
 from .incremental import Action, OldCache, Plan, plan_rebuild, read_old_cache, settings_diff
 from .scan import Classes, ScanResult, SourceFile, scan
-from .writer import FORMAT_VERSION, META_COLUMNS, CacheWriter, Compression, remove_stale_temporaries, storable_path
+from .sources import SourceOptions, prepare
+from .window import OutDtype, Window
+from .writer import FORMAT_VERSION, CacheWriter, Compression, remove_stale_temporaries, storable_path
 
 ProgressCallback = Callable[[int], None]
 FITS = ("stretch", "pad", "crop")
@@ -77,6 +81,7 @@ class BuildReport:
     added: int = 0  # files new since the old cache (decoded)
     changed: int = 0  # files whose content changed (decoded again)
     removed: int = 0  # images of the old cache whose file is gone
+    csv_rows_without_file: list[str] = field(default_factory=list)  # --labels rows that named no image
 
     @property
     def images(self) -> int:
@@ -155,6 +160,42 @@ def output_lock(out: Path) -> Iterator[None]:
         handle.close()
 
 
+@contextmanager
+def interrupt_guard() -> Iterator[None]:
+    """Ctrl-C during a build: KeyboardInterrupt as usual, minus loky's noise on the way out.
+
+    Killing the pool mid-dispatch can make loky's manager thread die with a KeyError traceback
+    (a race inside loky); once the user has interrupted, that thread's exceptions are dropped, so
+    the CLI prints its one line. Only active in the main thread, and restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+    previous_hook = threading.excepthook
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else ""
+        if interrupted.is_set() and name.startswith("ExecutorManagerThread"):
+            return
+        previous_hook(args)
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    threading.excepthook = hook
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted.set()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        threading.excepthook = previous_hook
+
+
 def _resolve_jobs(jobs: int) -> int:
     cpus = os.cpu_count() or 1
     return max(1, cpus + 1 + jobs) if jobs < 0 else jobs
@@ -188,6 +229,17 @@ def build(
     dry_run: bool = False,
     progress: ProgressCallback | None = None,
     command: str | None = None,
+    window: Window = "auto",
+    dtype: OutDtype = "uint8",
+    labels: str | os.PathLike[str] | None = None,
+    path_col: str = "path",
+    label_col: str = "label",
+    label_sep: str | None = None,
+    patient_col: str | None = None,
+    resplit: str | None = None,
+    seed: int = 0,
+    folds: int = 0,
+    keep_identifiers: bool = False,
 ) -> BuildReport:
     """Build (or bring up to date) one HDF5 cache of every readable image under ``src``.
 
@@ -196,12 +248,32 @@ def build(
     Raises InputError for unusable arguments, paths or layouts, for an ``out`` built with other
     settings, and for write errors (OUT is then untouched); StrictError when ``strict`` is set and
     some file could not be decoded (OUT is then not written).
+
+    Other sources (see ``sources.py``): ``window``/``dtype`` set the high-bit-depth policy; ``labels`` (a CSV,
+    with ``path_col``, ``label_col``, ``label_sep`` for multi-label and ``patient_col``) replaces the folder
+    labels; ``resplit`` ("0.8,0.1,0.1") re-splits by patient with ``seed``; ``folds`` adds a fold column;
+    DICOM patient/study identifiers are stored as keyed pseudonyms unless ``keep_identifiers``.
     """
     _validate(size, fit, filter, compression, classes, jobs)
     started = time.perf_counter()
     out_path = Path(out)
-    found = scan(src, classes)
-    spec = ResizeSpec(size=size, fit=fit, filter=filter, max_pixels=max_pixels)
+    options = SourceOptions(
+        window=window,
+        dtype=dtype,
+        labels=None if labels is None else str(labels),
+        path_col=path_col,
+        label_col=label_col,
+        label_sep=label_sep,
+        patient_col=patient_col,
+        resplit=resplit,
+        seed=seed,
+        folds=folds,
+        keep_identifiers=keep_identifiers,
+    )
+    options.validate()
+    prepared = prepare(scan(src, classes), options)
+    found = prepared.found
+    spec = ResizeSpec(size=size, fit=fit, filter=filter, max_pixels=max_pixels, window=window, dtype=dtype)
     n_jobs = _resolve_jobs(jobs)
     settings = {
         "size": size,
@@ -210,6 +282,7 @@ def build(
         "filter": filter,
         "compression": compression,
         "max_pixels": max_pixels,
+        **{k: v for k, v in prepared.attrs.items() if k not in ("pseudonym_key_id", "labels_columns")},
     }
     report = BuildReport(
         src=str(found.root),
@@ -224,13 +297,15 @@ def build(
         settings=settings,
         backend=backend_info().imaging,
         mode="dry-run" if dry_run else "cold",
+        csv_rows_without_file=prepared.rows_without_file,
     )
     if dry_run:
         report.seconds = time.perf_counter() - started
         return report
     _check_output(out_path)
     attrs = _attrs(found, spec, compression, classes, command)
-    with output_lock(out_path):
+    attrs.update(prepared.attrs)
+    with output_lock(out_path), interrupt_guard():
         remove_stale_temporaries(out_path)
         old = None if overwrite or not out_path.exists() else _open_old(out_path, attrs)
         try:
@@ -295,7 +370,8 @@ def _attrs(
 def _count(found: ScanResult, files: list[SourceFile]) -> dict[str, dict[str, int]]:
     counts = {split: dict.fromkeys(found.label_names, 0) for split in found.splits}
     for f in files:
-        counts[f.split][found.label_names[f.label]] += 1
+        for label in f.labels if found.multi_label else (f.label,):  # multi-label: once per label it has
+            counts[f.split][found.label_names[label]] += 1
     return counts
 
 
@@ -305,8 +381,15 @@ def _decode_all(root: str, files: list[SourceFile], spec: ResizeSpec, n_jobs: in
         return iter(())
     if n_jobs == 1 or len(files) == 1:
         return (_decode_task(root, f, spec) for f in files)
-    parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto", pre_dispatch="4 * n_jobs")
+    with joblib.parallel_config(backend="loky", initializer=_worker_init):
+        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto", pre_dispatch="4 * n_jobs")
     return iter(parallel(joblib.delayed(_decode_task)(root, f, spec) for f in files))
+
+
+def _worker_init() -> None:
+    """Workers ignore SIGINT: Ctrl-C reaches the whole process group, and only the main process
+    should act on it (it stops the pool and removes the temporary file), without worker tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _build_locked(
@@ -398,6 +481,8 @@ def _write(
             image_shape=(spec.size, spec.size),
             attrs=attrs,
             compression=compression,
+            dtype=spec.dtype,
+            multi_label=found.multi_label,
         ) as writer:
             for path, reason in found.unlabeled:
                 writer.add_skipped(path, "", reason)
@@ -454,12 +539,12 @@ def _copy_run(
     start, stop = first.index, first.index + len(run)
     group = old_file[first.split]
     meta: dict[str, np.ndarray] = {}
-    for name in META_COLUMNS:
+    for name in writer.columns:
         column = group["meta"][name]
         meta[name] = column.asstr()[start:stop] if h5py.check_string_dtype(column.dtype) else column[start:stop]
     meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
     checksums = group["checksums"][start:stop] if "checksums" in group else None
-    labels = np.array([a.source.label for a in run], dtype=np.int16)
+    labels = writer.label_rows([a.source for a in run])
     writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums)
     if progress is not None:
         progress(len(run))

@@ -392,6 +392,8 @@ class Split:
 
     def counts(self) -> np.ndarray:
         """Images per label value (length ``len(label_names)``)."""
+        if self.labels.ndim == 2:  # multi-label (N, C) multi-hot: images having each label
+            return self.labels.sum(axis=0, dtype=np.int64)
         return np.bincount(self.labels, minlength=len(self.label_names))
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
@@ -449,7 +451,8 @@ class Split:
                 pick = inverse[b * batch_size : (b + 1) * batch_size]
                 xb = block[pick]
                 if out_dtype is not None and out_dtype.kind == "f":
-                    xb = np.multiply(xb, out_dtype.type(1.0 / 255.0), dtype=out_dtype)
+                    top = np.iinfo(xb.dtype).max  # 255, or 65535 for a --dtype uint16 cache
+                    xb = np.multiply(xb, out_dtype.type(1.0 / top), dtype=out_dtype)
                 elif out_dtype is not None:
                     xb = xb.astype(out_dtype)
                 yield xb, labels[idx[b * batch_size : (b + 1) * batch_size]]
@@ -458,6 +461,10 @@ class Split:
         """The image indices one epoch of ``batches()`` visits, in order (deterministic in seed and epoch)."""
         n = len(self)
         rng = np.random.default_rng([int(seed), int(epoch)])
+        if balanced and n and self.labels.ndim == 2:
+            raise InputError(
+                "balanced batches need one label per image; this cache is multi-label (use weights of your own)"
+            )
         if balanced and n:
             weights = 1.0 / self.counts()[self.labels]
             drawn = rng.choice(n, size=n, replace=True, p=weights / weights.sum())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
 from .errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
@@ -41,6 +42,11 @@ class SourceFile:
     split: str
     label: int
     patient: str
+    # set by sources.prepare (issue 7): DICOM study pseudonym, split before --resplit, fold, multi-label indices
+    study: str = ""
+    source_split: str = ""
+    fold: int = -1
+    labels: tuple[int, ...] = ()
 
 
 @dataclass
@@ -53,6 +59,7 @@ class ScanResult:
     files: list[SourceFile]  # ordered by code-point order of ``path``
     ignored: list[str] = field(default_factory=list)  # non-image files, relative paths
     unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    multi_label: bool = False  # labels from a CSV with --label-sep: SourceFile.labels holds them all
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -109,7 +116,12 @@ def _walk(root: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             if name.startswith(".") or _is_litter(name):
                 continue
             parts = (*rel_dir, name)
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            suffix = Path(name).suffix.lower()
+            if (
+                suffix in IMAGE_SUFFIXES
+                or suffix in DICOM_SUFFIXES
+                or (maybe_dicom_name(name) and sniff_file(os.path.join(dirpath, name)))
+            ):
                 images.append(parts)
             else:
                 ignored.append("/".join(parts))

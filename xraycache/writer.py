@@ -22,6 +22,7 @@ import numpy as np
 
 from .decode import DecodedImage
 from .scan import SourceFile
+from .window import hist_bin_width, pixel_hist, pixel_moments
 
 FORMAT_NAME = "xraycache"
 FORMAT_VERSION = 1
@@ -31,7 +32,7 @@ FLUSH_EVERY = 64  # images buffered per split before one slab write
 STR = h5py.string_dtype("utf-8")
 HASH = np.dtype("S64")
 CHECKSUM = np.dtype("S32")  # blake2b-128 of each stored image, hex: what ``verify`` checks
-CHECKSUM_DESCRIPTION = "blake2b (16-byte digest, hex) of the stored (H, W) uint8 image, C order"
+CHECKSUM_DESCRIPTION = "blake2b (16-byte digest, hex) of the stored (H, W) uint8 (or uint16, --dtype) image, C order"
 
 # name -> (dtype, value taken from a DecodedImage / SourceFile)
 META_COLUMNS: dict[str, Any] = {
@@ -47,6 +48,16 @@ META_COLUMNS: dict[str, Any] = {
     "max": np.uint8,
     "mean": np.float32,
     "std": np.float32,
+    # provenance of issue 7 (sources.py, dicom.py, window.py): how the pixels were made, and where from
+    "format": STR,  # JPEG, PNG or DICOM
+    "window": STR,  # the high-bit window applied, e.g. "dicom window 2048/4096 linear" or "none (8-bit)"
+    "bits_stored": np.int16,
+    "modality": STR,  # DICOM only, else ""
+    "view_position": STR,
+    "photometric": STR,
+    "study": STR,  # DICOM StudyInstanceUID (a pseudonym unless --keep-identifiers)
+    "source_split": STR,  # the split folder the file came from (differs from the split after --resplit)
+    "fold": np.int16,  # patient-grouped cross-validation fold (--folds), -1 without
 }
 
 
@@ -69,13 +80,21 @@ def hist_moments(hist: np.ndarray) -> tuple[int, int, float, float]:
 
 def pixel_checksum(pixels: np.ndarray) -> bytes:
     """Checksum of one stored image (the ``checksums`` dataset), as hex bytes."""
-    return (
-        hashlib.blake2b(np.ascontiguousarray(pixels, dtype=np.uint8).data, digest_size=16).hexdigest().encode("ascii")
-    )
+    dtype = np.uint16 if pixels.dtype == np.uint16 else np.uint8
+    return hashlib.blake2b(np.ascontiguousarray(pixels, dtype=dtype).data, digest_size=16).hexdigest().encode("ascii")
+
+
+def meta_columns(dtype: str = "uint8") -> dict[str, Any]:
+    """META_COLUMNS for a cache of ``dtype`` images (pixel min/max columns take the image dtype)."""
+    columns = dict(META_COLUMNS)
+    if dtype == "uint16":
+        columns["min"] = columns["max"] = np.uint16
+    return columns
 
 
 def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
-    lo, hi, mean, std = hist_moments(image.hist)
+    lo, hi, mean, std = hist_moments(image.hist) if image.pixels.dtype == np.uint8 else pixel_moments(image.pixels)
+    info = image.info
     return {
         "path": storable_path(source.path),
         "patient": storable_path(source.patient),
@@ -89,6 +108,15 @@ def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
         "max": hi,
         "mean": mean,
         "std": std,
+        "format": info.get("format", ""),
+        "window": info.get("window", ""),
+        "bits_stored": info.get("bits_stored", 0),
+        "modality": storable_path(info.get("modality", "")),
+        "view_position": storable_path(info.get("view_position", "")),
+        "photometric": info.get("photometric", ""),
+        "study": storable_path(source.study),
+        "source_split": storable_path(source.source_split or source.split),
+        "fold": source.fold,
     }
 
 
@@ -114,8 +142,13 @@ class CacheWriter:
         image_shape: tuple[int, int],
         attrs: Mapping[str, Any],
         compression: Compression = "none",
+        dtype: str = "uint8",
+        multi_label: bool = False,
     ) -> None:
         self.out = Path(out)
+        self.dtype = np.dtype(dtype)
+        self.multi_label = multi_label  # labels stored as (N, C) uint8 multi-hot
+        self.columns = meta_columns(dtype)
         self.label_names = label_names
         self.image_shape = image_shape
         self.compression = compression
@@ -157,10 +190,14 @@ class CacheWriter:
                 "chunks": (min(COMPRESSED_CHUNK_IMAGES, capacity), height, width),
                 "compression": self.compression,
             }
-        group.create_dataset("images", shape=(capacity, height, width), dtype=np.uint8, **kwargs)
-        group.create_dataset("labels", shape=(capacity,), dtype=np.int16)
+        group.create_dataset("images", shape=(capacity, height, width), dtype=self.dtype, **kwargs)
+        if self.multi_label:
+            labels = group.create_dataset("labels", shape=(capacity, len(self.label_names)), dtype=np.uint8)
+            labels.attrs["description"] = "multi-hot: labels[i, c] = 1 when image i has label_names[c]"
+        else:
+            group.create_dataset("labels", shape=(capacity,), dtype=np.int16)
         meta = group.create_group("meta")
-        for name, dtype in META_COLUMNS.items():
+        for name, dtype in self.columns.items():
             meta.create_dataset(name, shape=(capacity,), dtype=dtype)
         checksums = group.create_dataset("checksums", shape=(capacity,), dtype=CHECKSUM)
         checksums.attrs["description"] = CHECKSUM_DESCRIPTION
@@ -172,7 +209,8 @@ class CacheWriter:
         """Queue one decoded image; images are written in the order they are added."""
         buffer = self._buffers[source.split]
         buffer.append((image, source))
-        self._hist[source.split][source.label] += image.hist
+        for label in source.labels if self.multi_label else (source.label,):
+            self._hist[source.split][label] += image.hist
         if len(buffer) >= FLUSH_EVERY:
             self._flush(source.split)
 
@@ -199,15 +237,28 @@ class CacheWriter:
         group = state.group
         group["images"][start:stop] = pixels
         group["labels"][start:stop] = labels
-        for name, dtype in META_COLUMNS.items():
+        for name, dtype in self.columns.items():
             group["meta"][name][start:stop] = np.asarray(meta[name], dtype=dtype)
         if checksums is None:
             checksums = np.array([pixel_checksum(image) for image in pixels], dtype=CHECKSUM)
         group["checksums"][start:stop] = checksums
         hist = self._hist[split]
-        for label in np.unique(labels):
-            hist[int(label)] += np.bincount(pixels[labels == label].ravel(), minlength=256)
+        if labels.ndim == 2:  # multi-hot: an image counts for each of its labels
+            for label in np.flatnonzero(labels.any(axis=0)):
+                hist[int(label)] += pixel_hist(pixels[labels[:, label] == 1])
+        else:
+            for label in np.unique(labels):
+                hist[int(label)] += pixel_hist(pixels[labels == label])
         state.written = stop
+
+    def label_rows(self, sources: list[SourceFile]) -> np.ndarray:
+        """The ``labels`` rows of some files: label indices, or multi-hot rows for a multi-label cache."""
+        if not self.multi_label:
+            return np.array([source.label for source in sources], dtype=np.int16)
+        rows = np.zeros((len(sources), len(self.label_names)), dtype=np.uint8)
+        for row, source in zip(rows, sources, strict=True):
+            row[list(source.labels)] = 1
+        return rows
 
     def add_skipped(self, path: str, split: str, reason: str) -> None:
         """Record a file the build could not take, and why."""
@@ -221,9 +272,9 @@ class CacheWriter:
         start, stop = state.written, state.written + len(buffer)
         group = state.group
         group["images"][start:stop] = np.stack([image.pixels for image, _ in buffer])
-        group["labels"][start:stop] = [source.label for _, source in buffer]
+        group["labels"][start:stop] = self.label_rows([source for _, source in buffer])
         rows = [_meta_row(image, source) for image, source in buffer]
-        for name, dtype in META_COLUMNS.items():
+        for name, dtype in self.columns.items():
             group["meta"][name][start:stop] = np.array([row[name] for row in rows], dtype=dtype)
         group["checksums"][start:stop] = np.array([pixel_checksum(image.pixels) for image, _ in buffer], dtype=CHECKSUM)
         state.written = stop
@@ -235,8 +286,13 @@ class CacheWriter:
         stats = state.group.create_group("stats")
         stats.create_dataset("hist", data=self._hist[split])
         stats["hist"].attrs["description"] = "pixel histogram of the stored images, per label (label, value)"
+        stats["hist"].attrs["bin_width"] = hist_bin_width(self.dtype)  # 256 for uint16: bins of value >> 8
         labels = state.group["labels"][: state.written]
-        stats.create_dataset("count", data=np.bincount(labels, minlength=len(self.label_names)))
+        if labels.ndim == 2:
+            count = labels.sum(axis=0, dtype=np.int64)
+        else:
+            count = np.bincount(labels, minlength=len(self.label_names))
+        stats.create_dataset("count", data=count)
 
     def _write_skipped(self) -> None:
         group = self._file.create_group("skipped")

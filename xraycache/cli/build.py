@@ -20,6 +20,8 @@ Fit = Literal["stretch", "pad", "crop"]
 Filter = Literal["area", "box", "bilinear", "hamming", "lanczos"]
 Classes = Literal["auto", "binary", "three"]
 Compression = Literal["none", "gzip", "lzf"]
+WindowChoice = Literal["auto", "dicom", "minmax", "percentile"]
+DtypeChoice = Literal["uint8", "uint16"]
 
 
 def build_command(
@@ -63,6 +65,49 @@ def build_command(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON.")] = False,
+    window: Annotated[
+        WindowChoice,
+        typer.Option(
+            help="Sources deeper than 8 bits (16-bit PNG, DICOM): auto = the DICOM's own VOI where it has one, else percentile; dicom = the file's VOI (DICOMs without one are skipped); minmax = full range; percentile = 0.5-99.5%. 8-bit JPEG/PNG are never re-windowed."
+        ),
+    ] = "auto",
+    dtype: Annotated[
+        DtypeChoice, typer.Option(help="Stored pixel type: uint8, or uint16 to keep the depth of 16-bit sources.")
+    ] = "uint8",
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", help="CSV of labels (replaces the folder labels); delimiter sniffed.", show_default=False
+        ),
+    ] = None,
+    path_col: Annotated[
+        str, typer.Option(help="--labels column with the image path (relative to SRC) or unique file name.")
+    ] = "path",
+    label_col: Annotated[str, typer.Option(help="--labels column with the label(s).")] = "label",
+    label_sep: Annotated[
+        str | None,
+        typer.Option(help="Separator of several labels in one cell, e.g. '|' (NIH): multi-label.", show_default=False),
+    ] = None,
+    patient_col: Annotated[
+        str | None, typer.Option(help="--labels column with the patient id.", show_default=False)
+    ] = None,
+    resplit: Annotated[
+        str | None,
+        typer.Option(
+            help="Pool all splits and re-split by patient: train,val,test fractions, e.g. 0.8,0.1,0.1 (stable, stratified in expectation).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --resplit and --folds.")] = 0,
+    folds: Annotated[
+        int, typer.Option(min=0, help="Also record a patient-grouped cross-validation fold (0..K-1) per image.")
+    ] = 0,
+    keep_identifiers: Annotated[
+        bool,
+        typer.Option(
+            "--keep-identifiers", help="Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms."
+        ),
+    ] = False,
 ) -> None:
     """Decode, resize and cache every image under SRC into one HDF5 file OUT, on all cores.
 
@@ -88,6 +133,17 @@ def build_command(
                 dry_run=dry_run,
                 progress=progress,
                 command=command,
+                window=window,
+                dtype=dtype,
+                labels=labels,
+                path_col=path_col,
+                label_col=label_col,
+                label_sep=label_sep,
+                patient_col=patient_col,
+                resplit=resplit,
+                seed=seed,
+                folds=folds,
+                keep_identifiers=keep_identifiers,
             )
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -123,6 +179,10 @@ def print_summary(report: BuildReport) -> None:
         if len(report.skipped) > 20:
             skipped.add_row(f"... and {len(report.skipped) - 20} more", "(all listed in the file's /skipped)")
         console.print(skipped)
+    if report.csv_rows_without_file:
+        rows = report.csv_rows_without_file
+        listed = ", ".join(rows[:5]) + (f" (and {len(rows) - 5} more; all in --json)" if len(rows) > 5 else "")
+        console.print(f"[yellow]{len(rows)} labels CSV row(s) name no image under SRC[/]: {listed}", highlight=False)
     line = f"{report.images:,} images, {len(report.skipped)} skipped, {len(report.ignored)} non-image files ignored"
     if report.dry_run:
         console.print(line + " (nothing decoded or written)")

@@ -1,0 +1,64 @@
+"""Patient-level re-splits and cross-validation folds: ``--resplit 0.8,0.1,0.1 --seed 0 [--folds K]``.
+
+Every patient is placed by a hash of (seed, patient id) alone: a number u in [0, 1) decides the split
+(train if u < 0.8, val if u < 0.9, test otherwise) and another hash the fold. So the result is
+
+- grouped: all images of a patient share one split and one fold (no patient in two splits);
+- deterministic: the same seed gives the same splits on any machine, in any file order;
+- stable: adding files (new patients, or new images of known patients) never moves an existing
+  patient, because nothing about a patient depends on the others;
+- stratified in expectation: the placement is independent of the class, so every class is split by
+  the same fractions, up to the sampling noise of its patient count (about sqrt(n) patients). A
+  rank-based exact stratification would move patients whenever the data grows, which stability forbids.
+
+Images without a patient id count as one patient each (keyed by their path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from .errors import InputError
+
+SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
+
+
+def parse_fractions(text: str) -> tuple[tuple[str, float], ...]:
+    """``"0.8,0.1,0.1"`` -> (("train", 0.8), ("val", 0.1), ("test", 0.1)); 2 values name train and test."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"--resplit {text!r}: give train,val,test fractions such as 0.8,0.1,0.1") from None
+    if len(values) not in SPLIT_NAMES:
+        raise InputError(f"--resplit {text!r}: give 3 fractions (train,val,test) or 2 (train,test)")
+    if any(v < 0 or not math.isfinite(v) for v in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise InputError(f"--resplit {text!r}: fractions must be >= 0 and add up to 1")
+    return tuple(zip(SPLIT_NAMES[len(values)], values, strict=True))
+
+
+def unit_hash(seed: int, key: str, salt: str) -> float:
+    """A uniform number in [0, 1) from (salt, seed, key): the same on every machine and Python."""
+    digest = hashlib.sha256(f"xraycache-{salt}\0{seed}\0{key}".encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def group_key(patient: str, path: str) -> str:
+    """The grouping key of an image: its patient, or its own path when the patient is unknown."""
+    return f"patient:{patient}" if patient else f"file:{path}"
+
+
+def assign_split(key: str, fractions: tuple[tuple[str, float], ...], seed: int) -> str:
+    """The split of one patient (or ungrouped file)."""
+    u = unit_hash(seed, key, "split")
+    edge = 0.0
+    for name, fraction in fractions:
+        edge += fraction
+        if u < edge:
+            return name
+    return next(name for name, fraction in reversed(fractions) if fraction > 0)
+
+
+def assign_fold(key: str, folds: int, seed: int) -> int:
+    """The cross-validation fold (0 .. folds-1) of one patient."""
+    return min(folds - 1, int(unit_hash(seed, key, "fold") * folds))
