@@ -48,8 +48,17 @@ def save(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> Path:
     return path
 
 
+def _display(pixels: np.ndarray) -> np.ndarray:
+    """Pixels on the 0-255 display scale: uint16 images (--dtype uint16) by their high byte."""
+    return (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
+
+
 def _fmt_label(split: Split, index: int) -> tuple[str, str]:
-    label = split.label_names[int(split.labels[index])]
+    row = split.labels[index]
+    if row.ndim == 1:  # multi-label (N, C) multi-hot
+        label = "|".join(name for name, on in zip(split.label_names, row, strict=True) if on) or "(none)"
+        return label, str(split.meta["patient"][index])
+    label = split.label_names[int(row)]
     return label, str(split.meta["patient"][index])
 
 
@@ -76,7 +85,7 @@ def _draw_image(fig: Canvas, split: Split, index: int) -> None:
     if not -n <= index < n:
         raise InputError(f"index {index} is out of range for split {split.name!r} of {n} images; use 0 to {n - 1}")
     index %= n
-    pixels = split.images[index]
+    pixels = _display(split.images[index])
     label, patient = _fmt_label(split, index)
     meta = split.meta
     ax_img, ax_hist = fig.subplots(1, 2, width_ratios=[1, 1.25])
@@ -208,13 +217,13 @@ def _draw_grid(fig: Canvas, split: Split, n: int, seed: int, label: str | int | 
     what = f"split {split.name}"
     if label is not None:
         value = split.label_index(label)
-        pool = np.flatnonzero(split.labels == value)
+        pool = np.flatnonzero(split.labels[:, value] == 1 if split.labels.ndim == 2 else split.labels == value)
         what += f", label {split.label_names[value]}"
     if pool.size == 0:
         raise InputError(f"no images in {what}; try another --split or --label")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(pool, size=min(n, pool.size), replace=False))
-    pixels = split.images[chosen]
+    pixels = _display(split.images[chosen])
     cols = int(np.ceil(np.sqrt(len(chosen))))
     rows = int(np.ceil(len(chosen) / cols))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)

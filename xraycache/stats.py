@@ -102,8 +102,9 @@ def split_stats(split: Split) -> SplitStats:
     width, height = split.meta["width"], split.meta["height"]
     n = len(labels)
     classes = [
-        _group(name, int(counts[i]), n, hist[i], width[labels == i], height[labels == i])
+        _group(name, int(counts[i]), n, hist[i], width[mask], height[mask])
         for i, name in enumerate(split.label_names)
+        for mask in [labels[:, i] == 1 if labels.ndim == 2 else labels == i]  # (N, C) multi-hot: has label i
     ]
     nonzero = counts[counts > 0]
     imbalance = float(nonzero.max() / nonzero.min()) if nonzero.size else 0.0
