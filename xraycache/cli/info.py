@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..leakage import leakage, print_leakage
 from ..reader import open as open_cache
 from ._common import cli_errors, console
 
@@ -43,6 +44,7 @@ def info_command(
             splits.add_row(name, shape, *(f"{c:,}" for c in counts), f"{nbytes / 1e6:,.1f}")
         console.print(splits)
         skipped = cache.skipped
+        print_leakage(leakage(cache), console)
     if not skipped:
         console.print("skipped files: none")
         return

@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from .. import plots
+from ..leakage import leakage, print_leakage
 from ..reader import Cache
 from ..reader import open as open_cache
 from ..stats import summarize
@@ -60,8 +61,9 @@ def stats_command(
     """
     with cli_errors(), open_cache(file) as cache:
         stats = summarize(cache)
+        leaks = leakage(cache)
     if as_json:
-        print(json.dumps(stats.to_dict(), indent=2))
+        print(json.dumps({**stats.to_dict(), "leakage": leaks.to_dict()}, indent=2))
         return
     settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
     shape = " x ".join(str(s) for s in stats.image_shape[::-1])
@@ -89,6 +91,7 @@ def stats_command(
         "min/max/mean/std: pixel values (0-255) of the stored images; width/height: of the originals", style="dim"
     )
     _print_skipped(stats.skipped)
+    print_leakage(leaks, console)
 
 
 def _print_skipped(skipped: list[dict[str, str]], limit: int = 20) -> None:
