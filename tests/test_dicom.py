@@ -264,3 +264,21 @@ def test_hdf5_tools_read_the_file(tmp_path: Path) -> None:
     assert "/train/images" in listing and "/train/meta/view_position" in listing
     header = subprocess.run(["h5dump", "-H", str(out)], capture_output=True, text=True, check=True).stdout
     assert "H5T_STD_U16LE" in header
+
+
+def test_rsna_style_flat_dicoms_with_csv_by_id(tmp_path: Path) -> None:
+    src = tmp_path / "stage_2_train_images"
+    image = chest(48, 48).astype(np.uint16) * 16
+    ids = ["0004cfab-14fd", "00313ee0-9eaa", "00322d4d-1c29"]
+    for index, pid in enumerate(ids):
+        write(src / f"{pid}.dcm", image, patient=pid, photometric="MONOCHROME1" if index else "MONOCHROME2")
+    csv = tmp_path / "stage_2_train_labels.csv"
+    rows = [f"{ids[0]},,,,,0", f"{ids[1]},264,152,213,379,1", f"{ids[1]},562,152,256,453,1", f"{ids[2]},,,,,0"]
+    csv.write_text("patientId,x,y,width,height,Target\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "rsna.h5"
+    report = xraycache.build(src, out, size=16, jobs=1, labels=csv, path_col="patientId", label_col="Target")
+    assert report.skipped == [] and report.csv_rows_without_file == [] and report.label_names == ["0", "1"]
+    with xraycache.open(out) as cache:
+        split = cache["all"]
+        assert split.labels.tolist() == [0, 1, 0]
+        assert all(p.startswith("p-") for p in split.meta["patient"])  # DICOM PatientID, pseudonymised

@@ -3,7 +3,8 @@
 ``--labels FILE.csv --path-col COL --label-col COL [--label-sep '|'] [--patient-col COL]``. The CSV's
 delimiter (comma, semicolon or tab) is sniffed. A row is matched to an image by its path relative to SRC,
 else by file name where that name is unique among both the rows and the images (NIH keeps its images in
-twelve sub-folders and lists bare names). With ``--label-sep`` the labels are multi-label (stored as an
+twelve sub-folders and lists bare names), else by the file name without its suffix (RSNA's ``patientId``,
+VinDr's ``image_id`` name ``<id>.dcm`` files). With ``--label-sep`` the labels are multi-label (stored as an
 (N, C) multi-hot matrix); without, each row has one class. Rows whose file is missing and images with no
 row are both reported: the images are skipped with that reason, the rows listed in the build report.
 """
@@ -123,15 +124,18 @@ class Match:
 def match(labels: CsvLabels, paths: list[str]) -> Match:
     """Match images to rows: by relative path, else by a file name unique on both sides."""
     name_counts = Counter(PurePosixPath(p).name for p in paths)
+    stem_counts = Counter(PurePosixPath(p).stem for p in paths)
     matched: dict[str, Row] = {}
     unmatched: list[tuple[str, str]] = []
     used: set[int] = set()
     for rel in paths:
         candidates = labels.by_path.get(rel)
         if not candidates:
-            name = PurePosixPath(rel).name
-            by_name = labels.by_name.get(name, [])
-            if by_name and name_counts[name] > 1:
+            name, stem = PurePosixPath(rel).name, PurePosixPath(rel).stem
+            by_name, counts = labels.by_name.get(name, []), name_counts[name]
+            if not by_name and stem != name:  # ids without the suffix (RSNA patientId, VinDr image_id)
+                by_name, counts = labels.by_name.get(stem, []), stem_counts[stem]
+            if by_name and counts > 1:
                 unmatched.append((rel, f"no row for this path in {labels.file.name}, and its file name is not unique"))
                 continue
             candidates = by_name

@@ -189,7 +189,7 @@ def _draw_counts(fig: Canvas, cache: Cache) -> None:
     top = 1
     for k, name in enumerate(splits):
         counts = cache[name].counts()
-        total = max(1, int(counts.sum()))
+        total = max(1, len(cache[name]))  # images, not label counts: a multi-label image counts once per label
         bars = ax.bar(x + (k - (len(splits) - 1) / 2) * width, counts, width, color=COLORS[k % len(COLORS)], label=name)
         ax.bar_label(bars, [f"{c:,}\n{100 * c / total:.0f}%" for c in counts], fontsize=8, padding=2)
         top = max(top, int(counts.max()) if counts.size else 0)

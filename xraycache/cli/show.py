@@ -62,12 +62,13 @@ def stats_command(
     with cli_errors(), open_cache(file) as cache:
         stats = summarize(cache)
         leaks = leakage(cache)
+        dtype = str(cache.attrs.get("dtype", "uint8"))  # --dtype uint16: statistics on the high-byte scale
     if as_json:
         print(json.dumps({**stats.to_dict(), "leakage": leaks.to_dict()}, indent=2))
         return
     settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
     shape = " x ".join(str(s) for s in stats.image_shape[::-1])
-    console.print(f"[bold]{stats.path}[/]: {shape} px uint8 images; {settings}", highlight=False)
+    console.print(f"[bold]{stats.path}[/]: {shape} px {dtype} images; {settings}", highlight=False)
     for s in stats.splits:
         title = f"{s.split}: {s.count:,} images, imbalance {s.imbalance:.2f} (largest/smallest class)"
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
@@ -88,7 +89,10 @@ def stats_command(
             )
         console.print(table)
     console.print(
-        "min/max/mean/std: pixel values (0-255) of the stored images; width/height: of the originals", style="dim"
+        "min/max/mean/std: pixel values (0-255"
+        + (", the high byte of uint16" if dtype == "uint16" else "")
+        + ") of the stored images; width/height: of the originals",
+        style="dim",
     )
     _print_skipped(stats.skipped)
     print_leakage(leaks, console)
