@@ -28,6 +28,7 @@ import numpy as np
 
 from . import __version__
 from .backend import backend_info
+from .dask_backend import DEFAULT_CONNECT_TIMEOUT, dask_cluster, parallel_config, validate_backend
 from .decode import (
     DEFAULT_FILTER,
     DEFAULT_MAX_PIXELS,
@@ -42,6 +43,7 @@ from .decode import (
 from .errors import InputError, NotACacheError, StrictError
 from .incremental import Action, OldCache, Plan, plan_rebuild, read_old_cache, settings_diff
 from .scan import Classes, ScanResult, SourceFile, scan
+from .shards import build_layout, output_bytes, remove_stale_shards, shard_count, validate_shards
 from .sources import SourceOptions, prepare
 from .window import OutDtype, Window
 from .writer import FORMAT_VERSION, CacheWriter, Compression, remove_stale_temporaries, storable_path
@@ -240,6 +242,10 @@ def build(
     seed: int = 0,
     folds: int = 0,
     keep_identifiers: bool = False,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    scheduler_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    shards: int = 1,
 ) -> BuildReport:
     """Build (or bring up to date) one HDF5 cache of every readable image under ``src``.
 
@@ -253,8 +259,14 @@ def build(
     with ``path_col``, ``label_col``, ``label_sep`` for multi-label and ``patient_col``) replaces the folder
     labels; ``resplit`` ("0.8,0.1,0.1") re-splits by patient with ``seed``; ``folds`` adds a fold column;
     DICOM patient/study identifiers are stored as keyed pseudonyms unless ``keep_identifiers``.
+
+    Scaling out (see ``dask_backend.py``, ``shards.py``): ``backend="dask"`` decodes on the dask.distributed
+    cluster at ``scheduler`` (or DASK_SCHEDULER_ADDRESS); ``shards=K`` writes K shard files in parallel,
+    joined into OUT by HDF5 virtual datasets. Neither changes a stored pixel.
     """
     _validate(size, fit, filter, compression, classes, jobs)
+    address = validate_backend(backend, scheduler)
+    validate_shards(shards)
     started = time.perf_counter()
     out_path = Path(out)
     options = SourceOptions(
@@ -305,16 +317,29 @@ def build(
     _check_output(out_path)
     attrs = _attrs(found, spec, compression, classes, command)
     attrs.update(prepared.attrs)
-    with output_lock(out_path), interrupt_guard():
+    probe = found.files[0].path if found.files else None
+    write_dir = out_path.parent.absolute() if shards > 1 else None
+    with (
+        output_lock(out_path),
+        interrupt_guard(),
+        dask_cluster(address, found.root, probe, scheduler_timeout, write_dir) as threads,
+    ):
+        if threads is not None:  # on dask: every worker thread of the cluster
+            n_jobs = report.jobs = max(2, threads)
         remove_stale_temporaries(out_path)
         old = None if overwrite or not out_path.exists() else _open_old(out_path, attrs)
         try:
-            written = _build_locked(found, out_path, spec, n_jobs, compression, attrs, report, progress, strict, old)
+            args = (found, out_path, spec, n_jobs, compression, attrs, report, progress, strict, old)
+            if shards > 1 or (old is not None and shard_count(old.attrs) > 1):
+                written = build_layout(*args, shards)  # sharded output, or a sharded OUT rewritten (shards.py)
+            else:
+                written = _build_locked(*args)
         except OSError as exc:
             raise InputError(f"cannot write {out_path}: {os_reason(exc)}") from None
+        remove_stale_shards(out_path)
     report.counts = _count(found, written)
     report.input_bytes = sum(_size_or_zero(found.root / f.path) for f in written)
-    report.output_bytes = out_path.stat().st_size
+    report.output_bytes = output_bytes(out_path)  # with its shard files, if any
     report.seconds = time.perf_counter() - started
     return report
 
@@ -381,7 +406,8 @@ def _decode_all(root: str, files: list[SourceFile], spec: ResizeSpec, n_jobs: in
         return iter(())
     if n_jobs == 1 or len(files) == 1:
         return (_decode_task(root, f, spec) for f in files)
-    with joblib.parallel_config(backend="loky", initializer=_worker_init):
+    config, n_jobs = parallel_config(n_jobs, _worker_init)  # loky processes, or the dask cluster (--backend dask)
+    with config:
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto", pre_dispatch="4 * n_jobs")
     return iter(parallel(joblib.delayed(_decode_task)(root, f, spec) for f in files))
 

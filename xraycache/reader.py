@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from .errors import InputError, NotACacheError
+from .shards import missing_shard_message
 from .writer import FORMAT_NAME, FORMAT_VERSION
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
@@ -93,6 +94,10 @@ def _open_h5(path: Path) -> h5py.File:
         raise NotACacheError(
             f"{path} has format version {version}, newer than this xraycache reads ({FORMAT_VERSION}); upgrade it"
         )
+    missing = missing_shard_message(path, file)  # sharded cache (issue 8): HDF5 would read zeros for a lost shard
+    if missing:
+        file.close()
+        raise NotACacheError(missing)
     return file
 
 

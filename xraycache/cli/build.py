@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
+from ..dask_backend import DEFAULT_CONNECT_TIMEOUT
 from ..decode import DEFAULT_MAX_PIXELS
 from ..pipeline import BuildReport, build
 from ..scan import scan
@@ -22,6 +23,7 @@ Classes = Literal["auto", "binary", "three"]
 Compression = Literal["none", "gzip", "lzf"]
 WindowChoice = Literal["auto", "dicom", "minmax", "percentile"]
 DtypeChoice = Literal["uint8", "uint16"]
+BackendChoice = Literal["loky", "dask"]
 
 
 def build_command(
@@ -108,6 +110,28 @@ def build_command(
             "--keep-identifiers", help="Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms."
         ),
     ] = False,
+    backend: Annotated[
+        BackendChoice,
+        typer.Option(
+            help="Where images are decoded: loky (local processes, --jobs) or dask (a dask.distributed cluster: needs --scheduler; workers must see SRC and OUT at the same paths)."
+        ),
+    ] = "loky",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="dask scheduler address, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS).", show_default=False
+        ),
+    ] = None,
+    scheduler_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to reach the dask scheduler and its first worker before giving up.")
+    ] = DEFAULT_CONNECT_TIMEOUT,
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Write K shard files in parallel (each by its own worker) into a folder beside OUT, joined by OUT with HDF5 virtual datasets: for when the single writer is the limit. Move OUT together with its folder.",
+        ),
+    ] = 1,
 ) -> None:
     """Decode, resize and cache every image under SRC into one HDF5 file OUT, on all cores.
 
@@ -144,6 +168,10 @@ def build_command(
                 seed=seed,
                 folds=folds,
                 keep_identifiers=keep_identifiers,
+                backend=backend,
+                scheduler=scheduler,
+                scheduler_timeout=scheduler_timeout,
+                shards=shards,
             )
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -1,0 +1,141 @@
+"""Run a build's decode tasks on a dask.distributed cluster, through joblib's dask backend.
+
+The local loky pool stays the default and needs nothing from here. With ``backend="dask"`` the build
+connects a ``distributed.Client`` to the scheduler (``--scheduler`` or ``DASK_SCHEDULER_ADDRESS``),
+checks on every worker that it runs the same xraycache and imaging backend and can read SRC at the
+same path (a shared filesystem), and only then starts: a misconfigured worker would otherwise skip
+every file, or store pixels made by another decoder. The scheduler retries the tasks of a worker
+that dies, so the output stays complete. ``dask[distributed]`` is imported only on this path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from .errors import InputError
+
+BACKENDS = ("loky", "dask")
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler, and to wait for its first worker
+
+_client: Any = None  # the Client of the build running in this process, if it runs on dask
+
+
+def validate_backend(backend: str, scheduler: str | None) -> str | None:
+    """The scheduler address a build will use (None for loky); InputError for an unusable combination."""
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend == "loky":
+        if scheduler:
+            raise InputError("--scheduler is for --backend dask; add --backend dask, or drop --scheduler")
+        return None
+    address = scheduler or os.environ.get(SCHEDULER_ENV, "").strip()
+    if not address:
+        raise InputError(f"--backend dask needs a scheduler: pass --scheduler tcp://HOST:8786 or set {SCHEDULER_ENV}")
+    return address
+
+
+def dask_active() -> bool:
+    """True while a build in this process runs its tasks on a dask cluster."""
+    return _client is not None
+
+
+def parallel_config(n_jobs: int, initializer: Any = None) -> tuple[AbstractContextManager[Any], int]:
+    """joblib configuration and ``n_jobs`` for the running build: the dask cluster, or local loky processes."""
+    if _client is not None:
+        return joblib.parallel_config(backend="dask"), -1  # -1: every thread of every worker
+    return joblib.parallel_config(backend="loky", initializer=initializer), n_jobs
+
+
+@contextmanager
+def dask_cluster(
+    address: str | None,
+    root: Path,
+    probe: str | None,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    write_dir: Path | None = None,
+) -> Iterator[int | None]:
+    """Connect to the scheduler at ``address`` for the length of a build; yields its worker thread count.
+
+    ``probe`` is one source file (relative to ``root``) every worker must be able to read; ``write_dir``
+    (sharded builds: workers write the shards) a folder each must be able to write. Yields None and does
+    nothing when ``address`` is None (the local backend).
+    """
+    global _client
+    if address is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise InputError("--backend dask needs dask.distributed: pip install 'xraycache[dask]'") from None
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=True)
+    except (OSError, TimeoutError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot reach the dask scheduler at {address} ({reason}); is it running?") from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError):
+            raise InputError(f"the dask scheduler at {address} has no workers (waited {timeout:g} s)") from None
+        check_workers(client, root, probe, write_dir)
+        threads = sum(client.nthreads().values())
+        _client = client
+        yield threads
+    finally:
+        _client = None
+        with contextlib.suppress(Exception):  # the cluster went away: nothing left to release
+            client.close(timeout=timeout)
+
+
+def check_workers(client: Any, root: Path, probe: str | None, write_dir: Path | None = None) -> None:
+    """InputError naming the first worker that cannot read SRC or runs other decoding software."""
+    from . import __version__
+    from .backend import backend_info
+
+    expected = (__version__, backend_info().imaging)
+    answers = client.run(
+        _probe_worker, str(root), probe, None if write_dir is None else str(write_dir), on_error="return"
+    )
+    for worker, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            hint = "install xraycache on every worker" if isinstance(answer, ImportError) else "check the worker"
+            raise InputError(f"dask worker {worker} failed the start check ({type(answer).__name__}: {answer}); {hint}")
+        error, version, imaging = answer
+        if error:
+            raise InputError(
+                f"dask worker {worker} {error}: workers must see SRC and OUT at the same paths (a shared filesystem)"
+            )
+        if (version, imaging) != expected:
+            raise InputError(
+                f"dask worker {worker} runs xraycache {version} with {imaging}, this process xraycache "
+                f"{expected[0]} with {expected[1]}; install the same versions everywhere (pixels would differ)"
+            )
+
+
+def _probe_worker(root: str, probe: str | None, write_dir: str | None) -> tuple[str, str, str]:
+    """Runs on each worker: ('' or what it cannot read or write, xraycache version, imaging backend)."""
+    from . import __version__
+    from .backend import backend_info
+
+    error = ""
+    target = os.path.join(root, probe) if probe else root
+    try:
+        if probe:
+            with open(target, "rb") as handle:
+                handle.read(1)
+        else:
+            os.listdir(target)
+    except OSError as exc:
+        error = f"cannot read {target} ({exc.strerror or exc})"
+    if not error and write_dir is not None and not os.access(write_dir, os.W_OK):
+        error = f"cannot write to {write_dir} (the shards are written there)"
+    return error, __version__, backend_info().imaging

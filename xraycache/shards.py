@@ -1,0 +1,353 @@
+"""Sharded output (``--shards K``): K writers in parallel, joined into OUT by HDF5 virtual datasets.
+
+One writer process copies every pixel into OUT; on many cores (or a cluster) that copy, and moving
+every pixel to that one process, become the limit. With ``shards=K`` the files are cut into K
+contiguous runs in scan order; each run is decoded *and written* by one worker process (or dask
+worker) as a complete cache file of its own, ``OUT.shards-XXXX/shard-0007.h5``, through the same
+writer a single-file build uses. OUT then holds, per split, virtual datasets that concatenate the
+shards' rows in order (so ``images``, ``labels``, ``meta/*`` and ``checksums`` read exactly as in a
+single-file build), the summed ``stats`` and the ``/skipped`` list. Virtual sources are stored as
+paths relative to OUT's folder, which HDF5 resolves against the folder of OUT: OUT moves or copies
+together with its shard folder.
+
+Each build writes a new shard folder, so a rebuild never touches the shards the old OUT reads; OUT
+is renamed into place last and the old folder removed after. HDF5 reads fill values (zeros) where a
+virtual source file is missing, so readers call :func:`missing_shard_message` on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import joblib
+import numpy as np
+
+from .dask_backend import parallel_config
+from .errors import InputError, StrictError
+from .incremental import Action, OldCache, Plan, plan_rebuild
+from .scan import ScanResult, SourceFile
+from .writer import STR, _fsync_dir, _output_mode, storable_path
+
+if TYPE_CHECKING:
+    from .decode import DecodedImage, ResizeSpec
+    from .pipeline import BuildReport, ProgressCallback
+    from .writer import Compression
+
+SHARD_FOLDER = "{name}.shards-"  # + a random suffix; beside OUT, one per build
+REUSE_WEIGHT = 0.02  # copying a reused image costs ~1/50 of decoding one: used to balance the shards
+MAX_SHARDS = 4096
+
+
+def shard_count(attrs: Any) -> int:
+    """How many shards a cache file (its root attributes) is joined from; 1 for a single file."""
+    try:
+        return int(attrs.get("shards", 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def validate_shards(shards: int) -> None:
+    if not 1 <= shards <= MAX_SHARDS:
+        raise InputError(f"--shards {shards} is out of range; use 1 (one file) to {MAX_SHARDS}")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def shard_paths(path: Path, attrs: Any) -> list[Path]:
+    """The shard files a sharded cache at ``path`` reads from (empty for a single-file cache)."""
+    if "shard_files" not in attrs:
+        return []
+    folder = path.parent / _text(attrs["shard_dir"])
+    return [folder / _text(name) for name in np.atleast_1d(attrs["shard_files"]).tolist()]
+
+
+def missing_shard_message(path: Path, file: h5py.File) -> str | None:
+    """A one-line error when a shard file of the cache ``file`` is missing, else None (reader hook)."""
+    missing = [p for p in shard_paths(path, file.attrs) if not p.is_file()]
+    if not missing:
+        return None
+    folder = missing[0].parent.name
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    return (
+        f"{path}: shard {folder}/{missing[0].name} is missing{more}; HDF5 would read zeros in its place. "
+        f"Keep {folder}/ beside {path.name} (move or copy them together), or rebuild"
+    )
+
+
+def output_bytes(out: Path) -> int:
+    """Bytes of the cache at ``out``, its shard files included."""
+    total = out.stat().st_size
+    try:
+        with h5py.File(out, "r") as handle:
+            total += sum(p.stat().st_size for p in shard_paths(out, handle.attrs) if p.is_file())
+    except OSError:
+        pass
+    return total
+
+
+def remove_stale_shards(out: Path, keep: Path | None = None) -> None:
+    """Delete shard folders beside OUT that OUT does not read (an older build's, or a killed build's)."""
+    candidates = [p for p in out.parent.glob(SHARD_FOLDER.format(name=out.name) + "*") if p.is_dir()]
+    if not candidates:
+        return
+    used = {keep} if keep is not None else set()
+    try:
+        with h5py.File(out, "r") as handle:
+            used.update(p.parent for p in shard_paths(out, handle.attrs))
+    except (OSError, KeyError, ValueError):
+        pass
+    for folder in candidates:
+        if folder not in used:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def partition(actions: list[Action], shards: int) -> list[list[Action]]:
+    """Cut the plan into at most ``shards`` contiguous, non-empty runs of about equal decoding work."""
+    if not actions:
+        return []
+    weights = np.array([REUSE_WEIGHT if a.reuse else 1.0 for a in actions])
+    ends = np.cumsum(weights)
+    targets = ends[-1] * np.arange(1, shards) / shards
+    cuts = np.searchsorted(ends, targets, side="left") + 1
+    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < len(actions))), len(actions)]
+    return [actions[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def build_layout(
+    found: ScanResult,
+    out: Path,
+    spec: ResizeSpec,
+    n_jobs: int,
+    compression: Compression,
+    attrs: dict[str, Any],
+    report: BuildReport,
+    progress: ProgressCallback | None,
+    strict: bool,
+    old: OldCache | None,
+    shards: int,
+) -> list[SourceFile]:
+    """A build that writes ``shards`` shard files, or that replaces a sharded OUT (cold or incremental).
+
+    The planning mirrors the single-file build: reuse what the old cache holds, decode the rest; when
+    nothing changed and the layout is the same, nothing is written. Returns the files OUT holds.
+    """
+    from . import pipeline
+
+    decoded: dict[str, DecodedImage | str] = {}
+    if old is None:
+        plan = Plan([Action(f) for f in found.files], added=len(found.files))
+    else:
+        with h5py.File(old.path, "r") as handle:
+            message = missing_shard_message(old.path, handle)
+        if message:
+            raise InputError(f"{message}; or pass --overwrite")
+        plan = plan_rebuild(found, old)
+        report.mode = "incremental"
+        report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
+        report.added, report.changed = plan.added, plan.changed
+        retried = pipeline._decode_all(str(found.root), plan.retried, spec, n_jobs)
+        decoded = dict(zip((f.path for f in plan.retried), retried, strict=True))
+        report.added += sum(1 for result in decoded.values() if not isinstance(result, str))
+        if shard_count(old.attrs) == shards and pipeline._up_to_date(found, old, plan, decoded):
+            report.mode = "unchanged"
+            report.skipped = [{"path": p, "split": s, "reason": r} for p, s, r in old.skipped]
+            if strict and report.skipped:
+                raise StrictError(pipeline._strict_message(report))
+            if progress is not None:
+                progress(len(found.files))
+            return [a.source for a in plan.actions if a.reuse]
+    if shards <= 1:  # a sharded OUT rewritten as one file
+        return pipeline._write(
+            found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, decoded
+        )
+    return _write_sharded(
+        found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, decoded, shards
+    )
+
+
+def _new_shard_folder(out: Path) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=SHARD_FOLDER.format(name=out.name), dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)  # mkdtemp makes it 0700, which would hide a shared cache's pixels
+    return folder
+
+
+def _write_sharded(
+    found: ScanResult,
+    out: Path,
+    spec: ResizeSpec,
+    n_jobs: int,
+    compression: Compression,
+    attrs: dict[str, Any],
+    report: BuildReport,
+    progress: ProgressCallback | None,
+    strict: bool,
+    plan: Plan,
+    old: OldCache | None,
+    decoded: dict[str, DecodedImage | str],
+    shards: int,
+) -> list[SourceFile]:
+    """Write the shards in parallel (one task each), then OUT joining them; OUT is renamed in last."""
+    from .pipeline import _strict_message, _worker_init
+
+    out = out.absolute()  # workers (dask: other machines) get absolute paths
+    parts = partition(plan.actions, shards)
+    remove_stale_shards(out)  # a killed build's folder; never the one OUT reads
+    folder = _new_shard_folder(out)
+    names = [f"shard-{index:04d}.h5" for index in range(len(parts))]
+    old_path = None if old is None else str(old.path.absolute())
+    tasks = []
+    for index, part in enumerate(parts):
+        sub_found = replace(found, files=[a.source for a in part], unlabeled=[], ignored=[])
+        sub_decoded = {a.source.path: decoded[a.source.path] for a in part if a.source.path in decoded}
+        shard_attrs = {**attrs, "shard_index": index}
+        args = (
+            index,
+            sub_found,
+            str(folder / names[index]),
+            spec,
+            compression,
+            shard_attrs,
+            part,
+            old_path,
+            sub_decoded,
+        )
+        tasks.append(joblib.delayed(_shard_task)(*args))
+    results: dict[int, tuple[list[str], list[dict[str, str]]]] = {}
+    try:
+        config, jobs = parallel_config(max(1, min(len(parts), n_jobs)), _worker_init)
+        with config:
+            parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
+        for index, kept, skipped in parallel(tasks):
+            results[index] = (kept, skipped)
+            if progress is not None:
+                progress(len(parts[index]))
+        by_path = {f.path: f for f in found.files}
+        written = [by_path[path] for index in range(len(parts)) for path in results[index][0]]
+        shard_skipped = [row for index in range(len(parts)) for row in results[index][1]]
+        report.skipped.extend(shard_skipped)
+        if strict and report.skipped:
+            raise StrictError(_strict_message(report))
+        for leftover in folder.glob("*.tmp"):  # a shard task that ran twice (its first worker died)
+            leftover.unlink(missing_ok=True)
+        _fsync_dir(folder)
+        unlabeled = [(storable_path(p), "", r) for p, r in found.unlabeled]
+        rows = unlabeled + [(row["path"], row["split"], row["reason"]) for row in shard_skipped]
+        _join(out, folder, names, found.splits, rows)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    remove_stale_shards(out, keep=folder)
+    return written
+
+
+def _shard_task(
+    index: int,
+    found: ScanResult,
+    shard_path: str,
+    spec: ResizeSpec,
+    compression: Compression,
+    attrs: dict[str, Any],
+    actions: list[Action],
+    old_path: str | None,
+    decoded: dict[str, DecodedImage | str],
+) -> tuple[int, list[str], list[dict[str, str]]]:
+    """Worker: decode (or copy from the old cache) one run of files into one shard file, serially.
+
+    Returns (shard index, paths of the files kept, skipped rows). Uses the single-file writer path, so a
+    shard is a complete cache of its files.
+    """
+    from .pipeline import BuildReport, _write
+
+    report = BuildReport(src="", out=shard_path, layout="", label_names=[], counts={})
+    old = None if old_path is None else OldCache(Path(old_path), {}, (), {}, [], True)  # _write reads only the path
+    plan = Plan(list(actions))
+    kept = _write(found, Path(shard_path), spec, 1, compression, attrs, report, None, False, plan, old, decoded)
+    return index, [f.path for f in kept], report.skipped
+
+
+def _join(
+    out: Path, folder: Path, names: list[str], splits: tuple[str, ...], skipped: list[tuple[str, str, str]]
+) -> None:
+    """Write OUT: virtual datasets over the shards' rows, summed stats, the skipped list; then rename it in."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        os.fchmod(fd, _output_mode(out))
+    finally:
+        os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(h5py.File(folder / name, "r")) for name in names]
+            dst = stack.enter_context(h5py.File(tmp_path, "w", libver=("v110", "latest")))
+            for key, value in files[0].attrs.items():
+                if key != "shard_index":
+                    dst.attrs[key] = value
+            dst.attrs["splits"] = np.array(list(splits), dtype=STR)
+            dst.attrs["shards"] = len(names)
+            dst.attrs["shard_dir"] = folder.name
+            dst.attrs["shard_files"] = np.array(names, dtype=STR)
+            for split in splits:
+                members = [
+                    (f"{folder.name}/{name}", f[split]) for name, f in zip(names, files, strict=True) if split in f
+                ]
+                _join_group(dst.create_group(split), members)
+            group = dst.create_group("skipped")
+            for column, name in enumerate(("path", "split", "reason")):
+                group.create_dataset(name, data=np.array([row[column] for row in skipped], dtype=object), dtype=STR)
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, out)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    _fsync_dir(out.parent)
+
+
+def _join_group(dst: h5py.Group, members: list[tuple[str, h5py.Group]]) -> None:
+    """Mirror the shards' group: per-row datasets become virtual concatenations, ``stats`` is summed."""
+    template = members[0][1]
+    for key, value in template.attrs.items():
+        dst.attrs[key] = value
+    for name, item in template.items():
+        if isinstance(item, h5py.Group):
+            if name == "stats":
+                _sum_stats(dst.create_group(name), [group[name] for _, group in members])
+            else:
+                _join_group(dst.create_group(name), [(file, group[name]) for file, group in members])
+            continue
+        pieces = [(file, group[name]) for file, group in members if group[name].shape[0] > 0]
+        rest = tuple(item.shape[1:])
+        total = sum(piece.shape[0] for _, piece in pieces)
+        if total == 0:
+            dataset = dst.create_dataset(name, shape=item.shape, dtype=item.dtype)
+        else:
+            layout = h5py.VirtualLayout(shape=(total, *rest), dtype=item.dtype)
+            start = 0
+            for file, piece in pieces:
+                rows = piece.shape[0]
+                layout[start : start + rows] = h5py.VirtualSource(file, piece.name, shape=(rows, *rest))
+                start += rows
+            dataset = dst.create_virtual_dataset(name, layout)
+        for key, value in item.attrs.items():
+            dataset.attrs[key] = value
+
+
+def _sum_stats(dst: h5py.Group, groups: list[h5py.Group]) -> None:
+    """Per-label histograms and counts are sums: add the shards' up (real datasets, not virtual)."""
+    for name, item in groups[0].items():
+        total = np.sum([group[name][()] for group in groups], axis=0).astype(item.dtype)
+        dataset = dst.create_dataset(name, data=total)
+        for key, value in item.attrs.items():
+            dataset.attrs[key] = value
