@@ -4,9 +4,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import DecodeError, InputError, NotACacheError, StrictError, XrayCacheError  # noqa: E402
-from .pipeline import BuildReport, build  # noqa: E402
-from .reader import Cache, Split  # readers (issue 4)
+from .errors import DecodeError, InputError, NotACacheError, StrictError, XrayCacheError
+from .pipeline import BuildReport, build
+from .reader import Cache, Split
 from .reader import open as open  # xraycache.open(path); not in __all__: `import *` keeps builtins.open
 
 __all__ = [
