@@ -10,9 +10,9 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import radiograph, write_image
 from typer.testing import CliRunner
 
+from tests.conftest import radiograph, write_image
 from xraycache import build
 from xraycache.cli import app
 from xraycache.errors import InputError

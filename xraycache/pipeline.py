@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import re
 import signal
@@ -53,6 +54,7 @@ FITS = ("stretch", "pad", "crop")
 COMPRESSIONS = ("none", "gzip", "lzf")
 CLASS_MODES = ("auto", "binary", "three")
 COPY_BLOCK_BYTES = 32 << 20  # images copied from an old cache per read/write, at most
+PARENT_POLL_SECONDS = 0.25  # how often a worker checks that the build process is still alive
 
 
 @dataclass
@@ -204,15 +206,16 @@ def _resolve_jobs(jobs: int) -> int:
 
 
 def os_reason(exc: OSError) -> str:
-    """The short reason of an OS error, also out of HDF5's long messages (``errno = 28, ...``)."""
-    if exc.strerror:
-        return exc.strerror
-    text = str(exc)
+    """The short reason of an OS error, also out of HDF5's long messages (``error message = '...'``)."""
+    text = f"{exc.strerror or ''} {exc}"
     match = re.search(r"error message = '([^']+)'", text) or re.search(r"errno = (\d+)", text)
     if match:
         value = match.group(1)
         return os.strerror(int(value)) if value.isdigit() else value
-    return text.splitlines()[0] if text else type(exc).__name__
+    if exc.errno and not exc.strerror:
+        return os.strerror(exc.errno)
+    first = (exc.strerror or str(exc) or type(exc).__name__).splitlines()[0]
+    return first if len(first) <= 200 else first[:200] + "..."
 
 
 def build(
@@ -406,16 +409,30 @@ def _decode_all(root: str, files: list[SourceFile], spec: ResizeSpec, n_jobs: in
         return iter(())
     if n_jobs == 1 or len(files) == 1:
         return (_decode_task(root, f, spec) for f in files)
-    config, n_jobs = parallel_config(n_jobs, _worker_init)  # loky processes, or the dask cluster (--backend dask)
+    init = functools.partial(_worker_init, os.getpid())
+    config, n_jobs = parallel_config(n_jobs, init)  # loky processes, or the dask cluster (--backend dask)
     with config:
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto", pre_dispatch="4 * n_jobs")
     return iter(parallel(joblib.delayed(_decode_task)(root, f, spec) for f in files))
 
 
-def _worker_init() -> None:
-    """Workers ignore SIGINT: Ctrl-C reaches the whole process group, and only the main process
-    should act on it (it stops the pool and removes the temporary file), without worker tracebacks."""
+def _worker_init(parent: int) -> None:
+    """Set up a worker: ignore SIGINT, and exit when the build process is gone.
+
+    Ctrl-C reaches the whole process group; only the main process acts on it (it stops the pool and
+    removes the temporary file), so workers print no tracebacks. A build killed with SIGKILL cannot
+    stop its pool, and idle loky workers would wait forever: a watchdog thread ends them instead.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # ``parent`` comes from the build itself: a worker that starts after the build died sees ppid 1.
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="xraycache-parent-watchdog", daemon=True).start()
+
+
+def _exit_with_parent(parent: int, interval: float = PARENT_POLL_SECONDS) -> None:
+    """Exit this worker as soon as its parent process is gone (it is then re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _build_locked(
