@@ -18,6 +18,7 @@ virtual source file is missing, so readers call :func:`missing_shard_message` on
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import shutil
@@ -226,7 +227,8 @@ def _write_sharded(
         tasks.append(joblib.delayed(_shard_task)(*args))
     results: dict[int, tuple[list[str], list[dict[str, str]]]] = {}
     try:
-        config, jobs = parallel_config(max(1, min(len(parts), n_jobs)), _worker_init)
+        init = functools.partial(_worker_init, os.getpid())  # as pipeline._decode_all sets up its workers
+        config, jobs = parallel_config(max(1, min(len(parts), n_jobs)), init)
         with config:
             parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
         for index, kept, skipped in parallel(tasks):
