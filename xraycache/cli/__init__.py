@@ -56,3 +56,8 @@ from .show import show_app  # noqa: E402
 
 app.add_typer(show_app, name="show")
 app.command("info")(info_command)
+
+# caching engine (issue 6): `xraycache verify FILE [SRC]`
+from .verify import verify_command  # noqa: E402
+
+app.command("verify")(verify_command)

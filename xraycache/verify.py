@@ -1,0 +1,203 @@
+"""``verify``: check a cache file on its own, and (given SRC) against the source files it was built from.
+
+On its own: every split's images, labels, meta columns and checksums have the same length; images
+have the recorded shape and dtype; each image's stored checksum matches its pixels, and its meta
+min/max too; ``stats/count`` and ``stats/hist`` match the labels and pixels. Against SRC: every
+source file is re-hashed (sha256) and compared with the ``file_hash`` recorded for it, which lists
+files missing from SRC, new in SRC, and changed since the build.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import InputError, NotACacheError
+from .incremental import _plain, file_sha256
+from .scan import scan
+from .writer import FORMAT_NAME, pixel_checksum, storable_path
+
+BLOCK_BYTES = 32 << 20  # pixels read per block while checking
+
+
+@dataclass
+class Finding:
+    """One disagreement: where (split or file), what kind, and the details."""
+
+    where: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` checked and everything it found wrong (empty lists: all agrees)."""
+
+    out: str
+    src: str | None = None
+    images: int = 0
+    splits: list[str] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)  # the file on its own
+    missing: list[str] = field(default_factory=list)  # in the cache, gone from SRC
+    new: list[str] = field(default_factory=list)  # in SRC, not in the cache (nor skipped)
+    changed: list[str] = field(default_factory=list)  # content differs from the recorded hash
+    unchecked: list[str] = field(default_factory=list)  # notes: what could not be checked, and why
+
+    @property
+    def ok(self) -> bool:
+        return not (self.problems or self.missing or self.new or self.changed)
+
+    def findings(self) -> list[Finding]:
+        """All disagreements as one list (the CLI's table)."""
+        return [
+            *self.problems,
+            *(Finding(p, "missing", "in the cache, no longer in SRC") for p in self.missing),
+            *(Finding(p, "new", "in SRC, not in the cache") for p in self.new),
+            *(Finding(p, "changed", "content differs from the hash recorded at build time") for p in self.changed),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+def open_cache_file(path: str | os.PathLike[str]) -> h5py.File:
+    """Open ``path`` as an xraycache file, or raise a one-line error saying what it is instead."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a cache file written by `xraycache build SRC OUT`")
+    with open(path, "rb") as handle:
+        signature = handle.read(8)
+    if signature != b"\x89HDF\r\n\x1a\n":
+        raise NotACacheError(f"{path} is not an HDF5 file; give a cache written by `xraycache build SRC OUT`")
+    try:
+        file = h5py.File(path, "r")
+    except OSError as exc:
+        reason = "truncated" if "truncated" in str(exc) else "damaged"
+        raise NotACacheError(f"{path} is a {reason} HDF5 file that cannot be opened; rebuild it") from None
+    if _plain(file.attrs.get("format")) != FORMAT_NAME:
+        file.close()
+        raise NotACacheError(f"{path} is an HDF5 file written by another tool, not an xraycache cache")
+    return file
+
+
+def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = None) -> VerifyReport:
+    """Check the cache ``out`` on its own and, given ``src``, against its source files."""
+    report = VerifyReport(out=str(out), src=None if src is None else str(src))
+    with open_cache_file(out) as file:
+        attrs = {key: _plain(value) for key, value in file.attrs.items()}
+        report.splits = [str(s) for s in attrs.get("splits", [])]
+        try:
+            cached, skipped = _check_file(file, attrs, report)
+        except (KeyError, OSError, ValueError) as exc:
+            report.problems.append(Finding(report.out, "unreadable", f"{type(exc).__name__}: {exc}"))
+            return report
+    if src is not None:
+        _check_sources(Path(src), attrs, cached, skipped, report)
+    return report
+
+
+def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) -> tuple[dict[str, bytes], set[str]]:
+    """Structure and checksums of every split; returns path -> recorded file hash, and the skipped paths."""
+    label_names = list(attrs.get("label_names", []))
+    size = attrs.get("size")
+    cached: dict[str, bytes] = {}
+    for split in report.splits:
+        if split not in file:
+            report.problems.append(Finding(split, "structure", "split listed in the attributes but missing"))
+            continue
+        group = file[split]
+        images = group["images"]
+        n = images.shape[0]
+        report.images += n
+        if images.ndim != 3 or (size is not None and images.shape[1:] != (size, size)):
+            report.problems.append(Finding(split, "shape", f"images are {images.shape}, expected (N, {size}, {size})"))
+        if images.dtype not in (np.uint8, np.uint16):
+            report.problems.append(Finding(split, "dtype", f"images are {images.dtype}, expected uint8 or uint16"))
+        lengths = {"labels": group["labels"].shape[0]}
+        lengths.update({f"meta/{name}": column.shape[0] for name, column in group["meta"].items()})
+        if "checksums" in group:
+            lengths["checksums"] = group["checksums"].shape[0]
+        for name, length in lengths.items():
+            if length != n:
+                report.problems.append(Finding(split, "count", f"{name} has {length} rows, images {n}"))
+        if any(length != n for length in lengths.values()):
+            continue
+        labels = group["labels"][:]
+        if labels.ndim == 1 and "stats" in group:
+            count = np.bincount(labels, minlength=len(label_names)) if n else np.zeros(len(label_names), int)
+            if not np.array_equal(group["stats/count"][:], count):
+                report.problems.append(Finding(split, "stats", "stats/count does not match the labels"))
+        _check_pixels(group, split, labels, report)
+        paths = group["meta/path"].asstr()[:]
+        hashes = group["meta/file_hash"][:]
+        for path, digest in zip(paths, hashes, strict=True):
+            cached[str(path)] = bytes(digest)
+    skipped: set[str] = set()
+    if "skipped" in file and "path" in file["skipped"]:
+        skipped = {str(p) for p in file["skipped/path"].asstr()[:]}
+    return cached, skipped
+
+
+def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, report: VerifyReport) -> None:
+    """Checksums, per-image min/max and the per-label histogram against the stored pixels, block by block."""
+    images = group["images"]
+    n = images.shape[0]
+    if n == 0:
+        return
+    has_checksums = "checksums" in group
+    if not has_checksums:
+        report.unchecked.append(f"{split}: no stored checksums (file written before they existed)")
+    stored_sums = group["checksums"][:] if has_checksums else None
+    lows, highs = group["meta/min"][:], group["meta/max"][:]
+    paths = group["meta/path"].asstr()[:]
+    hist = np.zeros(group["stats/hist"].shape, dtype=np.int64) if "stats/hist" in group else None
+    per_image = max(1, int(np.prod(images.shape[1:])) * images.dtype.itemsize)
+    block = max(1, BLOCK_BYTES // per_image)
+    for start in range(0, n, block):
+        pixels = images[start : start + block]
+        for offset, image in enumerate(pixels):
+            row = start + offset
+            if stored_sums is not None and pixel_checksum(image) != bytes(stored_sums[row]):
+                report.problems.append(Finding(str(paths[row]), "checksum", f"{split}[{row}]: pixels do not match"))
+            if image.min() != lows[row] or image.max() != highs[row]:
+                report.problems.append(Finding(str(paths[row]), "meta", f"{split}[{row}]: min/max do not match"))
+        if hist is not None and labels.ndim == 1 and hist.shape[-1] == 256 and pixels.dtype == np.uint8:
+            block_labels = labels[start : start + block]
+            for label in np.unique(block_labels):
+                hist[int(label)] += np.bincount(pixels[block_labels == label].ravel(), minlength=256)
+    checked_hist = hist is not None and labels.ndim == 1 and hist.shape[-1] == 256 and images.dtype == np.uint8
+    if checked_hist and not np.array_equal(hist, group["stats/hist"][:]):
+        report.problems.append(Finding(split, "stats", "stats/hist does not match the pixels"))
+
+
+def _check_sources(
+    src: Path, attrs: dict[str, Any], cached: dict[str, bytes], skipped: set[str], report: VerifyReport
+) -> None:
+    """Re-hash every source file and compare with the recorded hashes: missing, new, changed."""
+    classes = attrs.get("classes", "auto")
+    found = scan(src, classes if classes in ("auto", "binary", "three") else "auto")
+    seen: set[str] = set()
+    for source in found.files:
+        key = storable_path(source.path)
+        seen.add(key)
+        if key not in cached:
+            if key not in skipped:
+                report.new.append(key)
+            continue
+        try:
+            digest = file_sha256(found.root / source.path)
+        except OSError:
+            report.changed.append(key)
+            continue
+        if digest != cached[key]:
+            report.changed.append(key)
+    report.missing = sorted(key for key in cached if key not in seen)
