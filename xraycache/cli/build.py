@@ -220,3 +220,16 @@ def print_summary(report: BuildReport) -> None:
         f"({report.backend}); {report.out}: {_size(report.output_bytes)}",
         highlight=False,
     )
+    print_incremental(report)
+
+
+def print_incremental(report: BuildReport) -> None:
+    """For a rebuild of an existing cache (issue 6): what was reused, added, changed and removed."""
+    if report.mode not in ("incremental", "unchanged"):
+        return
+    touched = f" ({report.touched:,} touched: same content, new mtime)" if report.touched else ""
+    counts = f"reused {report.reused:,}{touched}, added {report.added:,}, changed {report.changed:,}, removed {report.removed:,}"
+    if report.mode == "unchanged":
+        console.print(f"up to date: {counts}; {report.out} not rewritten", highlight=False)
+    else:
+        console.print(f"incremental: {counts}", highlight=False)
