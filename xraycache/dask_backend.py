@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -89,7 +90,10 @@ def dask_cluster(
         check_workers(client, root, probe, write_dir)
         threads = sum(client.nthreads().values())
         _client = client
-        yield threads
+        with warnings.catch_warnings():
+            # Ctrl-C: joblib warns that finished tasks went unused; the CLI's one line says enough
+            warnings.filterwarnings("ignore", message=r".*tasks have been successfully executed", category=UserWarning)
+            yield threads
     finally:
         _client = None
         with contextlib.suppress(Exception):  # the cluster went away: nothing left to release
