@@ -45,7 +45,8 @@ def headline(record: dict[str, Any]) -> str:
     return (
         f"{record['date'][:10]}, commit `{record['commit']}`: {d['files']} images ({d['bytes'] / 1e6:.0f} MB, "
         f"digest `{d['sha256']}`) from `{Path(d['path']).name}`; {m['cpu']}, {m['cores']} cores, "
-        f"{m['ram_gb']} GB RAM (shared machine); {backends}; medians of {_get(record, 'build', 'reps') or '?'} reps."
+        f"{m['ram_gb']} GB RAM (shared machine, load average {_get(record, 'build', 'load_average') or '?'} during "
+        f"the build runs); {backends}; medians of {_get(record, 'build', 'reps') or '?'} reps."
     )
 
 

@@ -121,39 +121,65 @@ def _rebuild_supported() -> bool:
 
 
 def bench_build(
-    data: Path, workers: list[Worker], reps: int, filters: Sequence[str], work: Path, cli: bool
+    data: Path,
+    workers: list[Worker],
+    limiters: list[Worker],
+    reps: int,
+    filters: Sequence[str],
+    work: Path,
+    cli: bool,
 ) -> dict[str, Any]:
-    """Section 1: notebook loop, decode-only limit, and cold builds, interleaved rep by rep."""
+    """Section 1: notebook loop, decode-only limit, and cold builds, interleaved rep by rep.
+
+    The limit runs in its own process per environment (LIMITERS): joblib keeps one loky pool per
+    configuration, and the build's pool (with its worker initializer) would be torn down and
+    respawned (~0.3 s) if the limit's plain pool ran in the same process between two builds.
+    """
     files = list_images(data)
     n, nbytes = len(files), sum(os.path.getsize(f) for f in files)
     main = workers[0]
-    for w in workers:  # warm the page cache, the imports and the loky pool; not timed
-        w.request(op="warmup", jobs=-1)
-        w.request(op="limit", files=files, draft=BUILD_DRAFT, jobs=-1)
+    limiter = {w.label: lim for w, lim in zip(workers, limiters, strict=True)}
+    for w in workers:  # warm the page cache, the imports and both loky pools; not timed
+        limiter[w.label].request(op="limit", files=files, draft=BUILD_DRAFT, jobs=-1)
         w.request(op="build", src=str(data), out=str(work / f"warm-{w.label}.h5"), filter=DEFAULT_FILTER, jobs=-1)
     notebook: list[float] = []
     limits: dict[str, dict[int, list[float]]] = {w.label: {BUILD_DRAFT: [], SMALLEST_DRAFT: []} for w in workers}
     api: dict[str, dict[str, dict[int, list[float]]]] = {w.label: {f: {1: [], 2: []} for f in filters} for w in workers}
     cli_times: dict[str, dict[int, list[float]]] = {w.label: {1: [], 2: []} for w in workers}
     paired_limit: dict[str, dict[str, list[float]]] = {w.label: {f: [] for f in filters} for w in workers}
+    limit_cpu: dict[str, list[float]] = {w.label: [] for w in workers}
+    build_cpu: dict[str, dict[str, dict[int, list[float]]]] = {
+        w.label: {f: {1: [], 2: []} for f in filters} for w in workers
+    }
+    loads: list[float] = []
+    notebook_cpu: list[float] = []
     report_sample: dict[str, Any] = {}
     for rep in range(reps):
-        log(f"build rep {rep + 1}/{reps}")
+        loads.append(os.getloadavg()[0])
+        log(f"build rep {rep + 1}/{reps} (load average {loads[-1]:.1f})")
         order = workers if rep % 2 == 0 else workers[::-1]
         for w in order:
-            limits[w.label][SMALLEST_DRAFT].append(w.request(op="limit", files=files, draft=SMALLEST_DRAFT)["seconds"])
+            lim = limiter[w.label]
+            limits[w.label][SMALLEST_DRAFT].append(
+                lim.request(op="limit", files=files, draft=SMALLEST_DRAFT)["seconds"]
+            )
             for f in filters:
                 # Each build is timed right after the notebook loop (default filter) and the limit it
                 # is compared with, so the per-rep ratios see the same machine load.
                 if w is main and f == DEFAULT_FILTER:
-                    notebook.append(main.request(op="notebook", files=files)["seconds"])
-                limit = w.request(op="limit", files=files, draft=BUILD_DRAFT, jobs=-1)["seconds"]
+                    nb_reply = main.request(op="notebook", files=files)
+                    notebook.append(nb_reply["seconds"])
+                    notebook_cpu.append(nb_reply["cpu_seconds"])
+                lim_reply = lim.request(op="limit", files=files, draft=BUILD_DRAFT, jobs=-1)
+                limit = lim_reply["seconds"]
+                limit_cpu[w.label].append(lim_reply["cpu_seconds"])
                 limits[w.label][BUILD_DRAFT].append(limit)
                 paired_limit[w.label][f].append(limit)
                 for jobs in (2, 1) if rep % 2 == 0 else (1, 2):
                     out = work / f"build-{w.label}.h5"
                     reply = w.request(op="build", src=str(data), out=str(out), filter=f, jobs=jobs)
                     api[w.label][f][jobs].append(reply["seconds"])
+                    build_cpu[w.label][f][jobs].append(reply["cpu_seconds"])
                     report_sample = reply["report"]
             if cli:
                 for jobs in (2, 1):
@@ -165,10 +191,11 @@ def bench_build(
         "images": n,
         "input_mb": round(nbytes / 1e6, 1),
         "reps": reps,
-        "notebook": _rate(n, nbytes, nb),
+        "notebook": {**_rate(n, nbytes, nb), "cpu_ms_per_image": round(median(notebook_cpu) / n * 1e3, 3)},
         "limit_ratio_uses_draft": BUILD_DRAFT,
         "default_filter": DEFAULT_FILTER,
         "main_backend": main.label,
+        "load_average": round(median(loads), 2),
         "backends": {},
         "report_fields": sorted(report_sample),
     }
@@ -178,6 +205,7 @@ def bench_build(
             "info": w.info,
             "limit": {str(d): _rate(n, nbytes, median(v)) for d, v in limits[lab].items()},
             "filters": {},
+            "limit_cpu_ms_per_image": round(median(limit_cpu[lab]) / n * 1e3, 3),
         }
         for f in filters:
             t1, t2 = api[lab][f][1], api[lab][f][2]
@@ -188,6 +216,15 @@ def bench_build(
                 "vs_notebook": round(median([a / b for a, b in zip(notebook, t2, strict=True)]), 3),
                 "vs_limit": round(median([a / b for a, b in zip(paired_limit[lab][f], t2, strict=True)]), 3),
                 "vs_limit_1x": round(median([a / b for a, b in zip(limits[lab][SMALLEST_DRAFT], t2, strict=True)]), 3),
+                # CPU per image (main + workers): what the machine's load cannot change. The limit's
+                # CPU over the build's is the share of the limit an idle machine would reach.
+                "cpu_ms_per_image_j1": round(median(build_cpu[lab][f][1]) / n * 1e3, 3),
+                "cpu_ms_per_image_j2": round(median(build_cpu[lab][f][2]) / n * 1e3, 3),
+                "vs_limit_cpu": round(median(limit_cpu[lab]) / median(build_cpu[lab][f][2]), 3),
+                # idle-machine ceiling of build/notebook: every core busy, at the measured CPU cost
+                "vs_notebook_cpu_ceiling": round(
+                    (os.cpu_count() or 1) * median(notebook_cpu) / median(build_cpu[lab][f][2]), 3
+                ),
             }
         if cli:
             c1, c2 = cli_times[lab][1], cli_times[lab][2]
@@ -537,12 +574,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
     }
-    workers = [Worker(sys.executable)] + [Worker(p) for p in args.env]
+    pythons = [sys.executable, *args.env]
+    workers = [Worker(p) for p in pythons]
+    limiters = [Worker(p) for p in pythons] if "build" in sections else []
     record["versions"] = {w.label: w.info for w in workers}
     try:
         notebook_s = 0.0
         if "build" in sections:
-            record["build"] = bench_build(data, workers, args.reps, filters, work, cli=not args.no_cli)
+            record["build"] = bench_build(data, workers, limiters, args.reps, filters, work, cli=not args.no_cli)
             notebook_s = record["build"]["notebook"]["seconds"]
             record["rebuild"] = bench_rebuild(data, workers[0], args.reps, work)
         if "load" in sections:
@@ -562,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             log("size")
             record["size"] = bench_size(data, workers[0], args.reps, work)
     finally:
-        for w in workers:
+        for w in workers + limiters:
             w.close()
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
