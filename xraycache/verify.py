@@ -175,7 +175,7 @@ def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, report: Ver
             for label in np.unique(block_labels):
                 hist[int(label)] += np.bincount(pixels[block_labels == label].ravel(), minlength=256)
     checked_hist = hist is not None and labels.ndim == 1 and hist.shape[-1] == 256 and images.dtype == np.uint8
-    if checked_hist and not np.array_equal(hist, group["stats/hist"][:]):
+    if checked_hist and hist is not None and not np.array_equal(hist, group["stats/hist"][:]):
         report.problems.append(Finding(split, "stats", "stats/hist does not match the pixels"))
 
 
