@@ -444,12 +444,6 @@ def test_reader_holding_out_open_during_a_rebuild_sees_the_old_file(tmp_path: Pa
             assert fresh["train/images"].shape[0] == before.shape[0] + 1
 
 
-@pytest.mark.xfail(
-    reason="xraycache.reader memory-maps OUT by path, lazily: after a rebuild renamed a new file over OUT, an open "
-    "Cache maps the new file at the old file's offset and shape (a mix). Fix in reader.py: map the open handle's "
-    "file (or check the inode); see the issue 6 report.",
-    strict=False,
-)
 def test_reader_module_holding_out_open_during_a_rebuild_sees_the_old_file(tmp_path: Path) -> None:
     reader = pytest.importorskip("xraycache.reader")
     src = dataset(tmp_path, n=12)

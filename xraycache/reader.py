@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import h5py
 import numpy as np
@@ -53,24 +53,45 @@ def _strings(values: np.ndarray) -> np.ndarray:
 
 
 class _Handle:
-    """An h5py file opened on first use, and again after a fork or unpickling (never shared)."""
+    """An h5py file opened on first use, and again after a fork or unpickling (never shared).
+
+    ``raw`` is a plain binary file on the very file h5py holds open (found through h5py's own file
+    descriptor, not by path), so memory maps and direct reads keep seeing the file this handle
+    opened even after a rebuild renamed a new file over the path.
+    """
 
     def __init__(self, path: Path, file: h5py.File | None = None) -> None:
         self.path = path
         self._file = file
         self._pid = os.getpid() if file is not None else -1
+        self._raw: BinaryIO | None = None
 
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
             self._file = _open_h5(self.path)
             self._pid = os.getpid()
+            self._raw = None
         return self._file
 
+    @property
+    def raw(self) -> BinaryIO:
+        file = self.file
+        if self._raw is None:
+            vfd = int(file.id.get_vfd_handle())
+            proc = f"/proc/self/fd/{vfd}"  # a new open file description: its own offset, same inode
+            fd = os.open(proc, os.O_RDONLY) if os.path.exists(proc) else os.dup(vfd)
+            self._raw = os.fdopen(fd, "rb", buffering=0)
+        return self._raw
+
     def close(self) -> None:
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
+        if self._pid == os.getpid():
+            if self._raw is not None:
+                self._raw.close()
+            if self._file is not None:
+                self._file.close()
         self._file = None
+        self._raw = None
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -316,7 +337,7 @@ class Split:
         offset = dset.id.get_offset() if dset.chunks is None and dset.compression is None else None
         if offset is None or dset.size == 0:
             return None
-        self._memmap = np.memmap(self.path, dtype=dset.dtype, mode="r", offset=offset, shape=dset.shape)
+        self._memmap = np.memmap(self._handle.raw, dtype=dset.dtype, mode="r", offset=offset, shape=dset.shape)
         self._memmap_pid = os.getpid()
         return self._memmap
 
@@ -407,15 +428,14 @@ class Split:
         out = np.empty(dset.shape, dtype=dset.dtype)
         mapped = self._mapped()
         if mapped is not None:
-            with self.path.open("rb") as handle:  # one sequential read into the preallocated array
-                handle.seek(int(dset.id.get_offset()))
-                view = out.reshape(-1).data
-                got = 0
-                while got < out.nbytes:
-                    n = handle.readinto(view[got:])
-                    if not n:
-                        raise NotACacheError(f"{self.path} is truncated; rebuild it with `xraycache build`")
-                    got += n
+            fd, offset = self._handle.raw.fileno(), int(dset.id.get_offset())
+            view = out.reshape(-1).data.cast("B")
+            got = 0
+            while got < out.nbytes:  # one sequential read into the preallocated array
+                n = os.preadv(fd, [view[got:]], offset + got)
+                if not n:
+                    raise NotACacheError(f"{self.path} is truncated; rebuild it with `xraycache build`")
+                got += n
         elif dset.size:
             dset.read_direct(out)
         return out, self.labels.copy()
