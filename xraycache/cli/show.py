@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from matplotlib.figure import Figure
 from rich import box
 from rich.table import Table
 
-from .. import plots
 from ..leakage import leakage, print_leakage
 from ..reader import Cache
 from ..reader import open as open_cache
 from ..stats import summarize
 from ._common import cli_errors, console
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _plots() -> ModuleType:
+    """xraycache.plots, imported on first use: matplotlib costs ~0.5 s of start-up every other command skips."""
+    return importlib.import_module("xraycache.plots")
+
 
 show_app = typer.Typer(
     name="show",
@@ -46,7 +55,7 @@ def _split_name(cache: Cache, split: str | None) -> str:
 
 
 def _write(fig: Figure, path: Path) -> None:
-    written = plots.save(fig, path)
+    written = _plots().save(fig, path)
     print(written)
 
 
@@ -129,7 +138,7 @@ def image_command(
             name, index = cache.locate(path)
         else:
             name = _split_name(cache, split)
-        _write(plots.image(cache[name], index), _out(file, "image", out))
+        _write(_plots().image(cache[name], index), _out(file, "image", out))
 
 
 @show_app.command("hist")
@@ -144,14 +153,14 @@ def hist_command(
 ) -> None:
     """Pixel value histograms, from the histograms the build stored (no pass over the pixels)."""
     with cli_errors(), open_cache(file) as cache:
-        _write(plots.hist(cache, split=split, by_class=by_class, log=log), _out(file, "hist", out))
+        _write(_plots().hist(cache, split=split, by_class=by_class, log=log), _out(file, "hist", out))
 
 
 @show_app.command("counts")
 def counts_command(file: FileArg, out: OutOpt = None) -> None:
     """Bar chart of images per class and split, with the count and share on each bar."""
     with cli_errors(), open_cache(file) as cache:
-        _write(plots.counts(cache), _out(file, "counts", out))
+        _write(_plots().counts(cache), _out(file, "counts", out))
 
 
 @show_app.command("grid")
@@ -165,7 +174,7 @@ def grid_command(
 ) -> None:
     """A grid of random images, with label and patient above each."""
     with cli_errors(), open_cache(file) as cache:
-        _write(plots.grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), _out(file, "grid", out))
+        _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), _out(file, "grid", out))
 
 
 @show_app.command("report")
@@ -180,4 +189,4 @@ def report_command(
     """Every view on one page: a self-contained HTML file with embedded PNGs, or one PNG when --out ends in .png."""
     target = out if out is not None else Path.cwd() / f"{file.stem}-report.html"
     with cli_errors(), open_cache(file) as cache:
-        print(plots.write_report(cache, target, seed=seed))
+        print(_plots().write_report(cache, target, seed=seed))
