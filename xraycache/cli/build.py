@@ -31,103 +31,165 @@ def build_command(
         Path, typer.Argument(help="Dataset folder, e.g. chest_xray/ holding train/NORMAL/*.jpeg.", show_default=False)
     ],
     out: Annotated[Path, typer.Argument(help="HDF5 file to write, e.g. train.h5.", show_default=False)],
-    size: Annotated[int, typer.Option(min=8, max=4096, help="Output side in pixels (images are size x size).")] = 256,
+    size: Annotated[
+        int,
+        typer.Option(rich_help_panel="Output", min=8, max=4096, help="Output side in pixels (images are size x size)."),
+    ] = 256,
     fit: Annotated[
         Fit,
         typer.Option(
-            help="stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop."
+            rich_help_panel="Output",
+            help="stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop.",
         ),
     ] = "stretch",
     classes: Annotated[
         Classes,
         typer.Option(
-            help="Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). auto: binary for Kaggle folders, the folder names otherwise."
+            rich_help_panel="Labels and splits",
+            help="Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). auto: binary for Kaggle folders, the folder names otherwise.",
         ),
     ] = "auto",
     filter: Annotated[
         Filter,
         typer.Option(
             "--filter",
+            rich_help_panel="Output",
             help="Resize filter after the DCT-scaled decode: area is an exact area average (most faithful); box/bilinear/hamming/lanczos are Pillow's (box is fastest).",
         ),
     ] = "area",
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; -1 uses every core.")] = -1,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", rich_help_panel="Running", help="Worker processes; -1 uses every core.")
+    ] = -1,
     compression: Annotated[
-        Compression, typer.Option(help="HDF5 compression of the image arrays (none reads fastest).")
+        Compression,
+        typer.Option(rich_help_panel="Output", help="HDF5 compression of the image arrays (none reads fastest)."),
     ] = "none",
     max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")
+        int,
+        typer.Option(
+            rich_help_panel="Output", min=1, help="Refuse images with more pixels than this (decompression bombs)."
+        ),
     ] = DEFAULT_MAX_PIXELS,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace OUT if it exists.")
+    ] = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Fail (exit 1, nothing written) if any image cannot be decoded.")
+        bool,
+        typer.Option(
+            "--strict", rich_help_panel="Running", help="Fail (exit 1, nothing written) if any image cannot be decoded."
+        ),
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Scan and show what would be built, without decoding.")
+        bool,
+        typer.Option(
+            "--dry-run", rich_help_panel="Running", help="Scan and show what would be built, without decoding."
+        ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", rich_help_panel="Running", help="Print nothing but errors.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", rich_help_panel="Running", help="Print the build report as JSON.")
+    ] = False,
     window: Annotated[
         WindowChoice,
         typer.Option(
-            help="Sources deeper than 8 bits (16-bit PNG, DICOM): auto = the DICOM's own VOI where it has one, else percentile; dicom = the file's VOI (DICOMs without one are skipped); minmax = full range; percentile = 0.5-99.5%. 8-bit JPEG/PNG are never re-windowed."
+            rich_help_panel="High bit depth and DICOM",
+            help="Sources deeper than 8 bits (16-bit PNG, DICOM): auto = the DICOM's own VOI where it has one, else percentile; dicom = the file's VOI (DICOMs without one are skipped); minmax = full range; percentile = 0.5-99.5%. 8-bit JPEG/PNG are never re-windowed.",
         ),
     ] = "auto",
     dtype: Annotated[
-        DtypeChoice, typer.Option(help="Stored pixel type: uint8, or uint16 to keep the depth of 16-bit sources.")
+        DtypeChoice,
+        typer.Option(
+            rich_help_panel="High bit depth and DICOM",
+            help="Stored pixel type: uint8, or uint16 to keep the depth of 16-bit sources.",
+        ),
     ] = "uint8",
     labels: Annotated[
         Path | None,
         typer.Option(
-            "--labels", help="CSV of labels (replaces the folder labels); delimiter sniffed.", show_default=False
+            "--labels",
+            rich_help_panel="Labels and splits",
+            help="CSV of labels (replaces the folder labels); delimiter sniffed.",
+            show_default=False,
         ),
     ] = None,
     path_col: Annotated[
-        str, typer.Option(help="--labels column with the image path (relative to SRC) or unique file name.")
+        str,
+        typer.Option(
+            rich_help_panel="Labels and splits",
+            help="--labels column with the image path (relative to SRC) or unique file name.",
+        ),
     ] = "path",
-    label_col: Annotated[str, typer.Option(help="--labels column with the label(s).")] = "label",
+    label_col: Annotated[
+        str, typer.Option(rich_help_panel="Labels and splits", help="--labels column with the label(s).")
+    ] = "label",
     label_sep: Annotated[
         str | None,
-        typer.Option(help="Separator of several labels in one cell, e.g. '|' (NIH): multi-label.", show_default=False),
+        typer.Option(
+            rich_help_panel="Labels and splits",
+            help="Separator of several labels in one cell, e.g. '|' (NIH): multi-label.",
+            show_default=False,
+        ),
     ] = None,
     patient_col: Annotated[
-        str | None, typer.Option(help="--labels column with the patient id.", show_default=False)
+        str | None,
+        typer.Option(
+            rich_help_panel="Labels and splits", help="--labels column with the patient id.", show_default=False
+        ),
     ] = None,
     resplit: Annotated[
         str | None,
         typer.Option(
+            rich_help_panel="Labels and splits",
             help="Pool all splits and re-split by patient: train,val,test fractions, e.g. 0.8,0.1,0.1 (stable, stratified in expectation).",
             show_default=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of --resplit and --folds.")] = 0,
+    seed: Annotated[int, typer.Option(rich_help_panel="Labels and splits", help="Seed of --resplit and --folds.")] = 0,
     folds: Annotated[
-        int, typer.Option(min=0, help="Also record a patient-grouped cross-validation fold (0..K-1) per image.")
+        int,
+        typer.Option(
+            rich_help_panel="Labels and splits",
+            min=0,
+            help="Also record a patient-grouped cross-validation fold (0..K-1) per image.",
+        ),
     ] = 0,
     keep_identifiers: Annotated[
         bool,
         typer.Option(
-            "--keep-identifiers", help="Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms."
+            "--keep-identifiers",
+            rich_help_panel="High bit depth and DICOM",
+            help="Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms.",
         ),
     ] = False,
     backend: Annotated[
         BackendChoice,
         typer.Option(
-            help="Where images are decoded: loky (local processes, --jobs) or dask (a dask.distributed cluster: needs --scheduler; workers must see SRC and OUT at the same paths)."
+            rich_help_panel="Scaling out",
+            help="Where images are decoded: loky (local processes, --jobs) or dask (a dask.distributed cluster: needs --scheduler; workers must see SRC and OUT at the same paths).",
         ),
     ] = "loky",
     scheduler: Annotated[
         str | None,
         typer.Option(
-            help="dask scheduler address, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS).", show_default=False
+            rich_help_panel="Scaling out",
+            help="dask scheduler address, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS).",
+            show_default=False,
         ),
     ] = None,
     scheduler_timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds to reach the dask scheduler and its first worker before giving up.")
+        float,
+        typer.Option(
+            rich_help_panel="Scaling out",
+            min=0.1,
+            help="Seconds to reach the dask scheduler and its first worker before giving up.",
+        ),
     ] = DEFAULT_CONNECT_TIMEOUT,
     shards: Annotated[
         int,
         typer.Option(
+            rich_help_panel="Scaling out",
             min=1,
             help="Write K shard files in parallel (each by its own worker) into a folder beside OUT, joined by OUT with HDF5 virtual datasets: for when the single writer is the limit. Move OUT together with its folder.",
         ),
@@ -135,8 +197,9 @@ def build_command(
 ) -> None:
     """Decode, resize and cache every image under SRC into one HDF5 file OUT, on all cores.
 
-    Labels come from the folders (Kaggle NORMAL/PNEUMONIA, 1_Normal/2_Bacteria/3_Virus, or any
-    CLASS folders), splits from train/val/test folders. Unreadable files are skipped and listed.
+    Labels come from the folders (Kaggle NORMAL/PNEUMONIA, 1_Normal/2_Bacteria/3_Virus, or any CLASS folders), splits from train/val/test folders; unreadable files are skipped and listed. Re-running on an existing OUT with the same settings only redoes what changed.
+
+    Example: xraycache build chest_xray train.h5 --classes three
     """
     with cli_errors():
         total = 0 if dry_run or quiet or as_json else len(scan(src, classes).files)
