@@ -92,6 +92,7 @@ app(prog_name="xraycache", args=sys.argv[1:])
 '''
 
 NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switches to user nobody and chowns folders: needs root")
 WAIT = 120.0  # generous bound for anything that should happen promptly (shared, slow CI machines)
 
 
@@ -313,6 +314,7 @@ def make_world_readable(root: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+@needs_root
 def test_read_only_output_folder(world: Path) -> None:
     src = dataset(world)
     outdir = world / "out"
@@ -330,6 +332,7 @@ def test_read_only_output_folder(world: Path) -> None:
     assert temporaries(out) == []
 
 
+@needs_root
 def test_read_only_output_file_in_writable_folder_is_replaced_atomically(world: Path) -> None:
     """A read-only OUT in a folder the user may write is replaced (like mv): the folder decides."""
     src = dataset(world)
@@ -385,6 +388,7 @@ def test_disk_full_on_a_small_tmpfs(world: Path, small_tmpfs: Path) -> None:
     assert temporaries(out) == []
 
 
+@needs_root
 def test_unreadable_old_cache_is_a_clear_error(world: Path) -> None:
     src = dataset(world)
     outdir = world / "out"

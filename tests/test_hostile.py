@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import radiograph, write_image
-from tests.test_crash import NOBODY, make_world_readable, run_cli
+from tests.test_crash import NOBODY, make_world_readable, needs_root, run_cli
 from xraycache import build
 from xraycache.cli import app
 from xraycache.decode import ResizeSpec, decode_file
@@ -235,6 +235,7 @@ def world() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@needs_root
 def test_unreadable_file_is_skipped_with_permission_reason(world: Path) -> None:
     src = world / "src"
     for i, rel in enumerate(GOOD):
