@@ -282,17 +282,26 @@ def test_ctrl_c_exits_130_promptly_without_workers_or_temporaries(
 
 
 # The interpreter may live where user nobody cannot read it (e.g. under /root/.pyenv), so the child
-# starts as root, imports what a build needs, and then drops to nobody before it touches any file.
+# starts as root, warms up (imports every xraycache module, and runs the same command once as a dry
+# run, which loads what the CLI imports lazily), then drops to nobody before the real run.
 AS_NOBODY = """
-import os, sys
-import PIL.Image, PIL.JpegImagePlugin, PIL.PngImagePlugin, h5py, json, tempfile, hashlib, fcntl
-import xraycache.cli, xraycache.pipeline, xraycache.incremental, xraycache.writer, xraycache.decode
+import contextlib, importlib, io, os, pkgutil, sys
+import xraycache
+for module in pkgutil.walk_packages(xraycache.__path__, "xraycache."):
+    if module.name.endswith("__main__"):
+        continue  # importing it would run the command
+    with contextlib.suppress(Exception):
+        importlib.import_module(module.name)
+import PIL.Image, PIL.JpegImagePlugin, PIL.PngImagePlugin
 PIL.Image.init()
+from xraycache.cli import app
+with contextlib.suppress(BaseException), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    app(prog_name="xraycache", args=[*sys.argv[1:], "--dry-run", "-q"])
 if os.geteuid() == 0:
     os.setgroups([])
     os.setgid(NOBODY)
     os.setuid(NOBODY)
-xraycache.cli.app(prog_name="xraycache", args=sys.argv[1:])
+app(prog_name="xraycache", args=sys.argv[1:])
 """.replace("NOBODY", str(NOBODY))
 
 
