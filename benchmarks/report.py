@@ -77,6 +77,18 @@ def target_rows(record: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     _check(f["vs_limit"] >= 0.85),
                 )
             )
+            if "vs_limit_cpu" in f:
+                limit_cpu = build["backends"][main]["limit_cpu_ms_per_image"]
+                rows.append(
+                    (
+                        "idle-machine ceilings, from CPU ms per image (main + workers)",
+                        f"build {f['cpu_ms_per_image_j2']:.2f} (--jobs 1: {f['cpu_ms_per_image_j1']:.2f}), limit "
+                        f"{limit_cpu:.2f}, notebook {build['notebook']['cpu_ms_per_image']:.2f}: build/limit <= "
+                        f"{f['vs_limit_cpu']:.0%}, build/notebook <= {f['vs_notebook_cpu_ceiling']:.2f}x",
+                        "(what bounds the rows above)",
+                        "",
+                    )
+                )
             rows.append(
                 (
                     "build scaling --jobs 2 / --jobs 1",
@@ -206,6 +218,14 @@ def markdown(record: dict[str, Any], compact: bool = False) -> str:
                 f"{e['load_vs_np_load']:.0%} | {_num(e.get('load_vs_redecode'), '{:,.0f}x')} | "
                 f"{e['batches']['images_per_s']:,.0f} | {cold_s} |"
             )
+        if any(
+            isinstance(e.get("batches_cold"), dict) and e["batches_cold"].get("images_per_s") for e in load.values()
+        ):
+            out += [
+                "",
+                "Cold: the page cache dropped before each pass (`echo 3 > /proc/sys/vm/drop_caches`); on a virtual "
+                "disk the host may still cache the file, so this is not a true cold-disk figure.",
+            ]
     mem = record.get("memory")
     if mem and mem.get("measured"):
         out += ["", "| build of N generated images | peak RSS main + workers | main process | s |", "|---|---|---|---|"]
