@@ -281,6 +281,7 @@ def plot_history(history: Path, png: Path) -> None:
     ax.set_title("xraycache build throughput, by run", fontsize=9)
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     fig_.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig_.savefig(png)
