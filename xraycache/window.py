@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
-from .area import _plan
+from .area import area_average
 
 if TYPE_CHECKING:
     from .decode import ResizeSpec
@@ -80,21 +80,6 @@ def linear_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip((values.astype(np.float64) - low) / (high - low), 0.0, 1.0)
 
 
-def _area_float(image: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
-    """Exact area average of a float image (float64 prefix sums: no precision loss at 16 bits)."""
-
-    def last_axis(a: np.ndarray, n_out: int, start: float, stop: float) -> np.ndarray:
-        lower, frac, pixel, width = _plan(a.shape[1], n_out, start, stop)
-        prefix = np.zeros((a.shape[0], a.shape[1] + 1), dtype=np.float64)
-        np.cumsum(a, axis=1, out=prefix[:, 1:])
-        integral = prefix[:, lower] + frac.astype(np.float64) * a[:, pixel]
-        return np.diff(integral, axis=1) / width.astype(np.float64)
-
-    left, top, right, bottom = box
-    cols = last_axis(image, size[0], left, right)
-    return np.ascontiguousarray(last_axis(np.ascontiguousarray(cols.T), size[1], top, bottom).T)
-
-
 def resize_unit(unit: np.ndarray, spec: ResizeSpec) -> np.ndarray:
     """Resize a [0, 1] float image to ``spec`` (same fits and filters as 8-bit images) and quantise to ``spec.dtype``."""
     from .decode import PILLOW_FILTERS, fit_box
@@ -103,7 +88,7 @@ def resize_unit(unit: np.ndarray, spec: ResizeSpec) -> np.ndarray:
     (out_w, out_h), box = fit_box(width, height, spec)
     upscaling = out_w > box[2] - box[0] or out_h > box[3] - box[1]
     if spec.filter == "area" and not upscaling:
-        resized = _area_float(unit, (out_w, out_h), box)
+        resized = area_average(unit, (out_w, out_h), box, dtype=np.float64)  # no precision loss at 16 bits
     else:
         resample = Image.Resampling.BILINEAR if spec.filter == "area" else PILLOW_FILTERS[spec.filter]
         image = Image.fromarray(unit.astype(np.float32), mode="F")
