@@ -18,7 +18,6 @@ virtual source file is missing, so readers call :func:`missing_shard_message` on
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import os
 import shutil
@@ -200,7 +199,7 @@ def _write_sharded(
     shards: int,
 ) -> list[SourceFile]:
     """Write the shards in parallel (one task each), then OUT joining them; OUT is renamed in last."""
-    from .pipeline import _strict_message, _worker_init
+    from .pipeline import _strict_message, worker_initializer
 
     out = out.absolute()  # workers (dask: other machines) get absolute paths
     parts = partition(plan.actions, shards)
@@ -227,8 +226,7 @@ def _write_sharded(
         tasks.append(joblib.delayed(_shard_task)(*args))
     results: dict[int, tuple[list[str], list[dict[str, str]]]] = {}
     try:
-        init = functools.partial(_worker_init, os.getpid())  # as pipeline._decode_all sets up its workers
-        config, jobs = parallel_config(max(1, min(len(parts), n_jobs)), init)
+        config, jobs = parallel_config(max(1, min(len(parts), n_jobs)), worker_initializer())
         with config:
             parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
         for index, kept, skipped in parallel(tasks):
