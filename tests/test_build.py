@@ -167,9 +167,8 @@ def test_killed_build_leaves_no_output(tmp_path: Path, make_dataset: Callable[..
 
 def test_unseen_real_world_variants(tmp_path: Path) -> None:
     """Progressive JPEG, embedded ICC profile, RGB that is really gray, 140 to 4,100 px sides, no split folder."""
-    from PIL import Image
-
     from conftest import radiograph
+    from PIL import Image
 
     src = tmp_path / "plain"
     src.mkdir()

@@ -41,7 +41,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and imaging backend, then exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and imaging backend, then exit."
+        ),
     ] = False,
 ) -> None:
     """Turn a folder of chest X-rays into one HDF5 cache, in parallel, and look at it."""
