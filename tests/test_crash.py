@@ -286,12 +286,13 @@ def test_ctrl_c_exits_130_promptly_without_workers_or_temporaries(
 # run, which loads what the CLI imports lazily), then drops to nobody before the real run.
 AS_NOBODY = """
 import contextlib, importlib, io, os, pkgutil, sys
-import xraycache
-for module in pkgutil.walk_packages(xraycache.__path__, "xraycache."):
-    if module.name.endswith("__main__"):
-        continue  # importing it would run the command
-    with contextlib.suppress(Exception):
-        importlib.import_module(module.name)
+import rich, typer, xraycache
+for package in (xraycache, rich, typer):  # rich imports some modules lazily (e.g. _emoji_codes)
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if module.name.endswith("__main__"):
+            continue  # importing it would run the command
+        with contextlib.suppress(Exception):
+            importlib.import_module(module.name)
 import PIL.Image, PIL.JpegImagePlugin, PIL.PngImagePlugin
 PIL.Image.init()
 from xraycache.cli import app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -10,6 +11,8 @@ from .. import __version__
 from ..backend import backend_info
 from .build import build_command
 from .sample import sample_command
+
+QUIET_RESOURCE_TRACKER = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
 
 app = typer.Typer(
     name="xraycache",
@@ -48,6 +51,9 @@ def main(
     ] = False,
 ) -> None:
     """Turn a folder of chest X-rays into one HDF5 cache, in parallel, and look at it."""
+    # After Ctrl-C, loky's resource-tracker process (a child, which reads this variable) warns about
+    # the semaphores of the pool it was told to drop; the build already said "interrupted".
+    os.environ.setdefault("PYTHONWARNINGS", QUIET_RESOURCE_TRACKER)
 
 
 app.command("build")(build_command)
