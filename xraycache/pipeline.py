@@ -50,6 +50,11 @@ from .window import OutDtype, Window
 from .writer import FORMAT_VERSION, CacheWriter, Compression, remove_stale_temporaries, storable_path
 
 ProgressCallback = Callable[[int], None]
+# Files per joblib task. Not "auto": joblib grows auto batches until a task lasts ~1 s, which for
+# small images means thousands of decoded arrays per result message, and peak memory that grew with
+# the dataset (measured, 320 px JPEGs: 300 -> 374 -> 409 MB for 1k, 10k, 30k images). With 32:
+# 280 -> 302 MB for 1k and 10k, at the same speed (16 was ~8% slower on those small images).
+FILES_PER_TASK = 32
 FITS = ("stretch", "pad", "crop")
 COMPRESSIONS = ("none", "gzip", "lzf")
 CLASS_MODES = ("auto", "binary", "three")
@@ -412,7 +417,9 @@ def _decode_all(root: str, files: list[SourceFile], spec: ResizeSpec, n_jobs: in
     # loky processes, or the dask cluster (--backend dask)
     config, n_jobs = parallel_config(n_jobs, worker_initializer())
     with config:
-        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto", pre_dispatch="4 * n_jobs")
+        parallel = joblib.Parallel(
+            n_jobs=n_jobs, return_as="generator", batch_size=FILES_PER_TASK, pre_dispatch="4 * n_jobs"
+        )
     return iter(parallel(joblib.delayed(_decode_task)(root, f, spec) for f in files))
 
 
