@@ -9,6 +9,7 @@ again, lazily, in the process that unpickles it, so it is safe in multiprocess d
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -129,11 +130,15 @@ class Cache:
         self.path = Path(path)
         self._handle = _Handle(self.path, _open_h5(self.path))
         file = self._handle.file
-        self.attrs: dict[str, Any] = {key: _python(value) for key, value in file.attrs.items()}
-        self.label_names: tuple[str, ...] = tuple(self.attrs.get("label_names", ()))
-        listed = tuple(self.attrs.get("splits", ()))
+        self.label_names: tuple[str, ...] = tuple(_python(file.attrs.get("label_names", ())))
+        listed = tuple(_python(file.attrs.get("splits", ())))
         self.splits: tuple[str, ...] = tuple(s for s in listed if isinstance(file.get(s), h5py.Group))
         self._split_objects: dict[str, Split] = {}
+
+    @functools.cached_property
+    def attrs(self) -> dict[str, Any]:
+        """Every root attribute as plain Python (read on first use: ~20 attribute reads cost ~0.7 ms)."""
+        return {key: _python(value) for key, value in self._handle.file.attrs.items()}
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -426,9 +431,9 @@ class Split:
         """The whole split as NumPy ``(images (N, H, W) uint8, labels (N,))``, read in one large read."""
         dset = self._dset("images")
         out = np.empty(dset.shape, dtype=dset.dtype)
-        mapped = self._mapped()
-        if mapped is not None:
-            fd, offset = self._handle.raw.fileno(), int(dset.id.get_offset())
+        offset = dset.id.get_offset() if dset.chunks is None and dset.compression is None else None
+        if offset is not None and dset.size:  # contiguous: one run of bytes in the file
+            fd = self._handle.raw.fileno()
             view = out.reshape(-1).data.cast("B")
             got = 0
             while got < out.nbytes:  # one sequential read into the preallocated array
