@@ -5,6 +5,7 @@
 #   bash scripts/install.sh            # the tool
 #   bash scripts/install.sh --test     # + test tools (pytest, OpenCV for the notebook baseline, ruff, mypy)
 #   bash scripts/install.sh --bench    # + benchmark tools
+#   bash scripts/install.sh --extras dicom,dask   # any extras of pyproject.toml (dicom, dask, torch, ...)
 #   XRAYCACHE_PIL=pillow bash scripts/install.sh   # force stock Pillow (e.g. to benchmark it)
 #
 # Why a script: pillow-simd and Pillow both install the `PIL` package, matplotlib requires
@@ -20,7 +21,8 @@ case "${1:-}" in
   --test) extras="[test]" ;;
   --bench) extras="[bench]" ;;
   --dev) extras="[test,bench]" ;;
-  *) echo "usage: bash scripts/install.sh [--test|--bench|--dev]" >&2; exit 2 ;;
+  --extras) extras="[${2:?--extras needs a comma-separated list, e.g. dicom,dask}]" ;;
+  *) echo "usage: bash scripts/install.sh [--test|--bench|--dev|--extras LIST]" >&2; exit 2 ;;
 esac
 want="${XRAYCACHE_PIL:-simd}"
 PY="${PYTHON:-python}"
