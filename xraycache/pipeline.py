@@ -466,28 +466,48 @@ def _build_locked(
     old: OldCache | None,
 ) -> list[SourceFile]:
     """Plan (cold or incremental), then write; returns the files whose images OUT holds."""
-    root = str(found.root)
+    plan, retried, kept = plan_build(found, old, report, spec, n_jobs, strict, progress, same_layout=True)
+    if kept is not None:
+        return kept
+    return _write(found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, retried)
+
+
+def plan_build(
+    found: ScanResult,
+    old: OldCache | None,
+    report: BuildReport,
+    spec: ResizeSpec,
+    n_jobs: int,
+    strict: bool,
+    progress: ProgressCallback | None,
+    *,
+    same_layout: bool,
+) -> tuple[Plan, dict[str, DecodedImage | str], list[SourceFile] | None]:
+    """What a build must do: (plan, files decoded while planning, kept files if OUT is already up to date).
+
+    Cold: every file is new. Incremental: reuse what the old cache holds; files skipped last time are
+    decoded again first, and if they still fail the same way, nothing else moved and ``same_layout``
+    (one file vs shards) holds, OUT is up to date and is left untouched (kept is then not None).
+    Shared by the single-file and the sharded build (shards.py).
+    """
     if old is None:
-        plan = Plan([Action(f) for f in found.files], added=len(found.files))
-        return _write(found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, None, {})
+        return Plan([Action(f) for f in found.files], added=len(found.files)), {}, None
     plan = plan_rebuild(found, old)
     report.mode = "incremental"
     report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
     report.added, report.changed = plan.added, plan.changed
-    # Files skipped last time are decoded again first: if they still fail the same way and
-    # nothing else moved, the old file is up to date and is left untouched.
-    retried = dict(zip((f.path for f in plan.retried), _decode_all(root, plan.retried, spec, n_jobs), strict=True))
+    results = _decode_all(str(found.root), plan.retried, spec, n_jobs)
+    retried = dict(zip((f.path for f in plan.retried), results, strict=True))
     report.added += sum(1 for result in retried.values() if not isinstance(result, str))
-    if _up_to_date(found, old, plan, retried):
-        report.mode = "unchanged"
-        report.skipped = [{"path": p, "split": s, "reason": r} for p, s, r in old.skipped]
-        kept = [a.source for a in plan.actions if a.reuse]
-        if strict and report.skipped:
-            raise StrictError(_strict_message(report))
-        if progress is not None:
-            progress(len(found.files))
-        return kept
-    return _write(found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, retried)
+    if not (same_layout and _up_to_date(found, old, plan, retried)):
+        return plan, retried, None
+    report.mode = "unchanged"
+    report.skipped = [{"path": p, "split": s, "reason": r} for p, s, r in old.skipped]
+    if strict and report.skipped:
+        raise StrictError(_strict_message(report))
+    if progress is not None:
+        progress(len(found.files))
+    return plan, retried, [a.source for a in plan.actions if a.reuse]
 
 
 def _up_to_date(found: ScanResult, old: OldCache, plan: Plan, retried: dict[str, DecodedImage | str]) -> bool:

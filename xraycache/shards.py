@@ -32,7 +32,7 @@ import numpy as np
 
 from .dask_backend import parallel_config
 from .errors import InputError, StrictError
-from .incremental import Action, OldCache, Plan, plan_rebuild
+from .incremental import Action, OldCache, Plan
 from .scan import ScanResult, SourceFile
 from .writer import STR, _fsync_dir, _output_mode, storable_path
 
@@ -143,29 +143,17 @@ def build_layout(
     """
     from . import pipeline
 
-    decoded: dict[str, DecodedImage | str] = {}
-    if old is None:
-        plan = Plan([Action(f) for f in found.files], added=len(found.files))
-    else:
+    if old is not None:
         with h5py.File(old.path, "r") as handle:
             message = missing_shard_message(old.path, handle)
         if message:
             raise InputError(f"{message}; or pass --overwrite")
-        plan = plan_rebuild(found, old)
-        report.mode = "incremental"
-        report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
-        report.added, report.changed = plan.added, plan.changed
-        retried = pipeline._decode_all(str(found.root), plan.retried, spec, n_jobs)
-        decoded = dict(zip((f.path for f in plan.retried), retried, strict=True))
-        report.added += sum(1 for result in decoded.values() if not isinstance(result, str))
-        if shard_count(old.attrs) == shards and pipeline._up_to_date(found, old, plan, decoded):
-            report.mode = "unchanged"
-            report.skipped = [{"path": p, "split": s, "reason": r} for p, s, r in old.skipped]
-            if strict and report.skipped:
-                raise StrictError(pipeline._strict_message(report))
-            if progress is not None:
-                progress(len(found.files))
-            return [a.source for a in plan.actions if a.reuse]
+    same_layout = old is not None and shard_count(old.attrs) == shards
+    plan, decoded, kept = pipeline.plan_build(
+        found, old, report, spec, n_jobs, strict, progress, same_layout=same_layout
+    )
+    if kept is not None:
+        return kept
     if shards <= 1:  # a sharded OUT rewritten as one file
         return pipeline._write(
             found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, decoded
