@@ -536,7 +536,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sections", default="build,load,memory,fidelity,size", help="comma-separated subset")
     p.add_argument("--work", type=Path, help="scratch folder (default: a new one in /tmp, deleted after)")
     p.add_argument("--history", type=Path, default=RESULTS / "history.jsonl", help="JSON-lines file to append to")
-    p.add_argument("--plot", type=Path, default=RESULTS / "history.png", help="PNG plot of the history")
+    p.add_argument("--plot", type=Path, default=REPO / "docs" / "benchmark-history.png", help="PNG plot of the history")
     return p.parse_args(argv)
 
 
