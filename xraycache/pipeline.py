@@ -109,6 +109,22 @@ class BuildReport:
         return data
 
 
+@dataclass
+class BuildJob:
+    """What every stage of one build needs: the scanned files, OUT, how pixels are made, the workers,
+    the file attributes, the report being filled, and the progress/strict options."""
+
+    found: ScanResult
+    out: Path
+    spec: ResizeSpec
+    n_jobs: int
+    compression: Compression
+    attrs: dict[str, Any]
+    report: BuildReport
+    progress: ProgressCallback | None = None
+    strict: bool = False
+
+
 def _decode_task(root: str, source: SourceFile, spec: ResizeSpec) -> DecodedImage | str:
     """Worker entry point: the decoded image, or the reason the file was skipped (never raises)."""
     path = os.path.join(root, source.path)
@@ -337,11 +353,11 @@ def build(
         remove_stale_temporaries(out_path)
         old = None if overwrite or not out_path.exists() else _open_old(out_path, attrs)
         try:
-            args = (found, out_path, spec, n_jobs, compression, attrs, report, progress, strict, old)
+            job = BuildJob(found, out_path, spec, n_jobs, compression, attrs, report, progress, strict)
             if shards > 1 or (old is not None and shard_count(old.attrs) > 1):
-                written = build_layout(*args, shards)  # sharded output, or a sharded OUT rewritten (shards.py)
+                written = build_layout(job, old, shards)  # sharded output, or a sharded OUT rewritten (shards.py)
             else:
-                written = _build_locked(*args)
+                written = _build_locked(job, old)
         except OSError as exc:
             raise InputError(f"cannot write {out_path}: {os_reason(exc)}") from None
         remove_stale_shards(out_path)
@@ -453,35 +469,16 @@ def _exit_with_parent(parent: int, interval: float = PARENT_POLL_SECONDS) -> Non
     os._exit(1)
 
 
-def _build_locked(
-    found: ScanResult,
-    out: Path,
-    spec: ResizeSpec,
-    n_jobs: int,
-    compression: Compression,
-    attrs: dict[str, Any],
-    report: BuildReport,
-    progress: ProgressCallback | None,
-    strict: bool,
-    old: OldCache | None,
-) -> list[SourceFile]:
+def _build_locked(job: BuildJob, old: OldCache | None) -> list[SourceFile]:
     """Plan (cold or incremental), then write; returns the files whose images OUT holds."""
-    plan, retried, kept = plan_build(found, old, report, spec, n_jobs, strict, progress, same_layout=True)
+    plan, retried, kept = plan_build(job, old, same_layout=True)
     if kept is not None:
         return kept
-    return _write(found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, retried)
+    return _write(job, plan, old, retried)
 
 
 def plan_build(
-    found: ScanResult,
-    old: OldCache | None,
-    report: BuildReport,
-    spec: ResizeSpec,
-    n_jobs: int,
-    strict: bool,
-    progress: ProgressCallback | None,
-    *,
-    same_layout: bool,
+    job: BuildJob, old: OldCache | None, *, same_layout: bool
 ) -> tuple[Plan, dict[str, DecodedImage | str], list[SourceFile] | None]:
     """What a build must do: (plan, files decoded while planning, kept files if OUT is already up to date).
 
@@ -490,23 +487,24 @@ def plan_build(
     (one file vs shards) holds, OUT is up to date and is left untouched (kept is then not None).
     Shared by the single-file and the sharded build (shards.py).
     """
+    found, report = job.found, job.report
     if old is None:
         return Plan([Action(f) for f in found.files], added=len(found.files)), {}, None
     plan = plan_rebuild(found, old)
     report.mode = "incremental"
     report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
     report.added, report.changed = plan.added, plan.changed
-    results = _decode_all(str(found.root), plan.retried, spec, n_jobs)
+    results = _decode_all(str(found.root), plan.retried, job.spec, job.n_jobs)
     retried = dict(zip((f.path for f in plan.retried), results, strict=True))
     report.added += sum(1 for result in retried.values() if not isinstance(result, str))
     if not (same_layout and _up_to_date(found, old, plan, retried)):
         return plan, retried, None
     report.mode = "unchanged"
     report.skipped = [{"path": p, "split": s, "reason": r} for p, s, r in old.skipped]
-    if strict and report.skipped:
+    if job.strict and report.skipped:
         raise StrictError(_strict_message(report))
-    if progress is not None:
-        progress(len(found.files))
+    if job.progress is not None:
+        job.progress(len(found.files))
     return plan, retried, [a.source for a in plan.actions if a.reuse]
 
 
@@ -527,25 +525,13 @@ def _up_to_date(found: ScanResult, old: OldCache, plan: Plan, retried: dict[str,
     )
 
 
-def _write(
-    found: ScanResult,
-    out: Path,
-    spec: ResizeSpec,
-    n_jobs: int,
-    compression: Compression,
-    attrs: dict[str, Any],
-    report: BuildReport,
-    progress: ProgressCallback | None,
-    strict: bool,
-    plan: Plan,
-    old: OldCache | None,
-    decoded: dict[str, DecodedImage | str],
-) -> list[SourceFile]:
+def _write(job: BuildJob, plan: Plan, old: OldCache | None, decoded: dict[str, DecodedImage | str]) -> list[SourceFile]:
     """Stream every file of the plan into a new cache, in scan order: copied runs and decoded images.
 
     Files already in ``decoded`` are not decoded again; the rest of the non-reused files go to the
     worker pool. Returns the files kept.
     """
+    found, spec, report, progress = job.found, job.spec, job.report, job.progress
     capacities = {split: 0 for split in found.splits}
     for f in found.files:
         capacities[f.split] += 1
@@ -556,18 +542,18 @@ def _write(
     old_file = h5py.File(old.path, "r") if old is not None else None
     try:
         with CacheWriter(
-            out,
+            job.out,
             capacities=capacities,
             label_names=found.label_names,
             image_shape=(spec.size, spec.size),
-            attrs=attrs,
-            compression=compression,
+            attrs=job.attrs,
+            compression=job.compression,
             dtype=spec.dtype,
             multi_label=found.multi_label,
         ) as writer:
             for path, reason in found.unlabeled:
                 writer.add_skipped(path, "", reason)
-            results = _decode_all(root, to_decode, spec, n_jobs)
+            results = _decode_all(root, to_decode, spec, job.n_jobs)
             run: list[Action] = []
             for action in plan.actions:
                 if action.reuse:
@@ -591,7 +577,7 @@ def _write(
                     progress(1)
             if run:
                 kept += _copy_run(old_file, writer, run, progress)
-            if strict and report.skipped:
+            if job.strict and report.skipped:
                 raise StrictError(_strict_message(report))  # the writer aborts: OUT is not written
             if old_file is not None:
                 old_file.close()

@@ -38,7 +38,7 @@ from .writer import STR, _fsync_dir, _output_mode, storable_path
 
 if TYPE_CHECKING:
     from .decode import DecodedImage, ResizeSpec
-    from .pipeline import BuildReport, ProgressCallback
+    from .pipeline import BuildJob
     from .writer import Compression
 
 SHARD_FOLDER = "{name}.shards-"  # + a random suffix; beside OUT, one per build
@@ -123,19 +123,7 @@ def partition(actions: list[Action], shards: int) -> list[list[Action]]:
     return [actions[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def build_layout(
-    found: ScanResult,
-    out: Path,
-    spec: ResizeSpec,
-    n_jobs: int,
-    compression: Compression,
-    attrs: dict[str, Any],
-    report: BuildReport,
-    progress: ProgressCallback | None,
-    strict: bool,
-    old: OldCache | None,
-    shards: int,
-) -> list[SourceFile]:
+def build_layout(job: BuildJob, old: OldCache | None, shards: int) -> list[SourceFile]:
     """A build that writes ``shards`` shard files, or that replaces a sharded OUT (cold or incremental).
 
     The planning mirrors the single-file build: reuse what the old cache holds, decode the rest; when
@@ -149,18 +137,12 @@ def build_layout(
         if message:
             raise InputError(f"{message}; or pass --overwrite")
     same_layout = old is not None and shard_count(old.attrs) == shards
-    plan, decoded, kept = pipeline.plan_build(
-        found, old, report, spec, n_jobs, strict, progress, same_layout=same_layout
-    )
+    plan, decoded, kept = pipeline.plan_build(job, old, same_layout=same_layout)
     if kept is not None:
         return kept
     if shards <= 1:  # a sharded OUT rewritten as one file
-        return pipeline._write(
-            found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, decoded
-        )
-    return _write_sharded(
-        found, out, spec, n_jobs, compression, attrs, report, progress, strict, plan, old, decoded, shards
-    )
+        return pipeline._write(job, plan, old, decoded)
+    return _write_sharded(job, plan, old, decoded, shards)
 
 
 def _new_shard_folder(out: Path) -> Path:
@@ -172,24 +154,13 @@ def _new_shard_folder(out: Path) -> Path:
 
 
 def _write_sharded(
-    found: ScanResult,
-    out: Path,
-    spec: ResizeSpec,
-    n_jobs: int,
-    compression: Compression,
-    attrs: dict[str, Any],
-    report: BuildReport,
-    progress: ProgressCallback | None,
-    strict: bool,
-    plan: Plan,
-    old: OldCache | None,
-    decoded: dict[str, DecodedImage | str],
-    shards: int,
+    job: BuildJob, plan: Plan, old: OldCache | None, decoded: dict[str, DecodedImage | str], shards: int
 ) -> list[SourceFile]:
     """Write the shards in parallel (one task each), then OUT joining them; OUT is renamed in last."""
     from .pipeline import _strict_message, worker_initializer
 
-    out = out.absolute()  # workers (dask: other machines) get absolute paths
+    found, report, progress = job.found, job.report, job.progress
+    out = job.out.absolute()  # workers (dask: other machines) get absolute paths
     parts = partition(plan.actions, shards)
     remove_stale_shards(out)  # a killed build's folder; never the one OUT reads
     folder = _new_shard_folder(out)
@@ -199,13 +170,13 @@ def _write_sharded(
     for index, part in enumerate(parts):
         sub_found = replace(found, files=[a.source for a in part], unlabeled=[], ignored=[])
         sub_decoded = {a.source.path: decoded[a.source.path] for a in part if a.source.path in decoded}
-        shard_attrs = {**attrs, "shard_index": index}
+        shard_attrs = {**job.attrs, "shard_index": index}
         args = (
             index,
             sub_found,
             str(folder / names[index]),
-            spec,
-            compression,
+            job.spec,
+            job.compression,
             shard_attrs,
             part,
             old_path,
@@ -214,7 +185,7 @@ def _write_sharded(
         tasks.append(joblib.delayed(_shard_task)(*args))
     results: dict[int, tuple[list[str], list[dict[str, str]]]] = {}
     try:
-        config, jobs = parallel_config(max(1, min(len(parts), n_jobs)), worker_initializer())
+        config, jobs = parallel_config(max(1, min(len(parts), job.n_jobs)), worker_initializer())
         with config:
             parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
         for index, kept, skipped in parallel(tasks):
@@ -225,7 +196,7 @@ def _write_sharded(
         written = [by_path[path] for index in range(len(parts)) for path in results[index][0]]
         shard_skipped = [row for index in range(len(parts)) for row in results[index][1]]
         report.skipped.extend(shard_skipped)
-        if strict and report.skipped:
+        if job.strict and report.skipped:
             raise StrictError(_strict_message(report))
         for leftover in folder.glob("*.tmp"):  # a shard task that ran twice (its first worker died)
             leftover.unlink(missing_ok=True)
@@ -256,12 +227,12 @@ def _shard_task(
     Returns (shard index, paths of the files kept, skipped rows). Uses the single-file writer path, so a
     shard is a complete cache of its files.
     """
-    from .pipeline import BuildReport, _write
+    from .pipeline import BuildJob, BuildReport, _write
 
     report = BuildReport(src="", out=shard_path, layout="", label_names=[], counts={})
     old = None if old_path is None else OldCache(Path(old_path), {}, (), {}, [], True)  # _write reads only the path
-    plan = Plan(list(actions))
-    kept = _write(found, Path(shard_path), spec, 1, compression, attrs, report, None, False, plan, old, decoded)
+    job = BuildJob(found, Path(shard_path), spec, 1, compression, attrs, report)
+    kept = _write(job, Plan(list(actions)), old, decoded)
     return index, [f.path for f in kept], report.skipped
 
 
