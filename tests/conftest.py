@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,15 @@ def write_image(path: Path, pixels: np.ndarray, mode: str = "L", fmt: str = "JPE
         image = image.convert(mode)
     image.save(path, format=fmt, **save)
     return path
+
+
+@pytest.fixture
+def world() -> Iterator[Path]:
+    """A folder every user can enter (pytest's tmp_path is 0700: useless once privileges are dropped)."""
+    path = Path(tempfile.mkdtemp(prefix="xraycache-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -105,15 +105,6 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def world() -> Iterator[Path]:
-    """A folder every user can enter (pytest's tmp_path is 0700: useless once privileges are dropped)."""
-    path = Path(tempfile.mkdtemp(prefix="xraycache-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def dataset(root: Path, n: int = 12, size: tuple[int, int] = (300, 260)) -> Path:
     """A Kaggle-layout dataset of ``n`` small seeded images under ``root/src``."""
     src = root / "src"

@@ -7,11 +7,8 @@ and record each skipped file and why in ``/skipped``; ``--strict`` fails listing
 from __future__ import annotations
 
 import os
-import shutil
 import struct
-import tempfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -225,14 +222,6 @@ def test_cli_summary_prints_non_utf8_names(hostile: tuple[Path, Path], tmp_path:
     result = CliRunner().invoke(app, ["build", str(src), str(tmp_path / "c.h5"), "-j", "1", "--size", "32"])
     assert result.exit_code == 0, result.output
     assert "skipped 7 file(s)" in result.output
-
-
-@pytest.fixture
-def world() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="xraycache-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @needs_root
