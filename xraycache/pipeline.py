@@ -254,6 +254,7 @@ def build(
     strict: bool = False,
     dry_run: bool = False,
     progress: ProgressCallback | None = None,
+    on_scan: Callable[[int], None] | None = None,
     command: str | None = None,
     window: Window = "auto",
     dtype: OutDtype = "uint8",
@@ -277,7 +278,8 @@ def build(
     files are decoded (nothing is written when nothing changed); ``overwrite`` forces a cold build.
     Raises InputError for unusable arguments, paths or layouts, for an ``out`` built with other
     settings, and for write errors (OUT is then untouched); StrictError when ``strict`` is set and
-    some file could not be decoded (OUT is then not written).
+    some file could not be decoded (OUT is then not written). ``progress(n)`` is called as images are
+    done; ``on_scan(total)`` once, after the scan, with the number of files the build goes through.
 
     Other sources (see ``sources.py``): ``window``/``dtype`` set the high-bit-depth policy; ``labels`` (a CSV,
     with ``path_col``, ``label_col``, ``label_sep`` for multi-label and ``patient_col``) replaces the folder
@@ -309,6 +311,8 @@ def build(
     options.validate()
     prepared = prepare(scan(src, classes), options)
     found = prepared.found
+    if on_scan is not None:  # e.g. a progress bar learning its total: the files a build will go through
+        on_scan(len(found.files))
     spec = ResizeSpec(size=size, fit=fit, filter=filter, max_pixels=max_pixels, window=window, dtype=dtype)
     n_jobs = _resolve_jobs(jobs)
     settings = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
@@ -28,9 +28,28 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+class ProgressBar:
+    """A rich progress task: call it to advance, ``set_total`` once the number of items is known."""
+
+    def __init__(self, progress: Progress, description: str, total: int | None) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=total, rate="")
+
+    def set_total(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def __call__(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+        speed = self._progress.tasks[self._task].speed
+        self._progress.update(self._task, rate=f"{speed:,.0f} img/s" if speed else "")
+
+
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar (images/s, ETA) on a terminal; nothing when not a TTY or disabled."""
+def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator[ProgressBar | None]:
+    """A rich progress bar (images/s, ETA) on a terminal; nothing when not a TTY or disabled.
+
+    ``total=None`` starts an open-ended bar whose total the caller sets later (``set_total``).
+    """
     if not enabled or not err_console.is_terminal or total == 0:
         yield None
         return
@@ -44,11 +63,4 @@ def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callab
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(description, total=total, rate="")
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            speed = progress.tasks[task].speed
-            progress.update(task, rate=f"{speed:,.0f} img/s" if speed else "")
-
-        yield advance
+        yield ProgressBar(progress, description, total)

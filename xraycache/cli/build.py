@@ -14,7 +14,6 @@ from rich.table import Table
 from ..dask_backend import DEFAULT_CONNECT_TIMEOUT
 from ..decode import DEFAULT_MAX_PIXELS
 from ..pipeline import BuildReport, build
-from ..scan import scan
 from ._common import cli_errors, console, progress_bar
 
 Fit = Literal["stretch", "pad", "crop"]
@@ -202,9 +201,8 @@ def build_command(
     Example: xraycache build chest_xray train.h5 --classes three
     """
     with cli_errors():
-        total = 0 if dry_run or quiet or as_json else len(scan(src, classes).files)
         command = shlex.join(["xraycache", *sys.argv[1:]])
-        with progress_bar("building", total, enabled=total > 0) as progress:
+        with progress_bar("building", None, enabled=not (dry_run or quiet or as_json)) as progress:
             report = build(
                 src,
                 out,
@@ -219,6 +217,7 @@ def build_command(
                 strict=strict,
                 dry_run=dry_run,
                 progress=progress,
+                on_scan=progress.set_total if progress is not None else None,
                 command=command,
                 window=window,
                 dtype=dtype,
