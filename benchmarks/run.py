@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,10 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from xraycache.decode import DEFAULT_FILTER, FILTERS
+from xraycache.core.options import BuildOptions, FilterName
 
 from .common import data_digest, git_commit, list_images, machine_info, median, write_small_dataset
 from .worker import REPLY
+
+DEFAULT_FILTER = BuildOptions().resize.filter
+FILTERS: tuple[str, ...] = typing.get_args(FilterName)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,7 +117,7 @@ def _rebuild_supported() -> bool:
     import inspect
 
     import xraycache
-    from xraycache.pipeline import BuildReport
+    from xraycache import BuildReport
 
     params = inspect.signature(xraycache.build).parameters
     fields = getattr(BuildReport, "__dataclass_fields__", {})
@@ -471,13 +475,15 @@ def _fidelity_one(path: str, filters: Sequence[str], size: int) -> dict[str, flo
     import cv2
     from PIL import Image, ImageOps
 
-    from xraycache.decode import ResizeSpec, _to_gray, decode_file
+    from xraycache.core.options import ResizeOptions
+    from xraycache.imaging.decode import decode_file
+    from xraycache.imaging.decoders.pillow import to_gray
 
     with Image.open(path) as image:
-        full = np.asarray(_to_gray(ImageOps.exif_transpose(image)), dtype=np.float64)
+        full = np.asarray(to_gray(ImageOps.exif_transpose(image)), dtype=np.float64)
     h, w = full.shape
     ref = area_matrix(h, size) @ full @ area_matrix(w, size).T
-    scores = {f: psnr(decode_file(path, ResizeSpec(size=size, filter=f)).pixels, ref) for f in filters}  # type: ignore[arg-type]
+    scores = {f: psnr(decode_file(path, ResizeOptions(size=size, filter=f)).pixels, ref) for f in filters}  # type: ignore[arg-type]
     scores["notebook"] = psnr(cv2.resize(cv2.imread(path, cv2.IMREAD_GRAYSCALE), (size, size)), ref)
     return scores
 

@@ -1,4 +1,4 @@
-"""Scaling benchmark (issue 8): local loky vs a dask LocalCluster on the same cores, sharded vs single writer.
+"""Scaling benchmark: local loky vs a dask LocalCluster on the same cores, sharded vs single writer.
 
     python -m benchmarks.scaling [--images 50000] [--side 128] [--size 64] [--reps 1] [--shards 2,4]
 
@@ -34,9 +34,10 @@ RESULTS = REPO / "benchmarks" / "results" / "scaling.json"
 
 def per_image_costs(root: Path, size: int, sample: int) -> dict[str, float]:
     """Milliseconds per image of decode+resize and of the single writer, serially in this process."""
-    from xraycache.decode import ResizeSpec, decode_file
-    from xraycache.scan import scan
-    from xraycache.writer import CacheWriter
+    from xraycache.builder.scan import scan
+    from xraycache.builder.writer import CacheWriter
+    from xraycache.core.options import ResizeOptions as ResizeSpec
+    from xraycache.imaging.decode import decode_file
 
     found = scan(root)
     files = found.files[:sample]

@@ -112,14 +112,16 @@ def info() -> dict[str, Any]:
     """The imaging backend and library versions of this environment."""
     import cv2
 
-    from xraycache.backend import backend_info
+    from xraycache.core.format import hdf5_versions
+    from xraycache.imaging.stack import imaging_stack
 
-    backend = backend_info()
+    backend = imaging_stack()
+    h5py_version, hdf5_version = hdf5_versions()
     return {
         "imaging": backend.imaging,
         "libjpeg": backend.libjpeg,
-        "h5py": backend.h5py,
-        "hdf5": backend.hdf5,
+        "h5py": h5py_version,
+        "hdf5": hdf5_version,
         "numpy": np.__version__,
         "joblib": joblib.__version__,
         "opencv": cv2.__version__,

@@ -6,7 +6,7 @@ import importlib.metadata as metadata
 
 import PIL
 
-from xraycache.backend import backend_info
+from xraycache.imaging.stack import imaging_stack as backend_info
 
 
 def _version(name: str) -> str | None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import xraycache
-from xraycache.errors import InputError, StrictError
+from xraycache.core.errors import InputError, StrictError
 
 
 def read(path: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -33,8 +33,9 @@ DRIVER = '''
 """Run `xraycache build` with test hooks (see tests/test_crash.py)."""
 import os, sys, time
 from pathlib import Path
-import xraycache.pipeline as pipeline
-import xraycache.writer as writer
+import xraycache.builder.workers as workers
+import xraycache.builder.writer as writer
+import xraycache.core.atomic as atomic
 
 MARK = os.environ.get("XC_MARK")
 PAUSE_AT = os.environ.get("XC_PAUSE_AT", "")
@@ -45,12 +46,12 @@ def pause(point):
         Path(MARK).write_text(str(os.getpid()))
         time.sleep(600)
 
-_decode = pipeline._decode_task
+_decode = workers.decode_task
 def slow_decode(root, source, spec):
     time.sleep(DELAY)
     return _decode(root, source, spec)
 if DELAY:
-    pipeline._decode_task = slow_decode
+    workers.decode_task = slow_decode
 
 _add = writer.CacheWriter.add
 def add(self, image, source):
@@ -79,13 +80,13 @@ def replace(src, dst, *args, **kwargs):
     if str(dst).endswith(".h5"):
         pause("replace")
     return _replace(src, dst, *args, **kwargs)
-writer.os.replace = replace
+atomic.os.replace = replace
 
-_fsync_dir = writer._fsync_dir
+_fsync_dir = atomic.fsync_dir
 def fsync_dir(path):
     pause("replaced")
     return _fsync_dir(path)
-writer._fsync_dir = fsync_dir
+atomic.fsync_dir = fsync_dir
 
 from xraycache.cli import app
 app(prog_name="xraycache", args=sys.argv[1:])
@@ -411,7 +412,7 @@ def test_unreadable_old_cache_is_a_clear_error(world: Path) -> None:
 
 def _read_and_check(path: str) -> int:
     """Read every split of a cache and check each image against its stored checksum (a reader process)."""
-    from xraycache.writer import pixel_checksum
+    from xraycache.core.format import pixel_checksum
 
     checked = 0
     with h5py.File(path, "r") as handle:
@@ -450,7 +451,7 @@ def test_reader_holding_out_open_during_a_rebuild_sees_the_old_file(tmp_path: Pa
 
 
 def test_reader_module_holding_out_open_during_a_rebuild_sees_the_old_file(tmp_path: Path) -> None:
-    reader = pytest.importorskip("xraycache.reader")
+    reader = pytest.importorskip("xraycache.read.cache")
     src = dataset(tmp_path, n=12)
     out = tmp_path / "cache.h5"
     build(src, out, jobs=1, size=64)

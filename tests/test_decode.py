@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xraycache.area import area_resize
-from xraycache.decode import DecodeError, ResizeSpec, decode_bytes
+from xraycache.core.errors import DecodeError
+from xraycache.core.options import ResizeOptions as ResizeSpec
+from xraycache.imaging.decoders import pillow
+from xraycache.imaging.resize import area_resize
+
+
+def decode_bytes(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, str]:
+    """The JPEG/PNG plugin's result as (pixels, width, height, mode)."""
+    decoded = pillow.decode(data, spec)
+    return decoded.pixels, decoded.width, decoded.height, decoded.mode
+
 
 SIZE = 128
 

@@ -14,9 +14,11 @@ pydicom = pytest.importorskip("pydicom")
 from _dicom import BASIC_TEXT_SR, chest, dataset, save, write  # noqa: E402
 
 import xraycache  # noqa: E402
-from xraycache.decode import ResizeSpec, decode_file  # noqa: E402
-from xraycache.dicom import is_dicom, key_id, pseudonym, voi_window  # noqa: E402
-from xraycache.errors import DecodeError  # noqa: E402
+from xraycache.builder.identifiers import key_id, pseudonym  # noqa: E402
+from xraycache.core.errors import DecodeError  # noqa: E402
+from xraycache.core.options import ResizeOptions as ResizeSpec  # noqa: E402
+from xraycache.imaging.decode import decode_file  # noqa: E402
+from xraycache.imaging.decoders.dicom import is_dicom, voi_window  # noqa: E402
 
 KEY = "test-key"
 SIDE = 16  # images are SIDE x SIDE and built at --size SIDE: the resize is the identity, values are exact

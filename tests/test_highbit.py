@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import xraycache
-from xraycache.decode import ResizeSpec, decode_image
-from xraycache.window import pixel_hist
+from xraycache.core.format import pixel_hist
+from xraycache.core.options import ResizeOptions as ResizeSpec
+from xraycache.imaging.decoders import pillow
+
+
+def decode_image(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, str, dict[str, Any]]:
+    """The JPEG/PNG plugin's result as (pixels, width, height, mode, provenance)."""
+    decoded = pillow.decode(data, spec)
+    return decoded.pixels, decoded.width, decoded.height, decoded.mode, decoded.info
+
 
 SIDE = 16
 

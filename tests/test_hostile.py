@@ -21,7 +21,8 @@ from tests.conftest import radiograph, write_image
 from tests.test_crash import NOBODY, make_world_readable, needs_root, run_cli
 from xraycache import build
 from xraycache.cli import app
-from xraycache.decode import ResizeSpec, decode_file
+from xraycache.core.options import ResizeOptions as ResizeSpec
+from xraycache.imaging.decode import decode_file
 
 NORMAL = "train/NORMAL"
 GOOD = [f"{NORMAL}/IM-{i:04d}-0001.jpeg" for i in range(3)] + [

@@ -10,8 +10,8 @@ from conftest import radiograph, write_image
 from typer.testing import CliRunner
 
 import xraycache
+from xraycache.builder.labels_csv import read_labels_csv
 from xraycache.cli import app
-from xraycache.labels import read_labels_csv
 
 NIH_ROWS = [  # Image Index, Finding Labels, Follow-up #, Patient ID
     ("00000001_000.png", "Cardiomegaly", 0, 1),
@@ -67,7 +67,7 @@ def test_nih_multi_label(tmp_path: Path) -> None:
     names = ["Atelectasis", "Cardiomegaly", "Effusion", "Emphysema", "Infiltration", "Mass", "No Finding"]
     assert report.label_names == names
     assert report.csv_rows_without_file == ["00000099_000.png"]
-    assert report.skipped == [
+    assert [row.as_dict() for row in report.skipped] == [
         {"path": "images_002/images/00000005_000.png", "split": "", "reason": "no row in Data_Entry_2017.csv"}
     ]
     with xraycache.open(out) as cache:

@@ -11,8 +11,14 @@ from conftest import radiograph, write_image
 from typer.testing import CliRunner
 
 import xraycache
+from xraycache.analysis.leakage import LeakageReport
 from xraycache.cli import app
-from xraycache.leakage import leakage
+from xraycache.read.cache import Cache
+
+
+def leakage(cache: Cache) -> LeakageReport:
+    return cache.leakage()
+
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
 

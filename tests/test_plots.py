@@ -8,7 +8,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import xraycache
-from xraycache import InputError, plots
+from xraycache import InputError
+from xraycache.read import plots
 
 
 def _texts(fig: Figure) -> str:

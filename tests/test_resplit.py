@@ -9,9 +9,9 @@ import pytest
 from conftest import radiograph, write_image
 
 import xraycache
-from xraycache.scan import ScanResult, SourceFile
-from xraycache.sources import SourceOptions, prepare
-from xraycache.splits import parse_fractions
+from xraycache.builder.prepare import prepare
+from xraycache.builder.scan import ScanResult, SourceFile
+from xraycache.core.options import SourceOptions, parse_fractions
 
 
 def synthetic(n_patients: int, start: int = 0, images_per_patient: int = 3) -> list[SourceFile]:

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 import xraycache
 from xraycache.cli import app
-from xraycache.errors import InputError, NotACacheError, StrictError
+from xraycache.core.errors import InputError, NotACacheError, StrictError
 
 SIZE = 32
 
@@ -243,7 +243,7 @@ def test_worker_killed_during_a_build(cluster: Any, tmp_path: Path) -> None:
 
 def test_worker_that_cannot_read_src_is_named(cluster: Any, tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
-    from xraycache.dask_backend import check_workers
+    from xraycache.builder.cluster import check_workers
 
     with distributed.Client(cluster.scheduler_address) as client:
         with pytest.raises(InputError, match=r"dask worker tcp://127\.0\.0\.1:\d+ cannot read .*shared filesystem"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import xraycache
-from xraycache.stats import split_hist, summarize
+from xraycache.read.stats import split_hist, summarize
 
 
 def test_stored_histograms_match_the_pixels(reader_cache: Path) -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tests.conftest import radiograph, write_image
 from xraycache import build
 from xraycache.cli import app
-from xraycache.errors import NotACacheError
+from xraycache.core.errors import NotACacheError
 from xraycache.verify import verify
 
 

@@ -3,7 +3,7 @@
     pip install hypothesis && python tools/fuzz.py --minutes 10
 
 Targets: ``decode_file`` on random and mutated JPEG/PNG/DICOM-named bytes (may only return an image
-or raise DecodeError), ``pipeline._decode_task`` (may never raise), and ``scan`` on random folder
+or raise DecodeError), ``workers.decode_task`` (may never raise), and ``scan`` on random folder
 trees with odd names, OS litter and symlinks (may only return or raise InputError). Any other
 exception, or a hang (each example is bounded by hypothesis's deadline), is a finding: the failing
 example is printed and the run exits 1.
@@ -25,12 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from xraycache.decode import ResizeSpec, decode_file
-from xraycache.errors import DecodeError, InputError
-from xraycache.pipeline import _decode_task
-from xraycache.scan import SourceFile, scan
+from xraycache.builder.scan import SourceFile, scan
+from xraycache.builder.workers import decode_task
+from xraycache.core.errors import DecodeError, InputError
+from xraycache.core.options import ResizeOptions
+from xraycache.imaging.decode import decode_file
+from xraycache.imaging.result import DecodeFailure
 
-SPEC = ResizeSpec(size=32, max_pixels=4_000_000)
+SPEC = ResizeOptions(size=32, max_pixels=4_000_000)
 ROUND = 500  # examples per hypothesis run; runs repeat (fresh random seeds) until the budget is spent
 WORK = Path(tempfile.mkdtemp(prefix="xraycache-fuzz-"))
 
@@ -100,8 +102,8 @@ def fuzz_decode(data: bytes, suffix: str) -> None:
         pass
     else:
         assert image.pixels.shape == (SPEC.size, SPEC.size)
-    result = _decode_task(str(WORK), SourceFile(path.name, "all", 0, ""), SPEC)  # never raises
-    assert isinstance(result, str) or result.pixels.shape == (SPEC.size, SPEC.size)
+    result = decode_task(str(WORK), SourceFile(path.name, "all", 0, ""), SPEC)  # never raises
+    assert isinstance(result, DecodeFailure) or result.pixels.shape == (SPEC.size, SPEC.size)
 
 
 NAME = st.one_of(
@@ -159,7 +161,7 @@ def main() -> int:
     args = parser.parse_args()
     seconds = args.minutes * 60
     try:
-        run(fuzz_decode, "decode_file/_decode_task", seconds * 0.7)
+        run(fuzz_decode, "decode_file/decode_task", seconds * 0.7)
         run(fuzz_scan, "scan", seconds * 0.3)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)

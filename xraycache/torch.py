@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .reader import Split
+from .read.cache import Split
 
 
 class XrayDataset(Dataset):

@@ -17,10 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import InputError, NotACacheError
-from .incremental import _plain, file_sha256
-from .scan import scan
-from .writer import FORMAT_NAME, pixel_checksum, storable_path
+from .builder.scan import scan
+from .core.format import file_sha256, open_cache, pixel_checksum, read_attrs, storable_path
 
 BLOCK_BYTES = 32 << 20  # pixels read per block while checking
 
@@ -67,33 +65,11 @@ class VerifyReport:
         return data
 
 
-def open_cache_file(path: str | os.PathLike[str]) -> h5py.File:
-    """Open ``path`` as an xraycache file, or raise a one-line error saying what it is instead."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give a cache file written by `xraycache build SRC OUT`")
-    with open(path, "rb") as handle:
-        signature = handle.read(8)
-    if signature != b"\x89HDF\r\n\x1a\n":
-        raise NotACacheError(f"{path} is not an HDF5 file; give a cache written by `xraycache build SRC OUT`")
-    try:
-        file = h5py.File(path, "r")
-    except OSError as exc:
-        reason = "truncated" if "truncated" in str(exc) else "damaged"
-        raise NotACacheError(f"{path} is a {reason} HDF5 file that cannot be opened; rebuild it") from None
-    if _plain(file.attrs.get("format")) != FORMAT_NAME:
-        file.close()
-        raise NotACacheError(f"{path} is an HDF5 file written by another tool, not an xraycache cache")
-    return file
-
-
 def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = None) -> VerifyReport:
     """Check the cache ``out`` on its own and, given ``src``, against its source files."""
     report = VerifyReport(out=str(out), src=None if src is None else str(src))
-    with open_cache_file(out) as file:
-        attrs = {key: _plain(value) for key, value in file.attrs.items()}
+    with open_cache(out) as file:
+        attrs = read_attrs(file)
         report.splits = [str(s) for s in attrs.get("splits", [])]
         try:
             cached, skipped = _check_file(file, attrs, report)

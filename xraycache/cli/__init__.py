@@ -1,4 +1,9 @@
-"""The ``xraycache`` command line: thin typer wrappers around the library."""
+"""The ``xraycache`` command line: thin typer wrappers around the library, the only code that prints.
+
+Commands are listed in the order a user meets them: build a cache, look at it, inspect how it was built,
+check it, and make sample data to try all of this on. Each command imports the layer it calls only when it
+runs, so ``--help`` and ``--version`` load neither the build stack nor matplotlib.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
-from ..backend import backend_info
+from ..core.version import __version__
 from .build import build_command
+from .info import info_command
 from .sample import sample_command
+from .show import show_app
+from .verify import verify_command
 
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
 
@@ -26,12 +33,16 @@ app = typer.Typer(
 
 def version_text() -> str:
     """The tool's version and the imaging/HDF5 stack it runs on."""
-    info = backend_info()
+    from ..core.format import hdf5_versions
+    from ..imaging.stack import imaging_stack
+
+    stack = imaging_stack()
+    h5py_version, hdf5_version = hdf5_versions()
     return (
         f"xraycache {__version__}\n"
-        f"imaging backend: {info.imaging}\n"
-        f"jpeg: {info.libjpeg}\n"
-        f"h5py {info.h5py}, HDF5 {info.hdf5}"
+        f"imaging backend: {stack.imaging}\n"
+        f"jpeg: {stack.libjpeg}\n"
+        f"h5py {h5py_version}, HDF5 {hdf5_version}"
     )
 
 
@@ -57,16 +68,7 @@ def main(
 
 
 app.command("build")(build_command)
-app.command("sample")(sample_command)
-
-# readers (issue 4): `xraycache show VIEW FILE` and `xraycache info FILE`
-from .info import info_command  # noqa: E402
-from .show import show_app  # noqa: E402
-
 app.add_typer(show_app, name="show")
 app.command("info")(info_command)
-
-# caching engine (issue 6): `xraycache verify FILE [SRC]`
-from .verify import verify_command  # noqa: E402
-
 app.command("verify")(verify_command)
+app.command("sample")(sample_command)

@@ -1,15 +1,22 @@
-"""What every command shares: the consoles, one-line errors, and progress bars."""
+"""What every command shares: the consoles, one-line errors, progress bars and the leakage section."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
-from ..errors import XrayCacheError
+from ..core.errors import XrayCacheError
+
+if TYPE_CHECKING:
+    from ..analysis.leakage import LeakageReport
+    from ..read.cache import Cache
 
 console = Console()
 err_console = Console(stderr=True)
@@ -64,3 +71,42 @@ def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator
     )
     with Progress(*columns, console=err_console, transient=True) as progress:
         yield ProgressBar(progress, description, total)
+
+
+def print_leakage(report: LeakageReport, limit: int = 10) -> None:
+    """The leakage section of ``show stats`` / ``info``: a summary line, then the worst offenders."""
+    leaks = report.patients_in_several_splits
+    across, within = report.duplicates_across, report.duplicates_within
+    style = "green" if report.clean else "yellow"
+    console.print(
+        f"[{style}]leakage:[/] {len(leaks)} of {report.patients:,} patients in more than one split; "
+        f"{len(across)} duplicate group(s) across splits, {len(within)} within a split "
+        f"(same sha256); {report.images_without_patient:,} image(s) without a patient id",
+        highlight=False,
+    )
+    if leaks:
+        table = Table(title="patients in more than one split", title_justify="left", title_style="yellow")
+        table.add_column("patient")
+        table.add_column("images per split")
+        for leak in leaks[:limit]:
+            table.add_row(leak.patient, ", ".join(f"{s}: {n}" for s, n in leak.splits.items()))
+        if len(leaks) > limit:
+            table.add_row(f"... and {len(leaks) - limit} more", "(all in --json)")
+        console.print(table)
+    if report.duplicates:
+        table = Table(title="identical files (same sha256)", title_justify="left", title_style="yellow")
+        table.add_column("where")
+        table.add_column("files")
+        for group in (across + within)[:limit]:
+            files = ", ".join(f"{path} ({split})" for split, path in group.images)
+            table.add_row("across splits" if group.across_splits else "within a split", files)
+        if len(report.duplicates) > limit:
+            table.add_row(f"... and {len(report.duplicates) - limit} more", "(all in --json)")
+        console.print(table)
+
+
+def open_cache(path: Path) -> Cache:
+    """``xraycache.open``, imported when a command first reads a cache (``--help`` needs no h5py)."""
+    from ..read.cache import open as open_file
+
+    return open_file(path)

@@ -1,83 +1,70 @@
-"""``xraycache build``: parse options, call :func:`xraycache.build`, print the summary."""
+"""``xraycache build``: parse options, call the build, print the summary.
+
+The options are not declared here: every field of ``core.options.BuildOptions`` becomes one ``--flag``
+with the type, default, choices, range, help and panel its definition gives (``option_parameters``).
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..dask_backend import DEFAULT_CONNECT_TIMEOUT
-from ..decode import DEFAULT_MAX_PIXELS
-from ..pipeline import BuildReport, build
+from ..core.options import BuildOptions, flag_of, info_of
 from ._common import cli_errors, console, progress_bar
 
-Fit = Literal["stretch", "pad", "crop"]
-Filter = Literal["area", "box", "bilinear", "hamming", "lanczos"]
-Classes = Literal["auto", "binary", "three"]
-Compression = Literal["none", "gzip", "lzf"]
-WindowChoice = Literal["auto", "dicom", "minmax", "percentile"]
-DtypeChoice = Literal["uint8", "uint16"]
-BackendChoice = Literal["loky", "dask"]
+if typing.TYPE_CHECKING:
+    from ..builder.report import BuildReport
 
 
+def option_parameters() -> list[inspect.Parameter]:
+    """One keyword-only typer parameter per build option, from its definition in ``BuildOptions``."""
+    parameters = []
+    for part, f in BuildOptions.fields():
+        info = info_of(f)
+        hint = typing.get_type_hints(BuildOptions.PARTS[part])[f.name]
+        declared = typer.Option(
+            *((flag_of(f), *info.flags[1:]) if info.flags else (flag_of(f),)),
+            help=info.help,
+            rich_help_panel=info.panel,
+            min=info.min,
+            max=info.max,
+            metavar=info.metavar,
+            show_default=f.default is not None,
+        )
+        parameters.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[hint, declared]
+            )
+        )
+    return parameters
+
+
+def with_build_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command(..., **options)`` one CLI option per build option (typer reads the signature)."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    hints = typing.get_type_hints(command, include_extras=True)
+    parameters = [p.replace(annotation=hints[p.name]) for p in own] + option_parameters()
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
+
+
+@with_build_options
 def build_command(
     src: Annotated[
         Path, typer.Argument(help="Dataset folder, e.g. chest_xray/ holding train/NORMAL/*.jpeg.", show_default=False)
     ],
     out: Annotated[Path, typer.Argument(help="HDF5 file to write, e.g. train.h5.", show_default=False)],
-    size: Annotated[
-        int,
-        typer.Option(rich_help_panel="Output", min=8, max=4096, help="Output side in pixels (images are size x size)."),
-    ] = 256,
-    fit: Annotated[
-        Fit,
-        typer.Option(
-            rich_help_panel="Output",
-            help="stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop.",
-        ),
-    ] = "stretch",
-    classes: Annotated[
-        Classes,
-        typer.Option(
-            rich_help_panel="Labels and splits",
-            help="Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). auto: binary for Kaggle folders, the folder names otherwise.",
-        ),
-    ] = "auto",
-    filter: Annotated[
-        Filter,
-        typer.Option(
-            "--filter",
-            rich_help_panel="Output",
-            help="Resize filter after the DCT-scaled decode: area is an exact area average (most faithful); box/bilinear/hamming/lanczos are Pillow's (box is fastest).",
-        ),
-    ] = "area",
-    jobs: Annotated[
-        int, typer.Option("--jobs", "-j", rich_help_panel="Running", help="Worker processes; -1 uses every core.")
-    ] = -1,
-    compression: Annotated[
-        Compression,
-        typer.Option(rich_help_panel="Output", help="HDF5 compression of the image arrays (none reads fastest)."),
-    ] = "none",
-    max_pixels: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel="Output", min=1, help="Refuse images with more pixels than this (decompression bombs)."
-        ),
-    ] = DEFAULT_MAX_PIXELS,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace OUT if it exists.")
-    ] = False,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict", rich_help_panel="Running", help="Fail (exit 1, nothing written) if any image cannot be decoded."
-        ),
-    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -90,109 +77,7 @@ def build_command(
     as_json: Annotated[
         bool, typer.Option("--json", rich_help_panel="Running", help="Print the build report as JSON.")
     ] = False,
-    window: Annotated[
-        WindowChoice,
-        typer.Option(
-            rich_help_panel="High bit depth and DICOM",
-            help="Sources deeper than 8 bits (16-bit PNG, DICOM): auto = the DICOM's own VOI where it has one, else percentile; dicom = the file's VOI (DICOMs without one are skipped); minmax = full range; percentile = 0.5-99.5%. 8-bit JPEG/PNG are never re-windowed.",
-        ),
-    ] = "auto",
-    dtype: Annotated[
-        DtypeChoice,
-        typer.Option(
-            rich_help_panel="High bit depth and DICOM",
-            help="Stored pixel type: uint8, or uint16 to keep the depth of 16-bit sources.",
-        ),
-    ] = "uint8",
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            "--labels",
-            rich_help_panel="Labels and splits",
-            help="CSV of labels (replaces the folder labels); delimiter sniffed.",
-            show_default=False,
-        ),
-    ] = None,
-    path_col: Annotated[
-        str,
-        typer.Option(
-            rich_help_panel="Labels and splits",
-            help="--labels column with the image path (relative to SRC) or unique file name.",
-        ),
-    ] = "path",
-    label_col: Annotated[
-        str, typer.Option(rich_help_panel="Labels and splits", help="--labels column with the label(s).")
-    ] = "label",
-    label_sep: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Labels and splits",
-            help="Separator of several labels in one cell, e.g. '|' (NIH): multi-label.",
-            show_default=False,
-        ),
-    ] = None,
-    patient_col: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Labels and splits", help="--labels column with the patient id.", show_default=False
-        ),
-    ] = None,
-    resplit: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Labels and splits",
-            help="Pool all splits and re-split by patient: train,val,test fractions, e.g. 0.8,0.1,0.1 (stable, stratified in expectation).",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option(rich_help_panel="Labels and splits", help="Seed of --resplit and --folds.")] = 0,
-    folds: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel="Labels and splits",
-            min=0,
-            help="Also record a patient-grouped cross-validation fold (0..K-1) per image.",
-        ),
-    ] = 0,
-    keep_identifiers: Annotated[
-        bool,
-        typer.Option(
-            "--keep-identifiers",
-            rich_help_panel="High bit depth and DICOM",
-            help="Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms.",
-        ),
-    ] = False,
-    backend: Annotated[
-        BackendChoice,
-        typer.Option(
-            rich_help_panel="Scaling out",
-            help="Where images are decoded: loky (local processes, --jobs) or dask (a dask.distributed cluster: needs --scheduler; workers must see SRC and OUT at the same paths).",
-        ),
-    ] = "loky",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Scaling out",
-            help="dask scheduler address, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS).",
-            show_default=False,
-        ),
-    ] = None,
-    scheduler_timeout: Annotated[
-        float,
-        typer.Option(
-            rich_help_panel="Scaling out",
-            min=0.1,
-            help="Seconds to reach the dask scheduler and its first worker before giving up.",
-        ),
-    ] = DEFAULT_CONNECT_TIMEOUT,
-    shards: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel="Scaling out",
-            min=1,
-            help="Write K shard files in parallel (each by its own worker) into a folder beside OUT, joined by OUT with HDF5 virtual datasets: for when the single writer is the limit. Move OUT together with its folder.",
-        ),
-    ] = 1,
+    **options: Any,
 ) -> None:
     """Decode, resize and cache every image under SRC into one HDF5 file OUT, on all cores.
 
@@ -200,40 +85,20 @@ def build_command(
 
     Example: xraycache build chest_xray train.h5 --classes three
     """
+    from ..builder.pipeline import run_build  # the build stack, only when a build runs
+
     with cli_errors():
+        chosen = BuildOptions.from_flat(**options)
         command = shlex.join(["xraycache", *sys.argv[1:]])
         with progress_bar("building", None, enabled=not (dry_run or quiet or as_json)) as progress:
-            report = build(
+            report = run_build(
                 src,
                 out,
-                size=size,
-                fit=fit,
-                classes=classes,
-                filter=filter,
-                jobs=jobs,
-                compression=compression,
-                max_pixels=max_pixels,
-                overwrite=overwrite,
-                strict=strict,
-                dry_run=dry_run,
+                chosen,
                 progress=progress,
                 on_scan=progress.set_total if progress is not None else None,
+                dry_run=dry_run,
                 command=command,
-                window=window,
-                dtype=dtype,
-                labels=labels,
-                path_col=path_col,
-                label_col=label_col,
-                label_sep=label_sep,
-                patient_col=patient_col,
-                resplit=resplit,
-                seed=seed,
-                folds=folds,
-                keep_identifiers=keep_identifiers,
-                backend=backend,
-                scheduler=scheduler,
-                scheduler_timeout=scheduler_timeout,
-                shards=shards,
             )
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -265,7 +130,7 @@ def print_summary(report: BuildReport) -> None:
         skipped.add_column("file")
         skipped.add_column("reason")
         for row in report.skipped[:20]:
-            skipped.add_row(row["path"], row["reason"])
+            skipped.add_row(row.path, row.reason)
         if len(report.skipped) > 20:
             skipped.add_row(f"... and {len(report.skipped) - 20} more", "(all listed in the file's /skipped)")
         console.print(skipped)
@@ -286,7 +151,7 @@ def print_summary(report: BuildReport) -> None:
 
 
 def print_incremental(report: BuildReport) -> None:
-    """For a rebuild of an existing cache (issue 6): what was reused, added, changed and removed."""
+    """For a rebuild of an existing cache: what was reused, added, changed and removed."""
     if report.mode not in ("incremental", "unchanged"):
         return
     touched = f" ({report.touched:,} touched: same content, new mtime)" if report.touched else ""

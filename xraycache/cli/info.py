@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..leakage import leakage, print_leakage
-from ..reader import open as open_cache
-from ._common import cli_errors, console
+from ._common import cli_errors, console, open_cache, print_leakage
 
 SHOWN_FIRST = ("format", "format_version", "tool_version", "created", "command", "source_root", "layout")
 
@@ -44,7 +42,7 @@ def info_command(
             splits.add_row(name, shape, *(f"{c:,}" for c in counts), f"{nbytes / 1e6:,.1f}")
         console.print(splits)
         skipped = cache.skipped
-        print_leakage(leakage(cache), console)
+        print_leakage(cache.leakage())
     if not skipped:
         console.print("skipped files: none")
         return

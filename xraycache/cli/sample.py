@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..sample import write_sample
 from ._common import cli_errors, console, progress_bar
 
 
@@ -24,6 +23,8 @@ def sample_command(
     For trying the tool without downloading anything: ~27% normal, 47% bacterial, 26% viral,
     400-2,800 px JPEGs, ~10% stored as RGB, Kaggle file names with several images per patient.
     """
+    from ..sample import write_sample
+
     with cli_errors(), progress_bar("drawing", n, enabled=True) as progress:
         root = write_sample(directory, n=n, seed=seed, jobs=jobs, progress=progress)
     console.print(f"wrote {n} images to {root}", highlight=False)

@@ -12,19 +12,20 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ..leakage import leakage, print_leakage
-from ..reader import Cache
-from ..reader import open as open_cache
-from ..stats import summarize
-from ._common import cli_errors, console
+from ..core.options import BuildOptions
+from ._common import cli_errors, console, open_cache, print_leakage
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from ..read.cache import Cache
+
+ALWAYS_SHOWN = ("size", "fit", "filter", "classes", "compression")  # other settings only when not the default
+
 
 def _plots() -> ModuleType:
-    """xraycache.plots, imported on first use: matplotlib costs ~0.5 s of start-up every other command skips."""
-    return importlib.import_module("xraycache.plots")
+    """xraycache.read.plots, imported on first use: matplotlib costs ~0.5 s of start-up other commands skip."""
+    return importlib.import_module("xraycache.read.plots")
 
 
 show_app = typer.Typer(
@@ -68,14 +69,17 @@ def stats_command(
 
     Read from the histograms and meta the build stored: instant, no pass over the pixels.
     """
+    from ..read.stats import summarize
+
     with cli_errors(), open_cache(file) as cache:
         stats = summarize(cache)
-        leaks = leakage(cache)
+        leaks = cache.leakage()
         dtype = str(cache.attrs.get("dtype", "uint8"))  # --dtype uint16: statistics on the high-byte scale
     if as_json:
         print(json.dumps({**stats.to_dict(), "leakage": leaks.to_dict()}, indent=2))
         return
-    settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
+    defaults = BuildOptions().settings()
+    settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items() if k in ALWAYS_SHOWN or v != defaults.get(k, v))
     shape = " x ".join(str(s) for s in stats.image_shape[::-1])
     console.print(f"[bold]{stats.path}[/]: {shape} px {dtype} images; {settings}", highlight=False)
     for s in stats.splits:
@@ -104,7 +108,7 @@ def stats_command(
         style="dim",
     )
     _print_skipped(stats.skipped)
-    print_leakage(leaks, console)
+    print_leakage(leaks)
 
 
 def _print_skipped(skipped: list[dict[str, str]], limit: int = 20) -> None:

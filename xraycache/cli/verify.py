@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from ..verify import VerifyReport, verify
 from ._common import cli_errors, console
+
+if TYPE_CHECKING:
+    from ..verify import VerifyReport
 
 
 def verify_command(
@@ -23,6 +25,8 @@ def verify_command(
 ) -> None:
     """Check FILE on its own (counts, shapes, dtypes, per-image checksums, statistics) and, given SRC,
     list the source files that are missing, new or changed since the build. Exit 0: all agrees; 1: not."""
+    from ..verify import verify
+
     with cli_errors():
         report = verify(file, src)
     if as_json:

@@ -20,32 +20,24 @@ from typing import Any
 
 import joblib
 
-from .errors import InputError
+from ..core.errors import InputError
+from ..core.options import DEFAULT_CONNECT_TIMEOUT, RunOptions
+from ..core.version import __version__
+from ..imaging.stack import imaging_stack
 
-BACKENDS = ("loky", "dask")
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
-DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler, and to wait for its first worker
 
 _client: Any = None  # the Client of the build running in this process, if it runs on dask
 
 
-def validate_backend(backend: str, scheduler: str | None) -> str | None:
-    """The scheduler address a build will use (None for loky); InputError for an unusable combination."""
-    if backend not in BACKENDS:
-        raise InputError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    if backend == "loky":
-        if scheduler:
-            raise InputError("--scheduler is for --backend dask; add --backend dask, or drop --scheduler")
+def scheduler_address(run: RunOptions) -> str | None:
+    """The scheduler address a build will use (None for loky), from ``--scheduler`` or the environment."""
+    if run.backend == "loky":
         return None
-    address = scheduler or os.environ.get(SCHEDULER_ENV, "").strip()
+    address = run.scheduler or os.environ.get(SCHEDULER_ENV, "").strip()
     if not address:
         raise InputError(f"--backend dask needs a scheduler: pass --scheduler tcp://HOST:8786 or set {SCHEDULER_ENV}")
     return address
-
-
-def dask_active() -> bool:
-    """True while a build in this process runs its tasks on a dask cluster."""
-    return _client is not None
 
 
 def parallel_config(n_jobs: int, initializer: Any = None) -> tuple[AbstractContextManager[Any], int]:
@@ -102,10 +94,7 @@ def dask_cluster(
 
 def check_workers(client: Any, root: Path, probe: str | None, write_dir: Path | None = None) -> None:
     """InputError naming the first worker that cannot read SRC or runs other decoding software."""
-    from . import __version__
-    from .backend import backend_info
-
-    expected = (__version__, backend_info().imaging)
+    expected = (__version__, imaging_stack().imaging)
     answers = client.run(
         _probe_worker, str(root), probe, None if write_dir is None else str(write_dir), on_error="return"
     )
@@ -127,9 +116,6 @@ def check_workers(client: Any, root: Path, probe: str | None, write_dir: Path | 
 
 def _probe_worker(root: str, probe: str | None, write_dir: str | None) -> tuple[str, str, str]:
     """Runs on each worker: ('' or what it cannot read or write, xraycache version, imaging backend)."""
-    from . import __version__
-    from .backend import backend_info
-
     error = ""
     target = os.path.join(root, probe) if probe else root
     try:
@@ -142,4 +128,4 @@ def _probe_worker(root: str, probe: str | None, write_dir: str | None) -> tuple[
         error = f"cannot read {target} ({exc.strerror or exc})"
     if not error and write_dir is not None and not os.access(write_dir, os.W_OK):
         error = f"cannot write to {write_dir} (the shards are written there)"
-    return error, __version__, backend_info().imaging
+    return error, __version__, imaging_stack().imaging

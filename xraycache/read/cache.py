@@ -1,7 +1,7 @@
 """Read a cache back: ``xraycache.open(path)`` -> Cache -> ``cache["train"]`` -> Split of NumPy arrays.
 
 Small objects with NumPy-like slicing, in the spirit of h5py. Uncompressed image arrays are stored
-contiguously (see writer.py), so they are read through a read-only ``np.memmap`` of the file at the
+contiguously (see core/format.py), so they are read through a read-only ``np.memmap`` of the file at the
 dataset's offset: whole-split loads and shuffled batches then run at memory speed. Compressed (chunked)
 arrays are read through h5py in whole chunks. A Split pickles as (path, split name) and opens the file
 again, lazily, in the process that unpickles it, so it is safe in multiprocess data-loader workers.
@@ -13,36 +13,18 @@ import functools
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
 
-from .errors import InputError, NotACacheError
-from .shards import missing_shard_message
-from .writer import FORMAT_NAME, FORMAT_VERSION
+from ..analysis.leakage import LeakageReport, leakage
+from ..core.errors import InputError, NotACacheError, Skipped
+from ..core.format import SKIPPED_COLUMNS, attr_value, open_cache, read_attrs
+from ..core.options import setting_names
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
 STRING_COLUMNS_KIND = ("O", "S")
-
-
-class Skipped(NamedTuple):
-    """A file the build did not take: its path relative to the source folder, its split, and why."""
-
-    path: str
-    split: str
-    reason: str
-
-
-def _python(value: Any) -> Any:
-    """HDF5 attribute -> plain Python (str, int, float, tuple of str)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return tuple(_python(v) for v in value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
@@ -70,7 +52,7 @@ class _Handle:
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
-            self._file = _open_h5(self.path)
+            self._file = open_cache(self.path)
             self._pid = os.getpid()
             self._raw = None
         return self._file
@@ -95,56 +77,27 @@ class _Handle:
         self._raw = None
 
 
-def _open_h5(path: Path) -> h5py.File:
-    if not path.exists():
-        raise InputError(f"{path}: no such file; give a cache written by `xraycache build SRC OUT`")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give a cache file written by `xraycache build SRC OUT`")
-    try:
-        file = h5py.File(path, "r")
-    except OSError as exc:
-        raise NotACacheError(
-            f"{path} is not an HDF5 file ({exc.__class__.__name__}); give a cache written by `xraycache build SRC OUT`"
-        ) from None
-    fmt = _python(file.attrs.get("format", ""))
-    if fmt != FORMAT_NAME:
-        file.close()
-        raise NotACacheError(f"{path} is HDF5 but not an xraycache cache; build one with `xraycache build SRC OUT`")
-    version = int(_python(file.attrs.get("format_version", 0)))
-    if version > FORMAT_VERSION:
-        file.close()
-        raise NotACacheError(
-            f"{path} has format version {version}, newer than this xraycache reads ({FORMAT_VERSION}); upgrade it"
-        )
-    missing = missing_shard_message(path, file)  # sharded cache (issue 8): HDF5 would read zeros for a lost shard
-    if missing:
-        file.close()
-        raise NotACacheError(missing)
-    return file
-
-
 class Cache:
     """An open cache file: its build settings, its splits and the files it skipped. Use as a context manager."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._handle = _Handle(self.path, _open_h5(self.path))
+        self._handle = _Handle(self.path, open_cache(self.path))
         file = self._handle.file
-        self.label_names: tuple[str, ...] = tuple(_python(file.attrs.get("label_names", ())))
-        listed = tuple(_python(file.attrs.get("splits", ())))
+        self.label_names: tuple[str, ...] = tuple(attr_value(file.attrs.get("label_names", ())))
+        listed = tuple(attr_value(file.attrs.get("splits", ())))
         self.splits: tuple[str, ...] = tuple(s for s in listed if isinstance(file.get(s), h5py.Group))
         self._split_objects: dict[str, Split] = {}
 
     @functools.cached_property
     def attrs(self) -> dict[str, Any]:
         """Every root attribute as plain Python (read on first use: ~20 attribute reads cost ~0.7 ms)."""
-        return {key: _python(value) for key, value in self._handle.file.attrs.items()}
+        return read_attrs(self._handle.file)
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The build options that shaped the pixels (size, fit, filter, classes, compression)."""
-        keys = ("size", "fit", "filter", "classes", "compression", "max_pixels")
-        return {key: self.attrs[key] for key in keys if key in self.attrs}
+        """The build options recorded in the file (size, fit, filter, window, dtype, classes, resplit, ...)."""
+        return {key: self.attrs[key] for key in setting_names() if key in self.attrs}
 
     @property
     def skipped(self) -> list[Skipped]:
@@ -152,9 +105,13 @@ class Cache:
         group = self._handle.file.get("skipped")
         if group is None:
             return []
-        columns = [_strings(group[name][:]) if name in group else None for name in ("path", "split", "reason")]
+        columns = [_strings(group[name][:]) if name in group else None for name in SKIPPED_COLUMNS]
         n = len(columns[0]) if columns[0] is not None else 0
         return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
+
+    def leakage(self) -> LeakageReport:
+        """Patients in more than one split and identical files, from the stored meta columns (no pixel read)."""
+        return leakage({name: self[name].meta for name in self.splits})
 
     def locate(self, source_path: str) -> tuple[str, int]:
         """(split, index) of the image built from ``source_path`` (relative to the source folder, or ending it)."""
@@ -327,7 +284,7 @@ class Split:
         file = self._handle.file
         group = file.get(self.name)
         if not isinstance(group, h5py.Group) or "images" not in group:
-            splits = [s for s in _python(file.attrs.get("splits", ())) if s in file]
+            splits = [s for s in attr_value(file.attrs.get("splits", ())) if s in file]
             raise InputError(f"{self.path} has no split {self.name!r}; available: {', '.join(splits) or 'none'}")
         return group
 
@@ -400,7 +357,7 @@ class Split:
     def label_names(self) -> tuple[str, ...]:
         """Class names, indexed by label value."""
         if self._label_names is None:
-            self._label_names = tuple(_python(self._handle.file.attrs.get("label_names", ())))
+            self._label_names = tuple(attr_value(self._handle.file.attrs.get("label_names", ())))
         return self._label_names
 
     @property
@@ -420,6 +377,13 @@ class Split:
         if isinstance(label, str) and label.isdigit() and int(label) < len(names):
             return int(label)
         raise InputError(f"no label {label!r} in {self.path}; use one of: {', '.join(names)}")
+
+    def stored_hist(self) -> np.ndarray | None:
+        """The (labels, 256) pixel histogram the build stored for this split, or None (a foreign file)."""
+        group = self._group()
+        if "stats" in group and "hist" in group["stats"]:
+            return np.asarray(group["stats"]["hist"][:], dtype=np.int64)
+        return None
 
     def counts(self) -> np.ndarray:
         """Images per label value (length ``len(label_names)``)."""

@@ -13,25 +13,32 @@ import html
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure, SubFigure
 
-from .errors import InputError
-from .reader import Cache, Split
+from ..core.errors import InputError
+from ..core.format import hist_moments
+from .cache import Cache, Split
 from .stats import CacheStats, split_hist, summarize
-from .writer import hist_moments
+
+if TYPE_CHECKING:  # matplotlib itself is imported when the first figure is drawn (~0.5 s)
+    from typing import TypeAlias
+
+    from matplotlib.figure import Figure, SubFigure
+
+    Canvas: TypeAlias = Figure | SubFigure
 
 GRAY: dict[str, Any] = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
 RANGE_NOTE = "gray colormap, display range 0 (black) to 255 (white)"
 PIXEL_AXIS = "pixel value (0 = black, 255 = white)"
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
-Canvas = Figure | SubFigure
 
 
 def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     return fig

@@ -17,24 +17,6 @@ Images without a patient id count as one patient each (keyed by their path).
 from __future__ import annotations
 
 import hashlib
-import math
-
-from .errors import InputError
-
-SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
-
-
-def parse_fractions(text: str) -> tuple[tuple[str, float], ...]:
-    """``"0.8,0.1,0.1"`` -> (("train", 0.8), ("val", 0.1), ("test", 0.1)); 2 values name train and test."""
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise InputError(f"--resplit {text!r}: give train,val,test fractions such as 0.8,0.1,0.1") from None
-    if len(values) not in SPLIT_NAMES:
-        raise InputError(f"--resplit {text!r}: give 3 fractions (train,val,test) or 2 (train,test)")
-    if any(v < 0 or not math.isfinite(v) for v in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise InputError(f"--resplit {text!r}: fractions must be >= 0 and add up to 1")
-    return tuple(zip(SPLIT_NAMES[len(values)], values, strict=True))
 
 
 def unit_hash(seed: int, key: str, salt: str) -> float:

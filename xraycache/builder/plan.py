@@ -1,44 +1,29 @@
-"""Incremental rebuilds: what an existing cache already holds, and what a new build may reuse from it.
+"""Planning a build: what an existing cache already holds, and what the new build reuses, decodes or skips.
 
 A file is reused when its size and mtime match what the old cache recorded; when only the mtime
 moved, its content hash decides between *touched* (reused, mtime updated) and *changed* (decoded
-again). Settings that change pixels (size, fit, filter, ...) must match, or the build stops and
-names them: reusing pixels made another way would silently mix two caches in one file.
+again). The recorded settings (every option that shapes the output, and the build context: source
+folder, imaging backend, versions) must match, or the build stops and names them: reusing pixels made
+another way would silently mix two caches in one file. The plan says, in the end, whether OUT is
+already up to date (then nothing is written).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
-
-from .errors import NotACacheError
+from ..core.errors import NotACacheError, Skipped
+from ..core.format import CONTEXT_SETTINGS, SKIPPED_COLUMNS, file_sha256, open_cache, read_attrs, storable_path
+from ..core.options import setting_names
+from ..imaging.result import DecodeFailure, DecodeResult
+from .prepare import label_key
+from .report import BuildJob
 from .scan import ScanResult, SourceFile
-from .sources import SETTING_KEYS as SOURCE_SETTING_KEYS
-from .sources import label_key
-from .writer import FORMAT_NAME, storable_path
-
-# Attributes that decide what a build produces; all must match for a cache to be reused.
-SETTING_KEYS = (
-    "source_root",
-    "size",
-    "fit",
-    "classes",
-    "filter",
-    "compression",
-    "max_pixels",
-    "imaging_backend",
-    "format_version",
-    "tool_version",
-    *SOURCE_SETTING_KEYS,  # window, dtype, labels CSV digest, resplit, seed, folds, identifiers (issue 7)
-)
-HASH_BLOCK = 1 << 20
+from .workers import decode_all
 
 
 @dataclass(frozen=True)
@@ -61,32 +46,17 @@ class OldCache:
     attrs: dict[str, Any]
     label_names: tuple[str, ...]
     images: dict[str, OldImage]  # storable path -> where it is
-    skipped: list[tuple[str, str, str]]  # (path, split, reason), in file order
-    has_checksums: bool
-
-
-def _plain(value: Any) -> Any:
-    """HDF5 attribute values as plain Python (numpy scalars and byte strings unwrapped)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    return value
+    skipped: list[Skipped]  # in file order
 
 
 def read_old_cache(path: Path) -> OldCache:
     """Read the index of the cache at ``path``; NotACacheError if it is not a readable xraycache file."""
     try:
-        with h5py.File(path, "r") as handle:
-            attrs = {key: _plain(value) for key, value in handle.attrs.items()}
-            if attrs.get("format") != FORMAT_NAME:
-                raise NotACacheError(f"{path} is an HDF5 file but not an xraycache cache")
-            label_names = tuple(str(name) for name in attrs.get("label_names", []))
+        with open_cache(path) as handle:
+            attrs = read_attrs(handle)
+            label_names = tuple(str(name) for name in attrs.get("label_names", ()))
             images: dict[str, OldImage] = {}
-            has_checksums = True
-            for split in attrs.get("splits", []):
+            for split in attrs.get("splits", ()):
                 group = handle[split]
                 meta = group["meta"]
                 paths = meta["path"].asstr()[:]
@@ -94,7 +64,6 @@ def read_old_cache(path: Path) -> OldCache:
                 sizes = meta["file_size"][:]
                 mtimes = meta["mtime_ns"][:]
                 hashes = meta["file_hash"][:]
-                has_checksums = has_checksums and "checksums" in group
                 for index, rel in enumerate(paths):
                     images[str(rel)] = OldImage(
                         split=str(split),
@@ -108,40 +77,30 @@ def read_old_cache(path: Path) -> OldCache:
                         mtime_ns=int(mtimes[index]),
                         file_hash=bytes(hashes[index]),
                     )
-            skipped: list[tuple[str, str, str]] = []
+            skipped: list[Skipped] = []
             if "skipped" in handle:
-                group = handle["skipped"]
-                columns = [group[name].asstr()[:] for name in ("path", "split", "reason")]
-                skipped = [(str(p), str(s), str(r)) for p, s, r in zip(*columns, strict=True)]
+                columns = [handle["skipped"][name].asstr()[:] for name in SKIPPED_COLUMNS]
+                skipped = [Skipped(str(p), str(s), str(r)) for p, s, r in zip(*columns, strict=True)]
     except NotACacheError:
         raise
     except (OSError, KeyError, ValueError, IndexError, TypeError) as exc:
         raise NotACacheError(f"{path} cannot be read as an xraycache cache: {exc}") from None
-    return OldCache(path, attrs, label_names, images, skipped, has_checksums)
+    return OldCache(path, attrs, label_names, images, skipped)
 
 
 def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Human-readable ``name old -> new`` for each build setting that differs."""
+    """Human-readable ``name old -> new`` for each recorded setting that differs."""
     diffs = []
-    for key in SETTING_KEYS:
+    for key in (*setting_names(), *CONTEXT_SETTINGS):
         before, after = old.get(key), new.get(key)
         if before != after:
             diffs.append(f"{key} {before!r} -> {after!r}")
     return diffs
 
 
-def file_sha256(path: str | os.PathLike[str]) -> bytes:
-    """Hex sha256 of a file's bytes (the ``file_hash`` column), read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest().encode("ascii")
-
-
 @dataclass
 class Action:
-    """What the rebuild does with one scanned file: copy it from the old cache or decode it."""
+    """What the build does with one scanned file: copy it from the old cache or decode it."""
 
     source: SourceFile
     old: OldImage | None = None  # set when reused
@@ -149,12 +108,14 @@ class Action:
 
     @property
     def reuse(self) -> bool:
+        """True when the image is copied from the old cache instead of decoded."""
         return self.old is not None
 
 
 @dataclass
 class Plan:
-    """Every scanned file's action, in scan (= output) order, with the counts the summary shows."""
+    """Every scanned file's action in scan (= output) order, the counts the summary shows, the files
+    already decoded while planning, and whether OUT already holds exactly this build."""
 
     actions: list[Action]
     reused: int = 0
@@ -163,17 +124,20 @@ class Plan:
     changed: int = 0
     removed: int = 0
     retried: list[SourceFile] = field(default_factory=list)  # skipped last time: decoded again
+    decoded: dict[str, DecodeResult] = field(default_factory=dict)  # path -> result, decoded while planning
+    up_to_date: bool = False  # nothing to write: OUT already holds this build
 
     @property
-    def decode(self) -> list[SourceFile]:
-        return [a.source for a in self.actions if not a.reuse]
+    def reused_files(self) -> list[SourceFile]:
+        """The files whose images are copied from the old cache (all of OUT's when up to date)."""
+        return [a.source for a in self.actions if a.reuse]
 
 
 def plan_rebuild(found: ScanResult, old: OldCache) -> Plan:
     """Compare the scan with the old cache's index (size + mtime; sha256 only where those moved)."""
     actions: list[Action] = []
     plan = Plan(actions)
-    old_skipped = {path for path, _, _ in old.skipped}
+    old_skipped = {row.path for row in old.skipped}
     seen: set[str] = set()
     for source in found.files:
         key = storable_path(source.path)
@@ -214,3 +178,49 @@ def plan_rebuild(found: ScanResult, old: OldCache) -> Plan:
             plan.changed += 1
     plan.removed = sum(1 for key in old.images if key not in seen)
     return plan
+
+
+def plan_build(job: BuildJob, old: OldCache | None, *, same_layout: bool) -> Plan:
+    """What a build must do, cold (every file new) or incremental (reuse what the old cache holds).
+
+    Files skipped last time are decoded again first; if they still fail the same way, nothing else
+    moved and ``same_layout`` (one file vs shards) holds, the plan is ``up_to_date``: OUT is left
+    untouched. Shared by the single-file and the sharded build.
+    """
+    found, report = job.found, job.report
+    if old is None:
+        return Plan([Action(f) for f in found.files], added=len(found.files))
+    plan = plan_rebuild(found, old)
+    report.mode = "incremental"
+    report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
+    report.added, report.changed = plan.added, plan.changed
+    results = decode_all(str(found.root), plan.retried, job.resize, job.n_jobs)
+    plan.decoded = dict(zip((f.path for f in plan.retried), results, strict=True))
+    report.added += sum(1 for result in plan.decoded.values() if not isinstance(result, DecodeFailure))
+    if not (same_layout and _up_to_date(found, old, plan)):
+        return plan
+    plan.up_to_date = True
+    report.mode = "unchanged"
+    job.skips.entries[:] = old.skipped
+    job.skips.check()
+    if job.progress is not None:
+        job.progress(len(found.files))
+    return plan
+
+
+def _up_to_date(found: ScanResult, old: OldCache, plan: Plan) -> bool:
+    """True when a rebuild would write the same datasets the old cache holds."""
+    if plan.added or plan.changed or plan.removed or plan.touched:
+        return False
+    failures = {path: r for path, r in plan.decoded.items() if isinstance(r, DecodeFailure)}
+    if len(failures) != len(plan.decoded):
+        return False
+    skipped = [*found.unlabeled]
+    skipped += [Skipped(storable_path(f.path), f.split, failures[f.path].reason) for f in plan.retried]
+    return (
+        skipped == old.skipped
+        and tuple(found.label_names) == old.label_names
+        and found.layout == old.attrs.get("layout")
+        and tuple(found.splits) == tuple(old.attrs.get("splits", ()))
+        and len(found.ignored) == old.attrs.get("ignored_files")
+    )

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .reader import Cache, Split
-from .writer import hist_moments
+from ..core.format import hist_moments
+from .cache import Cache, Split
 
 
 @dataclass
@@ -64,9 +64,9 @@ class CacheStats:
 
 def split_hist(split: Split) -> np.ndarray:
     """The stored (labels, 256) pixel histogram of a split, or one computed from the pixels if absent."""
-    group = split._group()
-    if "stats" in group and "hist" in group["stats"]:
-        return np.asarray(group["stats"]["hist"][:], dtype=np.int64)
+    stored = split.stored_hist()
+    if stored is not None:
+        return stored
     hist = np.zeros((len(split.label_names), 256), dtype=np.int64)  # old or foreign file: one pass
     for xb, yb in split.batches(256, shuffle=False):
         for label in np.unique(yb):
@@ -122,5 +122,5 @@ def summarize(cache: Cache) -> CacheStats:
         image_shape=shape,
         settings=cache.settings,
         splits=splits,
-        skipped=[s._asdict() for s in cache.skipped],
+        skipped=[s.as_dict() for s in cache.skipped],
     )

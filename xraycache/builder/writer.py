@@ -1,98 +1,54 @@
-"""Stream decoded images into one HDF5 file, written beside OUT and renamed into place when complete.
+"""Stream decoded images into one HDF5 cache file, written beside OUT and renamed into place when complete.
 
-Layout (``h5ls -r`` in the README): per split, ``images`` (N, H, W) uint8, ``labels`` (N,) and a
-``meta`` group of per-image provenance columns; ``stats`` holds per-class pixel histograms summed
-while writing; ``/skipped`` lists the files the build could not take. Uncompressed image arrays
-are contiguous, which makes whole-split and shuffled-batch reads run at memory speed (see
-benchmarks/); compressed ones are chunked a few images per chunk.
+``CacheWriter`` writes one file in the format of ``core/format.py``: uncompressed image arrays are
+contiguous, which makes whole-split and shuffled-batch reads run at memory speed (see benchmarks/);
+compressed ones are chunked a few images per chunk. ``write_plan`` runs a build's plan through one
+writer: runs of unchanged images copied from the old cache, the other files decoded by the workers, in
+scan order; the single-file build and every shard of a sharded build use it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
 
-from .decode import DecodedImage
+from ..core.atomic import AtomicFile, new_temporary
+from ..core.errors import Skipped
+from ..core.format import (
+    CHECKSUM,
+    CHECKSUM_DESCRIPTION,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    SKIPPED_COLUMNS,
+    STR,
+    hist_bin_width,
+    hist_moments,
+    meta_columns,
+    pixel_checksum,
+    pixel_hist,
+    pixel_moments,
+    storable_path,
+)
+from ..core.options import Compression
+from ..imaging.result import DecodedImage, DecodeFailure
+from .plan import Action, Plan
+from .report import BuildJob, ProgressCallback
 from .scan import SourceFile
-from .window import hist_bin_width, pixel_hist, pixel_moments
+from .workers import decode_all
 
-FORMAT_NAME = "xraycache"
-FORMAT_VERSION = 1
-Compression = Literal["none", "gzip", "lzf"]
 COMPRESSED_CHUNK_IMAGES = 8
 FLUSH_EVERY = 64  # images buffered per split before one slab write
-STR = h5py.string_dtype("utf-8")
-HASH = np.dtype("S64")
-CHECKSUM = np.dtype("S32")  # blake2b-128 of each stored image, hex: what ``verify`` checks
-CHECKSUM_DESCRIPTION = "blake2b (16-byte digest, hex) of the stored (H, W) uint8 (or uint16, --dtype) image, C order"
-
-# name -> (dtype, value taken from a DecodedImage / SourceFile)
-META_COLUMNS: dict[str, Any] = {
-    "path": STR,
-    "patient": STR,
-    "width": np.int32,
-    "height": np.int32,
-    "mode": STR,
-    "file_size": np.int64,
-    "file_hash": HASH,
-    "mtime_ns": np.int64,
-    "min": np.uint8,
-    "max": np.uint8,
-    "mean": np.float32,
-    "std": np.float32,
-    # provenance of issue 7 (sources.py, dicom.py, window.py): how the pixels were made, and where from
-    "format": STR,  # JPEG, PNG or DICOM
-    "window": STR,  # the high-bit window applied, e.g. "dicom window 2048/4096 linear" or "none (8-bit)"
-    "bits_stored": np.int16,
-    "modality": STR,  # DICOM only, else ""
-    "view_position": STR,
-    "photometric": STR,
-    "study": STR,  # DICOM StudyInstanceUID (a pseudonym unless --keep-identifiers)
-    "source_split": STR,  # the split folder the file came from (differs from the split after --resplit)
-    "fold": np.int16,  # patient-grouped cross-validation fold (--folds), -1 without
-}
-
-
-def storable_path(path: str) -> str:
-    """A path as text HDF5 can store: names that are not valid UTF-8 keep their bytes as escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def hist_moments(hist: np.ndarray) -> tuple[int, int, float, float]:
-    """Exact (min, max, mean, std) of uint8 pixels from their 256-bin histogram."""
-    nonzero = np.flatnonzero(hist)
-    if nonzero.size == 0:
-        return 0, 0, 0.0, 0.0
-    values = np.arange(hist.size, dtype=np.float64)
-    count = float(hist.sum())
-    mean = float(values @ hist) / count
-    var = max(float((values * values) @ hist) / count - mean * mean, 0.0)
-    return int(nonzero[0]), int(nonzero[-1]), mean, var**0.5
-
-
-def pixel_checksum(pixels: np.ndarray) -> bytes:
-    """Checksum of one stored image (the ``checksums`` dataset), as hex bytes."""
-    dtype = np.uint16 if pixels.dtype == np.uint16 else np.uint8
-    return hashlib.blake2b(np.ascontiguousarray(pixels, dtype=dtype).data, digest_size=16).hexdigest().encode("ascii")
-
-
-def meta_columns(dtype: str = "uint8") -> dict[str, Any]:
-    """META_COLUMNS for a cache of ``dtype`` images (pixel min/max columns take the image dtype)."""
-    columns = dict(META_COLUMNS)
-    if dtype == "uint16":
-        columns["min"] = columns["max"] = np.uint16
-    return columns
+COPY_BLOCK_BYTES = 32 << 20  # images copied from an old cache per read/write, at most
 
 
 def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
+    """The meta columns of one decoded image."""
     lo, hi, mean, std = hist_moments(image.hist) if image.pixels.dtype == np.uint8 else pixel_moments(image.pixels)
     info = image.info
     return {
@@ -152,20 +108,16 @@ class CacheWriter:
         self.label_names = label_names
         self.image_shape = image_shape
         self.compression = compression
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
-        try:
-            os.fchmod(fd, _output_mode(self.out))
-        finally:
-            os.close(fd)
-        self.tmp_path = Path(tmp)
+        self._output = AtomicFile(self.out)
+        self.tmp_path = self._output.tmp
         self._splits: dict[str, _SplitState] = {}
         self._buffers: dict[str, list[tuple[DecodedImage, SourceFile]]] = {}
         self._hist: dict[str, np.ndarray] = {}
-        self._skipped: list[tuple[str, str, str]] = []
+        self._skipped: list[Skipped] = []
         try:
             self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
         except BaseException:
-            self.tmp_path.unlink(missing_ok=True)
+            self._output.abort()
             raise
         try:
             root = self._file.attrs
@@ -260,9 +212,9 @@ class CacheWriter:
             row[list(source.labels)] = 1
         return rows
 
-    def add_skipped(self, path: str, split: str, reason: str) -> None:
+    def add_skipped(self, row: Skipped) -> None:
         """Record a file the build could not take, and why."""
-        self._skipped.append((storable_path(path), split, reason))
+        self._skipped.append(row)
 
     def _flush(self, split: str) -> None:
         buffer = self._buffers[split]
@@ -295,9 +247,7 @@ class CacheWriter:
         stats.create_dataset("count", data=count)
 
     def _write_skipped(self) -> None:
-        group = self._file.create_group("skipped")
-        for index, name in enumerate(("path", "split", "reason")):
-            group.create_dataset(name, data=np.array([row[index] for row in self._skipped], dtype=object), dtype=STR)
+        write_skipped(self._file, self._skipped)
 
     def commit(self, extra_attrs: Mapping[str, Any] | None = None) -> Path:
         """Finish the file (summaries, exact sizes), make it durable, and rename it to OUT."""
@@ -310,11 +260,7 @@ class CacheWriter:
         self._file.close()
         if needs_compaction:
             self._compact()
-        with open(self.tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.tmp_path, self.out)
-        _fsync_dir(self.out.parent)
-        return self.out
+        return self._output.commit()
 
     def _compact(self) -> None:
         """Copy into a new file whose datasets hold exactly the written rows (files were skipped).
@@ -323,12 +269,7 @@ class CacheWriter:
         skipped, and it moves blocks of images so memory stays bounded.
         """
         written = {name: state.written for name, state in self._splits.items()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
-        try:
-            os.fchmod(fd, _output_mode(self.out))
-        finally:
-            os.close(fd)
-        compact_path = Path(tmp)
+        compact_path = new_temporary(self.out)
         try:
             with h5py.File(self.tmp_path, "r") as src, h5py.File(compact_path, "w", libver=("v110", "latest")) as dst:
                 for key, value in src.attrs.items():
@@ -353,7 +294,7 @@ class CacheWriter:
         except Exception:
             pass
         finally:
-            self.tmp_path.unlink(missing_ok=True)
+            self._output.abort()
 
     def __enter__(self) -> CacheWriter:
         return self
@@ -383,38 +324,102 @@ def _copy_rows(src: h5py.Group, dst: h5py.Group, rows: int, block: int = 1024) -
             out[start:stop] = item[start:stop]
 
 
-def _output_mode(out: Path) -> int:
-    """Permissions for the new OUT: those of the file it replaces, else 0666 less the umask.
+def write_skipped(file: h5py.File, rows: list[Skipped]) -> None:
+    """The ``/skipped`` group: one string column per field of the skipped rows."""
+    group = file.create_group("skipped")
+    for index, name in enumerate(SKIPPED_COLUMNS):
+        group.create_dataset(name, data=np.array([row[index] for row in rows], dtype=object), dtype=STR)
 
-    (mkstemp creates 0600 files, which would hide a shared cache from everyone else.)
+
+def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceFile]:
+    """Stream every file of the plan into a new cache at ``job.out``, in scan order; returns the files kept.
+
+    Reused files are copied from the old cache at ``old_path`` in contiguous runs; files the plan already
+    decoded are not decoded again; the rest go to the worker pool. Files that cannot be taken are logged in
+    ``job.skips`` (checked before the commit: a strict build writes nothing).
     """
+    found, spec, progress = job.found, job.resize, job.progress
+    capacities = {split: 0 for split in found.splits}
+    for f in found.files:
+        capacities[f.split] += 1
+    kept: list[SourceFile] = []
+    decoded = plan.decoded
+    to_decode = [a.source for a in plan.actions if not a.reuse and a.source.path not in decoded]
+    block_rows = max(1, COPY_BLOCK_BYTES // (spec.size * spec.size))
+    old_file = h5py.File(old_path, "r") if old_path is not None else None
     try:
-        return out.stat().st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with CacheWriter(
+            job.out,
+            capacities=capacities,
+            label_names=found.label_names,
+            image_shape=(spec.size, spec.size),
+            attrs=job.attrs,
+            compression=job.compression,
+            dtype=spec.dtype,
+            multi_label=found.multi_label,
+        ) as writer:
+            for row in found.unlabeled:
+                writer.add_skipped(row)
+            results = decode_all(str(found.root), to_decode, spec, job.n_jobs)
+            run: list[Action] = []
+            for action in plan.actions:
+                if action.reuse:
+                    if run and not _extends(run, action, block_rows):
+                        kept += _copy_run(old_file, writer, run, progress)
+                        run = []
+                    run.append(action)
+                    continue
+                if run:
+                    kept += _copy_run(old_file, writer, run, progress)
+                    run = []
+                source = action.source
+                result = decoded[source.path] if source.path in decoded else next(results)
+                if isinstance(result, DecodeFailure):
+                    row = Skipped(storable_path(source.path), source.split, result.reason)
+                    writer.add_skipped(row)
+                    job.skips(row)
+                else:
+                    writer.add(result, source)
+                    kept.append(source)
+                if progress is not None:
+                    progress(1)
+            if run:
+                kept += _copy_run(old_file, writer, run, progress)
+            job.skips.check()  # strict: the writer aborts, OUT is not written
+            if old_file is not None:
+                old_file.close()
+            writer.commit()
     finally:
-        os.close(fd)
+        if old_file is not None:
+            old_file.close()
+    return kept
 
 
-def remove_stale_temporaries(out: Path, keep: Iterable[Path] = ()) -> list[Path]:
-    """Delete temporary files a killed build left beside OUT (``.OUT.*.tmp``)."""
-    removed = []
-    skip = {Path(p) for p in keep}
-    for candidate in out.parent.glob(f".{out.name}.*.tmp"):
-        if candidate not in skip:
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return removed
+def _extends(run: list[Action], action: Action, block_rows: int) -> bool:
+    """Whether ``action`` continues ``run`` as one contiguous slice of the same old split."""
+    last = run[-1].old
+    now = action.old
+    assert last is not None and now is not None
+    return len(run) < block_rows and now.split == last.split and now.index == last.index + 1
+
+
+def _copy_run(
+    old_file: h5py.File | None, writer: CacheWriter, run: list[Action], progress: ProgressCallback | None
+) -> list[SourceFile]:
+    """Copy one contiguous run of unchanged images (pixels, provenance, checksums) from the old cache."""
+    assert old_file is not None
+    first = run[0].old
+    assert first is not None
+    start, stop = first.index, first.index + len(run)
+    group = old_file[first.split]
+    meta: dict[str, np.ndarray] = {}
+    for name in writer.columns:
+        column = group["meta"][name]
+        meta[name] = column.asstr()[start:stop] if h5py.check_string_dtype(column.dtype) else column[start:stop]
+    meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
+    checksums = group["checksums"][start:stop] if "checksums" in group else None
+    labels = writer.label_rows([a.source for a in run])
+    writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums)
+    if progress is not None:
+        progress(len(run))
+    return [a.source for a in run]

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .errors import InputError
+from ..core.errors import InputError
 
 SNIFF_BYTES = 64 << 10
 DELIMITERS = ",;\t"

@@ -1,20 +1,19 @@
-"""The leakage report of a cache: patients in more than one split, and byte-identical images.
+"""Leakage between splits: patients in more than one split, and byte-identical images.
 
 A model evaluated on a patient it was trained on, or on a copy of a training image, scores too well.
-Both are read from the meta columns the build stored (``patient``, ``file_hash`` = sha256 of the source
-file), so the report costs no pass over the pixels. Images without a patient id are not grouped.
+Both are found from per-image columns (``patient``, ``file_hash`` = sha256 of the source file, ``path``),
+here given split by split as any mapping of arrays, e.g. ``{name: cache[name].meta for name in cache}``:
+the report costs no pass over the pixels. Images without a patient id are not grouped.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from .reader import Cache
+import numpy as np
 
 
 @dataclass
@@ -64,16 +63,18 @@ class LeakageReport:
         return data
 
 
-def leakage(cache: Cache) -> LeakageReport:
-    """Patients in several splits and duplicate files (same sha256) within and across splits."""
+def leakage(splits: Mapping[str, Mapping[str, np.ndarray]]) -> LeakageReport:
+    """Patients in several splits and duplicate files (same sha256) within and across splits.
+
+    ``splits`` maps each split name to its ``patient``, ``file_hash`` and ``path`` columns.
+    """
     by_patient: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
     images = without = 0
-    for name in cache.splits:
-        split = cache[name]
-        patients = split.meta["patient"]
-        hashes = split.meta["file_hash"]
-        paths = split.meta["path"]
+    for name, columns in splits.items():
+        patients = columns["patient"]
+        hashes = columns["file_hash"]
+        paths = columns["path"]
         images += len(paths)
         for patient, digest, path in zip(patients.tolist(), hashes.tolist(), paths.tolist(), strict=True):
             if patient:
@@ -90,35 +91,3 @@ def leakage(cache: Cache) -> LeakageReport:
         if len(members) > 1
     ]
     return LeakageReport(images, len(by_patient), without, leaks, duplicates)
-
-
-def print_leakage(report: LeakageReport, console: Console, limit: int = 10) -> None:
-    """The leakage section of ``show stats`` / ``info``: a summary line, then the worst offenders."""
-    leaks = report.patients_in_several_splits
-    across, within = report.duplicates_across, report.duplicates_within
-    style = "green" if report.clean else "yellow"
-    console.print(
-        f"[{style}]leakage:[/] {len(leaks)} of {report.patients:,} patients in more than one split; "
-        f"{len(across)} duplicate group(s) across splits, {len(within)} within a split "
-        f"(same sha256); {report.images_without_patient:,} image(s) without a patient id",
-        highlight=False,
-    )
-    if leaks:
-        table = Table(title="patients in more than one split", title_justify="left", title_style="yellow")
-        table.add_column("patient")
-        table.add_column("images per split")
-        for leak in leaks[:limit]:
-            table.add_row(leak.patient, ", ".join(f"{s}: {n}" for s, n in leak.splits.items()))
-        if len(leaks) > limit:
-            table.add_row(f"... and {len(leaks) - limit} more", "(all in --json)")
-        console.print(table)
-    if report.duplicates:
-        table = Table(title="identical files (same sha256)", title_justify="left", title_style="yellow")
-        table.add_column("where")
-        table.add_column("files")
-        for group in (across + within)[:limit]:
-            files = ", ".join(f"{path} ({split})" for split, path in group.images)
-            table.add_row("across splits" if group.across_splits else "within a split", files)
-        if len(report.duplicates) > limit:
-            table.add_row(f"... and {len(report.duplicates) - limit} more", "(all in --json)")
-        console.print(table)

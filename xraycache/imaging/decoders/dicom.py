@@ -1,40 +1,31 @@
-"""DICOM input (optional extra ``xraycache[dicom]``): recognise, pseudonymise and decode single radiographs.
+"""DICOM decoder plugin (optional extra ``xraycache[dicom]``): recognise and decode single radiographs.
 
 Pixels follow the order the standard gives (PS3.3 C.11, PS3.4 N.2): stored values -> Modality LUT
 (rescale slope/intercept or a Modality LUT sequence) -> VOI LUT sequence or window centre/width (LINEAR,
 LINEAR_EXACT, SIGMOID) -> MONOCHROME1 inverted, so bone is bright as in every other image. Which VOI is
 used is the high-bit policy of ``window.py``. The window is applied at full resolution, then the image is
-low-pass resized like any other.
-
-PatientID and StudyInstanceUID are personal data and a cache file gets shared: unless identifiers are
-kept on purpose they are stored as keyed hashes (HMAC-SHA256, 16 hex digits), so the same patient gets
-the same pseudonym across builds made with the same key, and nobody without the key can test a guess.
-The key comes from ``$XRAYCACHE_PSEUDONYM_KEY``, else from a random per-user key file created on first use
-(``$XDG_CONFIG_HOME/xraycache/pseudonym.key``, mode 0600). The cache records only a key id.
+low-pass resized like any other. The header's patient and study identifiers are read here too
+(``read_identifiers``); the build turns them into pseudonyms.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import os
-import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import DecodeError, InputError
-from .window import linear_window, resize_unit, robust_range
-
-if TYPE_CHECKING:
-    from .decode import ResizeSpec
+from ...core.errors import DecodeError
+from ...core.options import ResizeOptions
+from ..resize import resize
+from ..result import DecodedPixels
+from ..window import linear_window, robust_range
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 PREAMBLE = 128
 MAGIC = b"DICM"
-KEY_ENV = "XRAYCACHE_PSEUDONYM_KEY"
 INSTALL_HINT = "pip install 'xraycache[dicom]'"
 HEADER_TAGS = ("PatientID", "StudyInstanceUID")
 
@@ -70,57 +61,30 @@ def is_dicom(path: str | os.PathLike[str], data: bytes) -> bool:
     return has_preamble(data) or looks_like_raw_dataset(data) or Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
+NAME = "DICOM"
+MISSING = f"DICOM file, but pydicom is not installed ({INSTALL_HINT})"
+
+
+def available() -> bool:
+    """Whether pydicom is installed (DICOM files are skipped with the install hint otherwise)."""
+    try:
+        import pydicom  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def claims(path: str | os.PathLike[str], data: bytes) -> bool:
+    """This plugin decodes ``data``: DICOM content, or a .dcm/.dicom/.dic name."""
+    return is_dicom(path, data)
+
+
 def _pydicom() -> Any:
     try:
         import pydicom
     except ImportError:
-        raise DecodeError(f"DICOM file, but pydicom is not installed ({INSTALL_HINT})") from None
+        raise DecodeError(MISSING) from None
     return pydicom
-
-
-# -- pseudonyms -------------------------------------------------------------------------
-
-
-def _key_file() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "xraycache" / "pseudonym.key"
-
-
-def pseudonym_key() -> bytes:
-    """The key of the pseudonyms: ``$XRAYCACHE_PSEUDONYM_KEY``, else a per-user key file made on first use."""
-    env = os.environ.get(KEY_ENV)
-    if env:
-        return env.encode("utf-8")
-    path = _key_file()
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise InputError(f"cannot read the pseudonym key {path}: {exc.strerror}; set {KEY_ENV}") from None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-    except FileExistsError:
-        pass  # another build made it just now
-    except OSError as exc:
-        raise InputError(f"cannot create the pseudonym key {path}: {exc.strerror}; set {KEY_ENV}") from None
-    return path.read_bytes().strip()
-
-
-def key_id(key: bytes) -> str:
-    """A short public id of the key (recorded in the cache), from which the key cannot be recovered."""
-    return hashlib.sha256(b"xraycache-pseudonym-key-id\0" + key).hexdigest()[:12]
-
-
-def pseudonym(value: str, key: bytes, kind: str = "patient") -> str:
-    """Keyed hash of an identifier: ``<kind[0]>-<16 hex>``; empty stays empty."""
-    if not value:
-        return ""
-    digest = hmac.new(key, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()[:16]
-    return f"{kind[0]}-{digest}"
 
 
 def read_identifiers(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -213,8 +177,8 @@ def provenance(ds: Any) -> dict[str, Any]:
     }
 
 
-def decode_dicom(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, str, dict[str, Any]]:
-    """Decode a DICOM file's bytes to ``(pixels, width, height, mode, provenance)``; DecodeError with a reason."""
+def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
+    """Decode a DICOM file's bytes to stored pixels and provenance; DecodeError with the reason it is skipped."""
     pydicom = _pydicom()
     from pydicom.pixels import apply_modality_lut
 
@@ -249,7 +213,7 @@ def decode_dicom(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, s
         luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
         top = float(2 ** int(ds.get("BitsStored", 8) or 8) - 1)
         info["window"] = "none (colour)"
-        return resize_unit(np.clip(luma / top, 0, 1), spec), width, height, "RGB", info
+        return DecodedPixels(resize(np.clip(luma / top, 0, 1), spec), width, height, "RGB", info)
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
     unit, how = _render_gray(ds, values, spec)
     if photometric == "MONOCHROME1":
@@ -258,10 +222,10 @@ def decode_dicom(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, s
     info["window"] = how
     bits = info["bits_stored"] or 8
     mode = "L" if bits <= 8 else ("I" if int(ds.get("PixelRepresentation", 0) or 0) else "I;16")
-    return resize_unit(unit, spec), width, height, mode, info
+    return DecodedPixels(resize(unit, spec), width, height, mode, info)
 
 
-def _render_gray(ds: Any, values: np.ndarray, spec: ResizeSpec) -> tuple[np.ndarray, str]:
+def _render_gray(ds: Any, values: np.ndarray, spec: ResizeOptions) -> tuple[np.ndarray, str]:
     """Modality values -> [0, 1] by the window policy."""
     if spec.window in ("auto", "dicom"):
         applied = _voi(ds, values)

@@ -12,76 +12,37 @@ together with its shard folder.
 
 Each build writes a new shard folder, so a rebuild never touches the shards the old OUT reads; OUT
 is renamed into place last and the old folder removed after. HDF5 reads fill values (zeros) where a
-virtual source file is missing, so readers call :func:`missing_shard_message` on open.
+virtual source file is missing, so ``core.format.open_cache`` refuses a cache with a shard missing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import joblib
 import numpy as np
 
-from .dask_backend import parallel_config
-from .errors import InputError, StrictError
-from .incremental import Action, OldCache, Plan
+from ..core.atomic import AtomicFile, current_umask, fsync_dir
+from ..core.errors import SkipLog, Skipped
+from ..core.format import STR, shard_count, shard_paths
+from ..core.options import Compression, ResizeOptions
+from ..imaging.result import DecodeResult
+from .cluster import parallel_config
+from .plan import Action, OldCache, Plan, plan_build
+from .report import BuildJob, BuildReport
 from .scan import ScanResult, SourceFile
-from .writer import STR, _fsync_dir, _output_mode, storable_path
-
-if TYPE_CHECKING:
-    from .decode import DecodedImage, ResizeSpec
-    from .pipeline import BuildJob
-    from .writer import Compression
+from .workers import worker_initializer
+from .writer import write_plan, write_skipped
 
 SHARD_FOLDER = "{name}.shards-"  # + a random suffix; beside OUT, one per build
 REUSE_WEIGHT = 0.02  # copying a reused image costs ~1/50 of decoding one: used to balance the shards
-MAX_SHARDS = 4096
-
-
-def shard_count(attrs: Any) -> int:
-    """How many shards a cache file (its root attributes) is joined from; 1 for a single file."""
-    try:
-        return int(attrs.get("shards", 1))
-    except (TypeError, ValueError):
-        return 1
-
-
-def validate_shards(shards: int) -> None:
-    if not 1 <= shards <= MAX_SHARDS:
-        raise InputError(f"--shards {shards} is out of range; use 1 (one file) to {MAX_SHARDS}")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def shard_paths(path: Path, attrs: Any) -> list[Path]:
-    """The shard files a sharded cache at ``path`` reads from (empty for a single-file cache)."""
-    if "shard_files" not in attrs:
-        return []
-    folder = path.parent / _text(attrs["shard_dir"])
-    return [folder / _text(name) for name in np.atleast_1d(attrs["shard_files"]).tolist()]
-
-
-def missing_shard_message(path: Path, file: h5py.File) -> str | None:
-    """A one-line error when a shard file of the cache ``file`` is missing, else None (reader hook)."""
-    missing = [p for p in shard_paths(path, file.attrs) if not p.is_file()]
-    if not missing:
-        return None
-    folder = missing[0].parent.name
-    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-    return (
-        f"{path}: shard {folder}/{missing[0].name} is missing{more}; HDF5 would read zeros in its place. "
-        f"Keep {folder}/ beside {path.name} (move or copy them together), or rebuild"
-    )
 
 
 def output_bytes(out: Path) -> int:
@@ -123,67 +84,45 @@ def partition(actions: list[Action], shards: int) -> list[list[Action]]:
     return [actions[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def build_layout(job: BuildJob, old: OldCache | None, shards: int) -> list[SourceFile]:
+def build_sharded(job: BuildJob, old: OldCache | None, shards: int) -> list[SourceFile]:
     """A build that writes ``shards`` shard files, or that replaces a sharded OUT (cold or incremental).
 
-    The planning mirrors the single-file build: reuse what the old cache holds, decode the rest; when
+    The planning is the single-file build's: reuse what the old cache holds, decode the rest; when
     nothing changed and the layout is the same, nothing is written. Returns the files OUT holds.
     """
-    from . import pipeline
-
-    if old is not None:
-        with h5py.File(old.path, "r") as handle:
-            message = missing_shard_message(old.path, handle)
-        if message:
-            raise InputError(f"{message}; or pass --overwrite")
     same_layout = old is not None and shard_count(old.attrs) == shards
-    plan, decoded, kept = pipeline.plan_build(job, old, same_layout=same_layout)
-    if kept is not None:
-        return kept
+    plan = plan_build(job, old, same_layout=same_layout)
+    if plan.up_to_date:
+        return plan.reused_files
+    old_path = None if old is None else old.path
     if shards <= 1:  # a sharded OUT rewritten as one file
-        return pipeline._write(job, plan, old, decoded)
-    return _write_sharded(job, plan, old, decoded, shards)
+        return write_plan(job, plan, old_path)
+    return _write_sharded(job, plan, old_path, shards)
 
 
 def _new_shard_folder(out: Path) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=SHARD_FOLDER.format(name=out.name), dir=out.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    folder.chmod(0o777 & ~mask)  # mkdtemp makes it 0700, which would hide a shared cache's pixels
+    folder.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700, which would hide a shared cache's pixels
     return folder
 
 
-def _write_sharded(
-    job: BuildJob, plan: Plan, old: OldCache | None, decoded: dict[str, DecodedImage | str], shards: int
-) -> list[SourceFile]:
+def _write_sharded(job: BuildJob, plan: Plan, old_path: Path | None, shards: int) -> list[SourceFile]:
     """Write the shards in parallel (one task each), then OUT joining them; OUT is renamed in last."""
-    from .pipeline import _strict_message, worker_initializer
-
-    found, report, progress = job.found, job.report, job.progress
+    found, progress = job.found, job.progress
     out = job.out.absolute()  # workers (dask: other machines) get absolute paths
     parts = partition(plan.actions, shards)
     remove_stale_shards(out)  # a killed build's folder; never the one OUT reads
     folder = _new_shard_folder(out)
     names = [f"shard-{index:04d}.h5" for index in range(len(parts))]
-    old_path = None if old is None else str(old.path.absolute())
+    old = None if old_path is None else str(old_path.absolute())
     tasks = []
     for index, part in enumerate(parts):
         sub_found = replace(found, files=[a.source for a in part], unlabeled=[], ignored=[])
-        sub_decoded = {a.source.path: decoded[a.source.path] for a in part if a.source.path in decoded}
+        sub_decoded = {a.source.path: plan.decoded[a.source.path] for a in part if a.source.path in plan.decoded}
         shard_attrs = {**job.attrs, "shard_index": index}
-        args = (
-            index,
-            sub_found,
-            str(folder / names[index]),
-            job.spec,
-            job.compression,
-            shard_attrs,
-            part,
-            old_path,
-            sub_decoded,
-        )
-        tasks.append(joblib.delayed(_shard_task)(*args))
-    results: dict[int, tuple[list[str], list[dict[str, str]]]] = {}
+        args = (index, sub_found, str(folder / names[index]), job.resize, job.compression, shard_attrs, part, old)
+        tasks.append(joblib.delayed(_shard_task)(*args, sub_decoded))
+    results: dict[int, tuple[list[str], list[Skipped]]] = {}
     try:
         config, jobs = parallel_config(max(1, min(len(parts), job.n_jobs)), worker_initializer())
         with config:
@@ -195,15 +134,12 @@ def _write_sharded(
         by_path = {f.path: f for f in found.files}
         written = [by_path[path] for index in range(len(parts)) for path in results[index][0]]
         shard_skipped = [row for index in range(len(parts)) for row in results[index][1]]
-        report.skipped.extend(shard_skipped)
-        if job.strict and report.skipped:
-            raise StrictError(_strict_message(report))
+        job.skips.extend(shard_skipped)
+        job.skips.check()
         for leftover in folder.glob("*.tmp"):  # a shard task that ran twice (its first worker died)
             leftover.unlink(missing_ok=True)
-        _fsync_dir(folder)
-        unlabeled = [(storable_path(p), "", r) for p, r in found.unlabeled]
-        rows = unlabeled + [(row["path"], row["split"], row["reason"]) for row in shard_skipped]
-        _join(out, folder, names, found.splits, rows)
+        fsync_dir(folder)
+        _join(out, folder, names, found.splits, [*found.unlabeled, *shard_skipped])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -215,37 +151,28 @@ def _shard_task(
     index: int,
     found: ScanResult,
     shard_path: str,
-    spec: ResizeSpec,
+    spec: ResizeOptions,
     compression: Compression,
     attrs: dict[str, Any],
     actions: list[Action],
     old_path: str | None,
-    decoded: dict[str, DecodedImage | str],
-) -> tuple[int, list[str], list[dict[str, str]]]:
+    decoded: dict[str, DecodeResult],
+) -> tuple[int, list[str], list[Skipped]]:
     """Worker: decode (or copy from the old cache) one run of files into one shard file, serially.
 
     Returns (shard index, paths of the files kept, skipped rows). Uses the single-file writer path, so a
     shard is a complete cache of its files.
     """
-    from .pipeline import BuildJob, BuildReport, _write
-
     report = BuildReport(src="", out=shard_path, layout="", label_names=[], counts={})
-    old = None if old_path is None else OldCache(Path(old_path), {}, (), {}, [], True)  # _write reads only the path
-    job = BuildJob(found, Path(shard_path), spec, 1, compression, attrs, report)
-    kept = _write(job, Plan(list(actions)), old, decoded)
-    return index, [f.path for f in kept], report.skipped
+    job = BuildJob(found, Path(shard_path), spec, 1, compression, attrs, report, SkipLog())
+    kept = write_plan(job, Plan(list(actions), decoded=decoded), None if old_path is None else Path(old_path))
+    return index, [f.path for f in kept], job.skips.entries
 
 
-def _join(
-    out: Path, folder: Path, names: list[str], splits: tuple[str, ...], skipped: list[tuple[str, str, str]]
-) -> None:
+def _join(out: Path, folder: Path, names: list[str], splits: tuple[str, ...], skipped: list[Skipped]) -> None:
     """Write OUT: virtual datasets over the shards' rows, summed stats, the skipped list; then rename it in."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        os.fchmod(fd, _output_mode(out))
-    finally:
-        os.close(fd)
-    tmp_path = Path(tmp)
+    output = AtomicFile(out)
+    tmp_path = output.tmp
     try:
         with contextlib.ExitStack() as stack:
             files = [stack.enter_context(h5py.File(folder / name, "r")) for name in names]
@@ -262,16 +189,11 @@ def _join(
                     (f"{folder.name}/{name}", f[split]) for name, f in zip(names, files, strict=True) if split in f
                 ]
                 _join_group(dst.create_group(split), members)
-            group = dst.create_group("skipped")
-            for column, name in enumerate(("path", "split", "reason")):
-                group.create_dataset(name, data=np.array([row[column] for row in skipped], dtype=object), dtype=STR)
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, out)
+            write_skipped(dst, skipped)
+        output.commit()
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        output.abort()
         raise
-    _fsync_dir(out.parent)
 
 
 def _join_group(dst: h5py.Group, members: list[tuple[str, h5py.Group]]) -> None:

@@ -11,17 +11,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from .dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
-from .errors import InputError
+from ..core.errors import InputError, Skipped
+from ..core.format import storable_path
+from ..core.options import Classes
+from ..imaging.decoders.dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 # OS and archive litter: never an image, never a warning.
 LITTER_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "__macosx"})
 SPLIT_ORDER = ("train", "val", "test")
 
-Classes = Literal["auto", "binary", "three"]
 KAGGLE_FOLDERS = {"normal": "normal", "pneumonia": "pneumonia"}
 THREE_FOLDERS = {"1_normal": "normal", "2_bacteria": "bacterial", "3_virus": "viral"}
 BINARY_LABELS = ("normal", "pneumonia")
@@ -42,7 +42,7 @@ class SourceFile:
     split: str
     label: int
     patient: str
-    # set by sources.prepare (issue 7): DICOM study pseudonym, split before --resplit, fold, multi-label indices
+    # settled by prepare.py: DICOM study pseudonym, split before --resplit, fold, multi-label indices
     study: str = ""
     source_split: str = ""
     fold: int = -1
@@ -58,7 +58,7 @@ class ScanResult:
     label_names: tuple[str, ...]
     files: list[SourceFile]  # ordered by code-point order of ``path``
     ignored: list[str] = field(default_factory=list)  # non-image files, relative paths
-    unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    unlabeled: list[Skipped] = field(default_factory=list)  # files whose name gives no label
     multi_label: bool = False  # labels from a CSV with --label-sep: SourceFile.labels holds them all
 
     @property
@@ -186,7 +186,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
     index = {name: i for i, name in enumerate(label_names)}
 
     files: list[SourceFile] = []
-    unlabeled: list[tuple[str, str]] = []
+    unlabeled: list[Skipped] = []
     for parts in images:
         rel = "/".join(parts)
         name = parts[-1]
@@ -198,7 +198,9 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
             if classes == "three" and label == "pneumonia":
                 kind = pneumonia_kind(name)
                 if kind is None:
-                    unlabeled.append((rel, "name says neither bacteria nor virus (--classes three)"))
+                    unlabeled.append(
+                        Skipped(storable_path(rel), "", "name says neither bacteria nor virus (--classes three)")
+                    )
                     continue
                 label = kind
         elif layout == "three-folder":

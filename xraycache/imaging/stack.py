@@ -1,4 +1,4 @@
-"""Which imaging backend (Pillow or Pillow-SIMD), libjpeg and HDF5 this process runs on."""
+"""Which imaging stack this process decodes with: Pillow or Pillow-SIMD (and its vector level), and libjpeg."""
 
 from __future__ import annotations
 
@@ -6,21 +6,18 @@ import functools
 import importlib.metadata
 from dataclasses import dataclass
 
-import h5py
 import PIL
 from PIL import features
 
 
 @dataclass(frozen=True)
-class BackendInfo:
-    """Versions that decide what a build produces; recorded in every cache file."""
+class ImagingStack:
+    """Versions that decide what a decode produces; recorded in every cache file."""
 
     name: str  # "Pillow-SIMD" or "Pillow"
     version: str
     simd: str  # "AVX2", "SSE4", "none" or "unknown"
     libjpeg: str
-    h5py: str
-    hdf5: str
 
     @property
     def imaging(self) -> str:
@@ -61,17 +58,10 @@ def _simd_level(name: str) -> str:
 
 
 @functools.cache
-def backend_info() -> BackendInfo:
+def imaging_stack() -> ImagingStack:
     """Describe the running imaging stack (cached: it cannot change within a process)."""
     name = installed_imaging_backend()
     turbo = features.check_feature("libjpeg_turbo")
     jpeg_version = features.version_feature("libjpeg_turbo") if turbo else features.version_codec("jpg")
     libjpeg = f"libjpeg-turbo {jpeg_version}" if turbo else f"libjpeg {jpeg_version}"
-    return BackendInfo(
-        name=name,
-        version=PIL.__version__,
-        simd=_simd_level(name),
-        libjpeg=libjpeg,
-        h5py=h5py.__version__,
-        hdf5=h5py.version.hdf5_version,
-    )
+    return ImagingStack(name=name, version=PIL.__version__, simd=_simd_level(name), libjpeg=libjpeg)

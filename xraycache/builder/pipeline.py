@@ -1,0 +1,267 @@
+"""The build: scan SRC, settle labels and splits, decode on all cores, stream into one HDF5 file.
+
+When OUT already holds a cache of the same SRC built with the same settings, the build is
+incremental: unchanged images are copied from it in blocks, only new and changed files are
+decoded, and when nothing changed nothing is written at all (see ``plan.py``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..core.atomic import remove_stale_temporaries
+from ..core.errors import InputError, NotACacheError, SkipLog
+from ..core.format import FORMAT_VERSION, hdf5_versions, shard_count, storable_path
+from ..core.options import BuildOptions
+from ..core.version import __version__
+from ..imaging.stack import imaging_stack
+from .cluster import dask_cluster, scheduler_address
+from .plan import OldCache, plan_build, read_old_cache, settings_diff
+from .prepare import prepare
+from .report import BuildJob, BuildReport, ProgressCallback
+from .scan import ScanResult, SourceFile, scan
+from .shards import build_sharded, output_bytes, remove_stale_shards
+from .writer import write_plan
+
+
+def build(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: BuildOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    on_scan: Callable[[int], None] | None = None,
+    dry_run: bool = False,
+    command: str | None = None,
+    **settings: Any,
+) -> BuildReport:
+    """Build (or bring up to date) one HDF5 cache of every readable image under ``src``.
+
+    Options come as a :class:`BuildOptions` or as flat keywords, e.g. ``build(src, out, size=128, jobs=2)``
+    (keywords change ``options`` when both are given; see ``BuildOptions`` for every option). If ``out``
+    holds a cache of the same ``src`` built with the same settings, only new and changed files are decoded
+    (nothing is written when nothing changed); ``overwrite=True`` forces a cold build. Raises InputError for
+    unusable options, paths or layouts, for an ``out`` built with other settings, and for write errors (OUT
+    is then untouched); StrictError when ``strict=True`` and some file could not be taken (OUT is then not
+    written). ``progress(n)`` is called as images are done; ``on_scan(total)`` once, after the scan, with
+    the number of files the build goes through; ``dry_run`` scans and reports without decoding.
+    """
+    base = options if options is not None else BuildOptions()
+    return run_build(
+        src, out, base.replace(**settings), progress=progress, on_scan=on_scan, dry_run=dry_run, command=command
+    )
+
+
+def run_build(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: BuildOptions,
+    *,
+    progress: ProgressCallback | None = None,
+    on_scan: Callable[[int], None] | None = None,
+    dry_run: bool = False,
+    command: str | None = None,
+) -> BuildReport:
+    """:func:`build` with its options in one validated object."""
+    address = scheduler_address(options.run)
+    started = time.perf_counter()
+    out_path = Path(out)
+    prepared = prepare(scan(src, options.sources.classes), options.sources)
+    found = prepared.found
+    if on_scan is not None:  # e.g. a progress bar learning its total: the files a build will go through
+        on_scan(len(found.files))
+    n_jobs = options.run.workers()
+    skips = SkipLog(options.run.strict)
+    skips.extend(found.unlabeled)
+    report = BuildReport(
+        src=str(found.root),
+        out=str(out_path),
+        layout=found.layout,
+        label_names=list(found.label_names),
+        counts=_count(found, found.files),
+        skipped=skips.entries,
+        ignored=[storable_path(p) for p in found.ignored],
+        dry_run=dry_run,
+        jobs=n_jobs,
+        settings=options.settings(),
+        backend=imaging_stack().imaging,
+        mode="dry-run" if dry_run else "cold",
+        csv_rows_without_file=prepared.rows_without_file,
+    )
+    if dry_run:
+        report.seconds = time.perf_counter() - started
+        return report
+    _check_output(out_path)
+    attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
+    probe = found.files[0].path if found.files else None
+    shards = options.output.shards
+    write_dir = out_path.parent.absolute() if shards > 1 else None
+    with (
+        output_lock(out_path),
+        interrupt_guard(),
+        dask_cluster(address, found.root, probe, options.run.scheduler_timeout, write_dir) as threads,
+    ):
+        if threads is not None:  # on dask: every worker thread of the cluster
+            n_jobs = report.jobs = max(2, threads)
+        remove_stale_temporaries(out_path)
+        old = None if options.output.overwrite or not out_path.exists() else _open_old(out_path, attrs)
+        try:
+            job = BuildJob(
+                found, out_path, options.resize, n_jobs, options.output.compression, attrs, report, skips, progress
+            )
+            if shards > 1 or (old is not None and shard_count(old.attrs) > 1):
+                written = build_sharded(job, old, shards)  # sharded output, or a sharded OUT rewritten
+            else:
+                written = _build_single(job, old)
+        except OSError as exc:
+            raise InputError(f"cannot write {out_path}: {os_reason(exc)}") from None
+        remove_stale_shards(out_path)
+    report.counts = _count(found, written)
+    report.input_bytes = sum(_size_or_zero(found.root / f.path) for f in written)
+    report.output_bytes = output_bytes(out_path)  # with its shard files, if any
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _build_single(job: BuildJob, old: OldCache | None) -> list[SourceFile]:
+    """Plan (cold or incremental), then write one file; returns the files whose images OUT holds."""
+    plan = plan_build(job, old, same_layout=True)
+    if plan.up_to_date:
+        return plan.reused_files
+    return write_plan(job, plan, None if old is None else old.path)
+
+
+def _check_output(out: Path) -> None:
+    if out.is_dir():
+        raise InputError(f"output {out} is a folder; give a file name such as {out / 'cache.h5'}")
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write {out}: folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise InputError(f"cannot write {out}: folder {out.parent} is not writable")
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on OUT for the whole build, so two builds never write it at once."""
+    lock_path = out.parent / f".{out.name}.lock"
+    try:
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the whole block
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another xraycache build is writing {out}; wait for it to finish") from None
+        yield
+    finally:
+        handle.close()
+
+
+@contextmanager
+def interrupt_guard() -> Iterator[None]:
+    """Ctrl-C during a build: KeyboardInterrupt as usual, minus loky's noise on the way out.
+
+    Killing the pool mid-dispatch can make loky's manager thread die with a KeyError traceback
+    (a race inside loky); once the user has interrupted, that thread's exceptions are dropped, so
+    the CLI prints its one line. Only active in the main thread, and restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+    previous_hook = threading.excepthook
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else ""
+        if interrupted.is_set() and name.startswith("ExecutorManagerThread"):
+            return
+        previous_hook(args)
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    threading.excepthook = hook
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted.set()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        threading.excepthook = previous_hook
+
+
+def os_reason(exc: OSError) -> str:
+    """The short reason of an OS error, also out of HDF5's long messages (``error message = '...'``)."""
+    text = f"{exc.strerror or ''} {exc}"
+    match = re.search(r"error message = '([^']+)'", text) or re.search(r"errno = (\d+)", text)
+    if match:
+        value = match.group(1)
+        return os.strerror(int(value)) if value.isdigit() else value
+    if exc.errno and not exc.strerror:
+        return os.strerror(exc.errno)
+    first = (exc.strerror or str(exc) or type(exc).__name__).splitlines()[0]
+    return first if len(first) <= 200 else first[:200] + "..."
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _open_old(out: Path, attrs: dict[str, Any]) -> OldCache:
+    """The existing OUT as a cache to reuse; InputError when it is not one, or not built the same way."""
+    try:
+        old = read_old_cache(out)
+    except NotACacheError as exc:
+        raise InputError(f"{out} exists and is not a cache this build can update ({exc}); pass --overwrite") from None
+    diffs = settings_diff(old.attrs, attrs)
+    if diffs:
+        raise InputError(
+            f"{out} was built with other settings ({'; '.join(diffs)}); "
+            "pass --overwrite to rebuild it from scratch, or choose another output file"
+        )
+    return old
+
+
+def _attrs(found: ScanResult, command: str | None) -> dict[str, Any]:
+    """The root attributes that record provenance and the software that made the file (besides the options)."""
+    stack = imaging_stack()
+    h5py_version, hdf5_version = hdf5_versions()
+    return {
+        "tool_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "layout": found.layout,
+        "imaging_backend": stack.imaging,
+        "libjpeg": stack.libjpeg,
+        "h5py_version": h5py_version,
+        "hdf5_version": hdf5_version,
+        "source_root": storable_path(str(found.root)),
+        "command": storable_path(command or " ".join(sys.argv)),
+        "ignored_files": len(found.ignored),
+    }
+
+
+def _count(found: ScanResult, files: list[SourceFile]) -> dict[str, dict[str, int]]:
+    counts = {split: dict.fromkeys(found.label_names, 0) for split in found.splits}
+    for f in files:
+        for label in f.labels if found.multi_label else (f.label,):  # multi-label: once per label it has
+            counts[f.split][found.label_names[label]] += 1
+    return counts

@@ -1,0 +1,79 @@
+"""What a build reports (``BuildReport``) and what every stage of one build shares (``BuildJob``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import SkipLog, Skipped
+from ..core.options import Compression, ResizeOptions
+from .scan import ScanResult
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class BuildReport:
+    """What a build did: counts per split and label, what it skipped and ignored, and how fast.
+
+    ``mode`` is ``cold`` (everything decoded), ``incremental`` (an old cache reused in part),
+    ``unchanged`` (the old cache was up to date: nothing written) or ``dry-run``.
+    """
+
+    src: str
+    out: str
+    layout: str
+    label_names: list[str]
+    counts: dict[str, dict[str, int]]  # split -> label -> images written (or to write, dry run)
+    skipped: list[Skipped] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    jobs: int = 1
+    seconds: float = 0.0
+    input_bytes: int = 0
+    output_bytes: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    backend: str = ""
+    mode: str = "cold"
+    reused: int = 0  # images copied from the old cache (touched ones included)
+    touched: int = 0  # reused although their mtime moved: same content hash
+    added: int = 0  # files new since the old cache (decoded)
+    changed: int = 0  # files whose content changed (decoded again)
+    removed: int = 0  # images of the old cache whose file is gone
+    csv_rows_without_file: list[str] = field(default_factory=list)  # --labels rows that named no image
+
+    @property
+    def images(self) -> int:
+        """Images written (or, for a dry run, found)."""
+        return sum(sum(by_label.values()) for by_label in self.counts.values())
+
+    @property
+    def images_per_second(self) -> float:
+        """Images written per second of the whole build."""
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the derived totals."""
+        data = asdict(self)
+        data["skipped"] = [row.as_dict() for row in self.skipped]
+        data["images"] = self.images
+        data["images_per_second"] = round(self.images_per_second, 1)
+        return data
+
+
+@dataclass
+class BuildJob:
+    """What every stage of one build needs: the scanned files, OUT, the pixel settings, the workers, the
+    file attributes, the report being filled, the log of skipped files and the progress callback."""
+
+    found: ScanResult
+    out: Path
+    resize: ResizeOptions
+    n_jobs: int
+    compression: Compression
+    attrs: dict[str, Any]
+    report: BuildReport
+    skips: SkipLog
+    progress: ProgressCallback | None = None

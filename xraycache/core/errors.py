@@ -1,0 +1,90 @@
+"""The package's own exceptions, and the one policy for files a build cannot take.
+
+Each exception carries a one-line message a user can act on. A file that cannot be taken, at any stage
+(the scan, the labels CSV, the decoder), becomes one ``Skipped`` record in a ``SkipLog``; the log is
+the single place that decides, for ``strict`` builds, that any such file fails the build.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, SupportsIndex, overload
+
+
+class XrayCacheError(Exception):
+    """Base class: every error the package raises on purpose is one of these."""
+
+    exit_code = 2
+
+
+class InputError(XrayCacheError):
+    """The source folder, the output path or an argument is not usable (CLI exit code 2)."""
+
+
+class NotACacheError(XrayCacheError):
+    """A file that is not an xraycache HDF5 file, or a damaged one."""
+
+
+class StrictError(XrayCacheError):
+    """``strict=True`` and some files could not be taken (CLI exit code 1)."""
+
+    exit_code = 1
+
+
+class DecodeError(XrayCacheError):
+    """One file could not be turned into an image; the message is the reason recorded for it."""
+
+
+class Skipped(NamedTuple):
+    """A file the build did not take: its path relative to the source folder, its split, and why.
+
+    A tuple (``path, split, reason = row``) that also reads by name (``row["reason"]``), as the rows of
+    ``/skipped`` and of ``--json`` do.
+    """
+
+    path: str
+    split: str
+    reason: str
+
+    @overload
+    def __getitem__(self, key: str) -> str: ...
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> str: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            if key not in self._fields:
+                raise KeyError(key)
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"path", "split", "reason"}``: the JSON form."""
+        return {"path": self.path, "split": self.split, "reason": self.reason}
+
+
+class SkipLog:
+    """Every file a build could not take, from every stage, in the order met; ``strict`` makes any fatal.
+
+    Stages call the log with each file they skip (``log(Skipped(...))``); the build calls ``check()``
+    once, before anything is committed, so a strict build fails without writing OUT.
+    """
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self.entries: list[Skipped] = []
+
+    def __call__(self, skipped: Skipped) -> None:
+        self.entries.append(skipped)
+
+    def extend(self, rows: list[Skipped]) -> None:
+        """Record several skipped files at once (e.g. those of one shard)."""
+        self.entries.extend(rows)
+
+    def check(self) -> None:
+        """StrictError listing the first few files when the build is strict and any file was skipped."""
+        if not (self.strict and self.entries):
+            return
+        listed = "; ".join(f"{s.path}: {s.reason}" for s in self.entries[:5])
+        more = f" (and {len(self.entries) - 5} more)" if len(self.entries) > 5 else ""
+        raise StrictError(f"--strict: {len(self.entries)} file(s) could not be taken: {listed}{more}")

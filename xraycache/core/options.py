@@ -1,0 +1,392 @@
+"""The options of a build, each defined once: its name, type, default, allowed values, help and CLI panel.
+
+A ``BuildOptions`` holds four frozen parts: ``resize`` (the pixel settings, the only part a worker
+receives), ``sources`` (labels, splits, identifiers), ``output`` (the file) and ``run`` (how the build
+runs). Making one validates it, so every ``BuildOptions`` in the program is usable. ``settings()`` gives
+the values recorded in the cache file: incremental rebuilds compare them and ``Cache.settings`` reads
+them back. The command line builds its ``--flags`` from these same definitions (``cli/build.py``).
+
+To add an option, add a field with :func:`option` to the part it belongs to: it becomes a CLI flag, a
+keyword of ``xraycache.build`` and (unless ``record=False``) a setting recorded in every cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+from .errors import InputError
+
+Fit = Literal["stretch", "pad", "crop"]
+# "area" is exact area averaging; the others are Pillow's resampling filters.
+FilterName = Literal["area", "box", "bilinear", "hamming", "lanczos"]
+Classes = Literal["auto", "binary", "three"]
+Compression = Literal["none", "gzip", "lzf"]
+Window = Literal["auto", "dicom", "minmax", "percentile"]
+OutDtype = Literal["uint8", "uint16"]
+Backend = Literal["loky", "dask"]
+
+# A chest radiograph is at most ~4,300 x 4,300 px (20 MP); 64 MP leaves room and still refuses
+# decompression bombs before a single pixel is allocated.
+DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach a dask scheduler, and to wait for its first worker
+MAX_FOLDS = 100
+
+OUTPUT, LABELS, HIGH_BIT, RUNNING, SCALING = (
+    "Output",
+    "Labels and splits",
+    "High bit depth and DICOM",
+    "Running",
+    "Scaling out",
+)
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """What the command line and the file need to know about one option besides its type and default."""
+
+    help: str
+    panel: str
+    flags: tuple[str, ...] = ()  # CLI names; default ``--the-name``
+    min: float | None = None
+    max: float | None = None
+    record: bool = True  # recorded in the cache under its own name (and compared by incremental rebuilds)
+    metavar: str | None = None
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    panel: str,
+    flags: tuple[str, ...] = (),
+    min: float | None = None,
+    max: float | None = None,
+    record: bool = True,
+    metavar: str | None = None,
+) -> Any:
+    """A dataclass field carrying its option definition (see :class:`OptionInfo`)."""
+    info = OptionInfo(help, panel, flags, min, max, record, metavar)
+    return field(default=default, metadata={"option": info})
+
+
+def info_of(f: dataclasses.Field[Any]) -> OptionInfo:
+    """The option definition of a field of one of the parts."""
+    return typing.cast(OptionInfo, f.metadata["option"])
+
+
+def flag_of(f: dataclasses.Field[Any]) -> str:
+    """The option's main CLI name, e.g. ``--max-pixels``: the name used in error messages."""
+    flags = info_of(f).flags
+    return flags[0] if flags else "--" + f.name.replace("_", "-")
+
+
+def _allowed(hint: Any) -> tuple[Any, ...] | None:
+    """The values of a Literal type (also inside ``X | None``), or None when any value of the type goes."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    return None
+
+
+def _base_types(hint: Any) -> tuple[type, ...]:
+    """Python types a value of ``hint`` may have (None included for optional options)."""
+    if typing.get_origin(hint) is Literal:
+        return tuple({type(a) for a in typing.get_args(hint)})
+    args = typing.get_args(hint)
+    if args:  # X | None
+        return tuple(type(None) if a is type(None) else a for a in args)
+    return (float, int) if hint is float else (hint,)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A frozen group of options, checked against their definitions when made."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            hint = hints[f.name]
+            flag = flag_of(f)
+            types = _base_types(hint)
+            if isinstance(value, os.PathLike) and str in types:
+                value = os.fspath(value)
+                object.__setattr__(self, f.name, value)
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                wanted = " or ".join("none" if t is type(None) else t.__name__ for t in types)
+                raise InputError(f"{flag} {value!r}: give a value of type {wanted}")
+            allowed = _allowed(hint)
+            if allowed is not None and value not in allowed:
+                raise InputError(f"{flag} {value!r} is not one of {', '.join(map(str, allowed))}")
+            if _out_of_range(value, info_of(f)):
+                low, high = info_of(f).min, info_of(f).max
+                span = f"use {low:g} to {high:g}" if high is not None else f"use at least {low:g}"
+                raise InputError(f"{flag} {value!r} is out of range; {span}")
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields of this part (InputError); the types, choices and ranges are already checked."""
+
+    def recorded(self) -> dict[str, Any]:
+        """This part's settings as stored in the file: fields with ``record=True``, None stored as ``""``."""
+        return {f.name: _stored(getattr(self, f.name)) for f in fields(self) if info_of(f).record}
+
+
+def _out_of_range(value: Any, info: OptionInfo) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    low, high = info.min, info.max
+    return not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high)
+
+
+def _stored(value: Any) -> Any:
+    return "" if value is None else value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a part (resolved once per class)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+@dataclass(frozen=True)
+class ResizeOptions(_Part):
+    """The pixel settings: how a worker turns one file into stored pixels (all recorded in the file)."""
+
+    size: int = option(256, "Output side in pixels (images are size x size).", panel=OUTPUT, min=8, max=4096)
+    fit: Fit = option(
+        "stretch",
+        "stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop.",
+        panel=OUTPUT,
+    )
+    filter: FilterName = option(
+        "area",
+        "Resize filter after the DCT-scaled decode: area is an exact area average (most faithful); "
+        "box/bilinear/hamming/lanczos are Pillow's (box is fastest).",
+        panel=OUTPUT,
+    )
+    max_pixels: int = option(
+        DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this (decompression bombs).", panel=OUTPUT, min=1
+    )
+    window: Window = option(
+        "auto",
+        "Sources deeper than 8 bits (16-bit PNG, DICOM): auto = the DICOM's own VOI where it has one, else "
+        "percentile; dicom = the file's VOI (DICOMs without one are skipped); minmax = full range; "
+        "percentile = 0.5-99.5%. 8-bit JPEG/PNG are never re-windowed.",
+        panel=HIGH_BIT,
+    )
+    dtype: OutDtype = option(
+        "uint8", "Stored pixel type: uint8, or uint16 to keep the depth of 16-bit sources.", panel=HIGH_BIT
+    )
+
+
+@dataclass(frozen=True)
+class SourceOptions(_Part):
+    """Where labels, splits, folds and patient identifiers come from."""
+
+    classes: Classes = option(
+        "auto",
+        "Kaggle labels: binary (normal/pneumonia) or three (normal/bacterial/viral, from file names). "
+        "auto: binary for Kaggle folders, the folder names otherwise.",
+        panel=LABELS,
+    )
+    labels: str | None = option(
+        None,
+        "CSV of labels (replaces the folder labels); delimiter sniffed.",
+        panel=LABELS,
+        record=False,
+        metavar="FILE.csv",
+    )
+    path_col: str = option(
+        "path",
+        "--labels column with the image path (relative to SRC) or unique file name.",
+        panel=LABELS,
+        record=False,
+    )
+    label_col: str = option("label", "--labels column with the label(s).", panel=LABELS, record=False)
+    label_sep: str | None = option(
+        None, "Separator of several labels in one cell, e.g. '|' (NIH): multi-label.", panel=LABELS, record=False
+    )
+    patient_col: str | None = option(None, "--labels column with the patient id.", panel=LABELS, record=False)
+    resplit: str | None = option(
+        None,
+        "Pool all splits and re-split by patient: train,val,test fractions, e.g. 0.8,0.1,0.1 "
+        "(stable, stratified in expectation).",
+        panel=LABELS,
+    )
+    seed: int = option(0, "Seed of --resplit and --folds.", panel=LABELS, record=False)
+    folds: int = option(
+        0, "Also record a patient-grouped cross-validation fold (0..K-1) per image.", panel=LABELS, min=0
+    )
+    keep_identifiers: bool = option(
+        False,
+        "Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms.",
+        panel=HIGH_BIT,
+        record=False,
+    )
+
+    def check(self) -> None:
+        if self.folds == 1 or self.folds > MAX_FOLDS:
+            raise InputError(f"--folds {self.folds}: use 0 (none) or 2 to {MAX_FOLDS}")
+        if self.resplit is not None:
+            self.fractions()
+        if self.labels is None and (self.label_sep or self.patient_col):
+            raise InputError("--label-sep and --patient-col need --labels FILE.csv")
+
+    def fractions(self) -> tuple[tuple[str, float], ...]:
+        """``--resplit "0.8,0.1,0.1"`` as ((split name, fraction), ...); empty without --resplit."""
+        if self.resplit is None:
+            return ()
+        return parse_fractions(self.resplit)
+
+    def recorded(self) -> dict[str, Any]:
+        columns = ""
+        if self.labels is not None:
+            columns = (
+                f"path={self.path_col} label={self.label_col} sep={self.label_sep or ''} "
+                f"patient={self.patient_col or ''}"
+            )
+        return {
+            **super().recorded(),
+            "identifiers": "kept" if self.keep_identifiers else "pseudonymised",
+            "labels_columns": columns,
+            "seed": self.seed if self.resplit or self.folds else 0,  # a seed that changes nothing is not a setting
+        }
+
+
+SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
+
+
+def parse_fractions(text: str) -> tuple[tuple[str, float], ...]:
+    """``"0.8,0.1,0.1"`` -> (("train", 0.8), ("val", 0.1), ("test", 0.1)); 2 values name train and test."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"--resplit {text!r}: give train,val,test fractions such as 0.8,0.1,0.1") from None
+    if len(values) not in SPLIT_NAMES:
+        raise InputError(f"--resplit {text!r}: give 3 fractions (train,val,test) or 2 (train,test)")
+    if any(v < 0 or not math.isfinite(v) for v in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise InputError(f"--resplit {text!r}: fractions must be >= 0 and add up to 1")
+    return tuple(zip(SPLIT_NAMES[len(values)], values, strict=True))
+
+
+@dataclass(frozen=True)
+class OutputOptions(_Part):
+    """The output file: compression, layout, and whether an existing OUT may be replaced."""
+
+    compression: Compression = option(
+        "none", "HDF5 compression of the image arrays (none reads fastest).", panel=OUTPUT
+    )
+    overwrite: bool = option(False, "Replace OUT if it exists.", panel=OUTPUT, record=False)
+    shards: int = option(
+        1,
+        "Write K shard files in parallel (each by its own worker) into a folder beside OUT, joined by OUT with "
+        "HDF5 virtual datasets: for when the single writer is the limit. Move OUT together with its folder.",
+        panel=SCALING,
+        min=1,
+        max=4096,
+        record=False,
+    )
+
+
+@dataclass(frozen=True)
+class RunOptions(_Part):
+    """How the build runs: workers, strictness, compute backend. Nothing here changes a stored pixel."""
+
+    jobs: int = option(-1, "Worker processes; -1 uses every core.", panel=RUNNING, flags=("--jobs", "-j"), record=False)
+    strict: bool = option(
+        False, "Fail (exit 1, nothing written) if any image cannot be decoded.", panel=RUNNING, record=False
+    )
+    backend: Backend = option(
+        "loky",
+        "Where images are decoded: loky (local processes, --jobs) or dask (a dask.distributed cluster: needs "
+        "--scheduler; workers must see SRC and OUT at the same paths).",
+        panel=SCALING,
+        record=False,
+    )
+    scheduler: str | None = option(
+        None,
+        "dask scheduler address, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS).",
+        panel=SCALING,
+        record=False,
+    )
+    scheduler_timeout: float = option(
+        DEFAULT_CONNECT_TIMEOUT,
+        "Seconds to reach the dask scheduler and its first worker before giving up.",
+        panel=SCALING,
+        min=0.1,
+        record=False,
+    )
+
+    def check(self) -> None:
+        cpus = os.cpu_count() or 1
+        if self.jobs == 0 or self.jobs < -cpus:
+            raise InputError(f"--jobs {self.jobs}: use a positive number of workers, or -1 for all cores")
+        if self.backend == "loky" and self.scheduler:
+            raise InputError("--scheduler is for --backend dask; add --backend dask, or drop --scheduler")
+
+    def workers(self) -> int:
+        """``jobs`` as a number of local worker processes (-1: every core, -2: all but one, ...)."""
+        cpus = os.cpu_count() or 1
+        return max(1, cpus + 1 + self.jobs) if self.jobs < 0 else self.jobs
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Every option of a build, in four validated parts. ``BuildOptions.from_flat(size=128, jobs=2)`` or
+    ``BuildOptions(resize=ResizeOptions(size=128))``; ``replace(size=64)`` gives a changed copy."""
+
+    resize: ResizeOptions = field(default_factory=ResizeOptions)
+    sources: SourceOptions = field(default_factory=SourceOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    PARTS: ClassVar[dict[str, type[_Part]]] = {
+        "resize": ResizeOptions,
+        "sources": SourceOptions,
+        "output": OutputOptions,
+        "run": RunOptions,
+    }
+
+    @classmethod
+    def fields(cls) -> list[tuple[str, dataclasses.Field[Any]]]:
+        """(part name, field) of every option, in definition order (the CLI's order)."""
+        return [(name, f) for name, part in cls.PARTS.items() for f in fields(part)]
+
+    @classmethod
+    def from_flat(cls, **values: Any) -> BuildOptions:
+        """Options from flat keywords (``size=128, jobs=2, labels="x.csv"``); InputError for unknown names."""
+        return cls().replace(**values)
+
+    def replace(self, **values: Any) -> BuildOptions:
+        """A copy with some options changed, by flat name; validated like a new one."""
+        owner = {f.name: part for part, f in self.fields()}
+        changes: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            if key not in owner:
+                raise InputError(f"unknown build option {key!r}; the options are: {', '.join(owner)}")
+            changes.setdefault(owner[key], {})[key] = value
+        return dataclasses.replace(
+            self, **{part: dataclasses.replace(getattr(self, part), **kw) for part, kw in changes.items()}
+        )
+
+    def flat(self) -> dict[str, Any]:
+        """Every option by its flat name (the keywords of ``xraycache.build``)."""
+        return {f.name: getattr(getattr(self, part), f.name) for part, f in self.fields()}
+
+    def settings(self) -> dict[str, Any]:
+        """The options recorded in the cache file (root attributes), which an incremental rebuild compares."""
+        return {**self.resize.recorded(), **self.sources.recorded(), **self.output.recorded(), **self.run.recorded()}
+
+
+def setting_names() -> tuple[str, ...]:
+    """Names of the recorded option settings (the keys of ``BuildOptions().settings()``)."""
+    return tuple(BuildOptions().settings())

@@ -1,0 +1,106 @@
+"""JPEG and PNG decoder plugin, through Pillow (or Pillow-SIMD): the hot path of a build.
+
+JPEG entropy decoding dominates, so libjpeg-turbo is asked for a DCT-scaled grayscale image first
+(``Image.draft``), at no less than twice the target size so the area filter that follows still sees
+real detail, and only then is the image low-pass resized to its final size. Files are recognised by
+content, not by name; this plugin is the fallback that takes whatever no other plugin claimed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ...core.errors import DecodeError
+from ...core.options import ResizeOptions
+from ..resize import resize
+from ..result import DecodedPixels
+from ..window import HIGH_BIT_MODES, render_pil_high_bit
+
+NAME = "JPEG/PNG (Pillow)"
+MISSING = ""  # Pillow is a dependency: always available
+FORMATS = ("JPEG", "PNG")
+# Draft (DCT-scaled) decode to at least this multiple of the target: measured on the real sample,
+# 1x leaves the worst image at 37 dB against an exact area average, 2x at 46 dB (area filter).
+DRAFT_OVERSAMPLE = 2
+
+
+def available() -> bool:
+    """Pillow is a dependency of the package: always True."""
+    return True
+
+
+def claims(path: str | os.PathLike[str], data: bytes) -> bool:
+    """The fallback: every file not claimed by another plugin is tried as JPEG or PNG (by content)."""
+    return True
+
+
+def to_gray(image: Image.Image) -> Image.Image:
+    """Bring an 8-bit Pillow mode to ``L``: ITU-R 601 luma for colour, alpha dropped, palettes applied.
+
+    Sources deeper than 8 bits never come here: they follow the high-bit policy of window.py.
+    """
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode == "LA":
+        return image.getchannel("L")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    return image.convert("L")
+
+
+def draft_request(width: int, height: int, spec: ResizeOptions) -> tuple[int, int]:
+    """Smallest decode size that keeps every output pixel fed by >= DRAFT_OVERSAMPLE^2 inputs."""
+    target = spec.size * DRAFT_OVERSAMPLE
+    if spec.fit == "pad":
+        longest = max(width, height)
+        return (max(1, -(-target * width // longest)), max(1, -(-target * height // longest)))
+    return (target, target)
+
+
+def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
+    """Decode JPEG or PNG bytes (by content) to stored pixels; DecodeError with a short reason otherwise."""
+    if not data:
+        raise DecodeError("empty file")
+    image: Image.Image
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise DecodeError("not a JPEG or PNG image") from None
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DecodeError(f"unreadable header: {exc}") from None
+    width, height = image.size
+    mode = image.mode
+    if width * height > spec.max_pixels:
+        raise DecodeError(f"{width}x{height} px is over the pixel limit of {spec.max_pixels:,}")
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+        if image.format == "JPEG":
+            image.draft("L", draft_request(width, height, spec))
+        image.load()
+        if orientation != 1:
+            image = ImageOps.exif_transpose(image)
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        info: dict[str, Any] = {"format": image.format or "", "bits_stored": 8, "window": "none (8-bit)"}
+        if mode in HIGH_BIT_MODES:  # the high-bit policy (window.py)
+            pixels, info["window"] = render_pil_high_bit(image, spec)
+            info["bits_stored"] = 32 if mode in ("I", "F") else 16
+        else:
+            pixels = resize(np.asarray(to_gray(image), dtype=np.uint8), spec)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DecodeError(f"corrupt or truncated image data: {exc}") from None
+    return DecodedPixels(pixels, width, height, mode, info)

@@ -1,0 +1,153 @@
+"""One resize for every image: fit (stretch, pad, crop), low-pass filter, quantise, whatever the dtype.
+
+The default filter, ``area``, is an exact area average (what ``cv2.INTER_AREA`` does), in NumPy.
+Pillow's BOX filter counts an input pixel wholly in or wholly out of an output pixel by where its
+centre falls, so at non-integer ratios it aliases fine stripes (28 dB against the exact area average on
+the test patterns). Here every input pixel is weighted by the fraction of it an output pixel covers.
+Each axis is a K-tap gather-and-accumulate: output cell i sums input rows ``first[i] + k`` (k < K,
+K = ceil(ratio) + 1) with exact coverage weights, so the work is K vectorised multiply-adds over the
+output rows, not a pass per input pixel. The other filters are Pillow's.
+
+8-bit images are averaged in float32 and rounded to uint8; deep sources arrive as [0, 1] floats (see
+``window.py``), are averaged in float64 and quantised to the output dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from PIL import Image
+
+from ..core.options import FilterName, OutDtype, ResizeOptions
+from .stack import installed_imaging_backend
+
+PILLOW_FILTERS: dict[str, Image.Resampling] = {
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+# Pillow-SIMD vectorises resampling only for 4-byte pixels: there an L image resizes faster as RGB
+# (measured: 0.46 vs 0.57 ms for box, 0.54 vs 1.0 ms for hamming, from the real sample's drafts).
+RESIZE_IN_RGB = installed_imaging_backend() == "Pillow-SIMD"
+
+Box = tuple[float, float, float, float]
+
+
+@functools.lru_cache(maxsize=256)
+def _taps(n_in: int, n_out: int, start: float, stop: float) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices (K, n_out) and coverage weights (K, n_out) averaging [start, stop) into n_out cells."""
+    edges = start + np.arange(n_out + 1, dtype=np.float64) * ((stop - start) / n_out)
+    first = np.floor(edges[:-1]).astype(np.intp)
+    k = max(1, int(np.max(np.ceil(edges[1:]) - first)))
+    index = first[None, :] + np.arange(k)[:, None]
+    cover = np.minimum(index + 1, edges[None, 1:]) - np.maximum(index, edges[None, :-1])
+    weights = np.clip(cover, 0.0, None) / (edges[1:] - edges[:-1])[None, :]
+    return np.clip(index, 0, n_in - 1), weights
+
+
+def _average_rows(image: np.ndarray, n_out: int, start: float, stop: float, dtype: type[np.floating]) -> np.ndarray:
+    """Area-average along axis 0: (H, W) -> (n_out, W), accumulated in ``dtype``."""
+    index, weights = _taps(image.shape[0], n_out, start, stop)
+    weights = weights.astype(dtype)
+    out = weights[0][:, None] * image[index[0]]
+    for k in range(1, len(index)):
+        out += weights[k][:, None] * image[index[k]]
+    return out
+
+
+def area_average(
+    image: np.ndarray, size: tuple[int, int], box: Box | None = None, dtype: type[np.floating] = np.float32
+) -> np.ndarray:
+    """Exact area average of a 2-D array to ``size`` = (width, height), unrounded, in ``dtype``.
+
+    ``box`` = (left, top, right, bottom) in source pixels selects the region (as Pillow's
+    ``resize(box=...)``). Meant for downscaling: an upscaled axis degenerates to nearest pixels.
+    """
+    width, height = size
+    left, top, right, bottom = box if box is not None else (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
+    rows = _average_rows(image, height, top, bottom, dtype)  # (height, W)
+    columns = _average_rows(np.ascontiguousarray(rows.T), width, left, right, dtype)  # (width, height)
+    return np.ascontiguousarray(columns.T)
+
+
+def area_resize(image: np.ndarray, size: tuple[int, int], box: Box | None = None) -> np.ndarray:
+    """Resize a 2-D uint8 array by exact area averaging, rounded to uint8 (see :func:`area_average`)."""
+    return np.clip(area_average(image, size, box) + 0.5, 0, 255).astype(np.uint8)
+
+
+def fit_box(width: int, height: int, spec: ResizeOptions) -> tuple[tuple[int, int], Box]:
+    """Output size and source crop box for ``spec.fit`` (pad returns the letterboxed size)."""
+    size = spec.size
+    if spec.fit == "crop":
+        side = min(width, height)
+        left, top = (width - side) / 2, (height - side) / 2
+        return (size, size), (left, top, left + side, top + side)
+    if spec.fit == "pad":
+        scale = size / max(width, height)
+        out = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return out, (0.0, 0.0, float(width), float(height))
+    return (size, size), (0.0, 0.0, float(width), float(height))
+
+
+def out_max(dtype: str) -> int:
+    """Largest stored value of an output dtype (255 or 65535)."""
+    return 65535 if dtype == "uint16" else 255
+
+
+def _pillow_resample(filter: FilterName) -> Image.Resampling:
+    # "area" falls back to bilinear interpolation where it would upscale
+    return Image.Resampling.BILINEAR if filter == "area" else PILLOW_FILTERS[filter]
+
+
+def _resize_8bit(image: np.ndarray, size: tuple[int, int], box: Box, filter: FilterName, upscaling: bool) -> np.ndarray:
+    if filter == "area" and not upscaling:
+        return area_resize(image, size, box)
+    gray = Image.fromarray(image)  # 2-D uint8: mode L
+    if RESIZE_IN_RGB:
+        resized = gray.convert("RGB").resize(size, _pillow_resample(filter), box=box).getchannel(0)
+    else:
+        resized = gray.resize(size, _pillow_resample(filter), box=box)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _resize_unit(image: np.ndarray, size: tuple[int, int], box: Box, filter: FilterName, upscaling: bool) -> np.ndarray:
+    if filter == "area" and not upscaling:
+        return area_average(image, size, box, dtype=np.float64)  # no precision loss at 16 bits
+    floats = Image.fromarray(image.astype(np.float32))  # mode F
+    return np.asarray(floats.resize(size, _pillow_resample(filter), box=box), dtype=np.float64)
+
+
+def quantise(unit: np.ndarray, dtype: OutDtype) -> np.ndarray:
+    """[0, 1] floats -> stored integers of ``dtype``, rounded."""
+    top = out_max(dtype)
+    return np.clip(unit * top + 0.5, 0, top).astype(np.uint16 if dtype == "uint16" else np.uint8)
+
+
+def widen(pixels: np.ndarray, dtype: OutDtype) -> np.ndarray:
+    """An 8-bit result in the output dtype: unchanged for uint8, x257 for uint16 (0 -> 0, 255 -> 65535)."""
+    if dtype == "uint16" and pixels.dtype == np.uint8:
+        return pixels.astype(np.uint16) * np.uint16(257)
+    return pixels
+
+
+def resize(image: np.ndarray, spec: ResizeOptions) -> np.ndarray:
+    """A 2-D image -> the stored ``(size, size)`` array of ``spec.dtype``.
+
+    ``image`` is uint8 gray (an 8-bit source, never re-windowed), or floats in [0, 1] (a deep source
+    after its window). Fit, filter and padding (with 0) are the same for both.
+    """
+    height, width = image.shape
+    (out_w, out_h), box = fit_box(width, height, spec)
+    upscaling = out_w > box[2] - box[0] or out_h > box[3] - box[1]
+    if image.dtype == np.uint8:
+        pixels = widen(_resize_8bit(image, (out_w, out_h), box, spec.filter, upscaling), spec.dtype)
+    else:
+        pixels = quantise(_resize_unit(image, (out_w, out_h), box, spec.filter, upscaling), spec.dtype)
+    if spec.fit != "pad":
+        return pixels
+    canvas = np.zeros((spec.size, spec.size), dtype=pixels.dtype)
+    top, left = (spec.size - out_h) // 2, (spec.size - out_w) // 2
+    canvas[top : top + out_h, left : left + out_w] = pixels
+    return canvas
