@@ -8,9 +8,10 @@ runs, so ``--help`` and ``--version`` load neither the build stack nor matplotli
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from ..core.version import __version__
 from .build import build_command
@@ -20,9 +21,20 @@ from .show import show_app
 from .verify import verify_command
 
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+COMMAND_ORDER = ("build", "show", "info", "verify", "sample")
+
+
+class _InUserOrder(TyperGroup):
+    """Lists the commands in the order a user meets them (typer would put the ``show`` group last)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(names))
+
 
 app = typer.Typer(
     name="xraycache",
+    cls=_InUserOrder,
     help="Turn a folder of chest X-rays into one HDF5 cache, in parallel, and look at it.",
     no_args_is_help=True,
     add_completion=False,
@@ -34,14 +46,17 @@ app = typer.Typer(
 def version_text() -> str:
     """The tool's version and the imaging/HDF5 stack it runs on."""
     from ..core.format import hdf5_versions
+    from ..imaging.decoders import PLUGINS
     from ..imaging.stack import imaging_stack
 
     stack = imaging_stack()
     h5py_version, hdf5_version = hdf5_versions()
+    decoders = ", ".join(p.NAME if p.available() else f"{p.NAME} (needs {p.REQUIRES})" for p in PLUGINS)
     return (
         f"xraycache {__version__}\n"
         f"imaging backend: {stack.imaging}\n"
         f"jpeg: {stack.libjpeg}\n"
+        f"decoders: {decoders}\n"
         f"h5py {h5py_version}, HDF5 {hdf5_version}"
     )
 

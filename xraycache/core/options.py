@@ -378,10 +378,6 @@ class BuildOptions:
             self, **{part: dataclasses.replace(getattr(self, part), **kw) for part, kw in changes.items()}
         )
 
-    def flat(self) -> dict[str, Any]:
-        """Every option by its flat name (the keywords of ``xraycache.build``)."""
-        return {f.name: getattr(getattr(self, part), f.name) for part, f in self.fields()}
-
     def settings(self) -> dict[str, Any]:
         """The options recorded in the cache file (root attributes), which an incremental rebuild compares."""
         return {**self.resize.recorded(), **self.sources.recorded(), **self.output.recorded(), **self.run.recorded()}

@@ -1,7 +1,7 @@
 """Decoder plugins: each module turns one file's bytes into stored pixels, with one shared signature.
 
-A plugin module has ``NAME``, ``available() -> bool`` (its libraries are installed), ``MISSING`` (what to
-install when they are not), ``claims(path, data) -> bool`` and ``decode(data, spec) -> DecodedPixels``
+A plugin module has ``NAME``, ``REQUIRES`` (the libraries it needs), ``available() -> bool`` (they are
+installed), ``MISSING`` (the skip reason, with the install hint, when they are not), ``claims(path, data) -> bool`` and ``decode(data, spec) -> DecodedPixels``
 (raises DecodeError with the reason). The first plugin that claims a file decodes it; a file claimed by an
 unavailable plugin is skipped with its install hint. To read a new format, add a module here and put it in
 ``PLUGINS`` before the fallback.
@@ -22,6 +22,7 @@ class Decoder(Protocol):
     """The signature every plugin module shares."""
 
     NAME: str
+    REQUIRES: str
     MISSING: str
 
     def available(self) -> bool: ...

@@ -62,6 +62,7 @@ def is_dicom(path: str | os.PathLike[str], data: bytes) -> bool:
 
 
 NAME = "DICOM"
+REQUIRES = "pydicom"
 MISSING = f"DICOM file, but pydicom is not installed ({INSTALL_HINT})"
 
 

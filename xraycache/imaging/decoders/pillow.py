@@ -22,6 +22,7 @@ from ..result import DecodedPixels
 from ..window import HIGH_BIT_MODES, render_pil_high_bit
 
 NAME = "JPEG/PNG (Pillow)"
+REQUIRES = "Pillow"
 MISSING = ""  # Pillow is a dependency: always available
 FORMATS = ("JPEG", "PNG")
 # Draft (DCT-scaled) decode to at least this multiple of the target: measured on the real sample,
