@@ -75,7 +75,7 @@ def kaggle(make_dataset: Callable[..., Path]) -> Path:
     return make_dataset(rgb={"train/PNEUMONIA/person12_virus_3.jpeg"})
 
 
-# -- readers (issue 4): one small built cache per session, shared by test_reader/stats/plots/show_cli/torch --------
+# -- readers: one small built cache per session, shared by test_reader/stats/plots/show_cli/torch --------
 
 
 def _reader_files() -> dict[str, tuple[int, int]]:

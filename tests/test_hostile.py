@@ -74,7 +74,7 @@ def bomb_png(path: Path, side: int = 9000) -> None:
 
 
 def hostile_dataset(root: Path) -> Path:
-    """Good images plus every hostile case of the issue, in a Kaggle layout under ``root/src``."""
+    """Good images plus every hostile case of the policy (README), in a Kaggle layout under ``root/src``."""
     src = root / "src"
     folder = src / NORMAL
     for i, rel in enumerate(GOOD):

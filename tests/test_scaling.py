@@ -1,4 +1,4 @@
-"""Scaling out (issue 8): sharded output joined by HDF5 virtual datasets, and builds on a dask cluster.
+"""Scaling out: sharded output joined by HDF5 virtual datasets, and builds on a dask cluster.
 
 The dask tests start a real ``distributed.LocalCluster`` (2 worker processes, 1 thread each, loopback
 only) and skip when dask.distributed is not installed (it is in the ``test`` extra).
