@@ -36,12 +36,12 @@ def per_image_costs(root: Path, size: int, sample: int) -> dict[str, float]:
     """Milliseconds per image of decode+resize and of the single writer, serially in this process."""
     from xraycache.builder.scan import scan
     from xraycache.builder.writer import CacheWriter
-    from xraycache.core.options import ResizeOptions as ResizeSpec
+    from xraycache.core.options import ResizeOptions
     from xraycache.imaging.decode import decode_file
 
     found = scan(root)
     files = found.files[:sample]
-    spec = ResizeSpec(size=size)
+    spec = ResizeOptions(size=size)
     started = time.perf_counter()
     decoded = [decode_file(str(found.root / f.path), spec) for f in files]
     decode_ms = (time.perf_counter() - started) * 1000 / len(files)

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from xraycache.core.errors import DecodeError
-from xraycache.core.options import ResizeOptions as ResizeSpec
+from xraycache.core.options import ResizeOptions
 from xraycache.imaging.decoders import pillow
 from xraycache.imaging.resize import area_resize
 
 
-def decode_bytes(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, str]:
+def decode_bytes(data: bytes, spec: ResizeOptions) -> tuple[np.ndarray, int, int, str]:
     """The JPEG/PNG plugin's result as (pixels, width, height, mode)."""
     decoded = pillow.decode(data, spec)
     return decoded.pixels, decoded.width, decoded.height, decoded.mode
@@ -68,7 +68,7 @@ def test_stretch_fidelity_against_exact_area_average() -> None:
     for seed, factor in enumerate(FACTORS):
         pixels = stripes_and_edges(int(SIZE * factor), int(SIZE * factor * 0.8), seed)
         reference = area_reference(pixels, SIZE)
-        out = decode_bytes(png_bytes(pixels), ResizeSpec(size=SIZE))[0]
+        out = decode_bytes(png_bytes(pixels), ResizeOptions(size=SIZE))[0]
         assert out.shape == (SIZE, SIZE) and out.dtype == np.uint8
         ours.append(psnr(out, reference))
         notebook.append(psnr(cv2.resize(pixels, (SIZE, SIZE)), reference))
@@ -97,7 +97,7 @@ def test_rgb_is_converted_with_itu_601_luma(fmt: str) -> None:
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
     buffer = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buffer, format=fmt, quality=100)
-    out, width, height, mode = decode_bytes(buffer.getvalue(), ResizeSpec(size=16))
+    out, width, height, mode = decode_bytes(buffer.getvalue(), ResizeOptions(size=16))
     expected = 0.299 * 200 + 0.587 * 100 + 0.114 * 50
     assert mode == "RGB" and (width, height) == (64, 64)
     assert abs(float(out.mean()) - expected) < 2.0
@@ -105,7 +105,7 @@ def test_rgb_is_converted_with_itu_601_luma(fmt: str) -> None:
 
 def test_pad_letterboxes_with_zero_and_keeps_aspect() -> None:
     pixels = np.full((100, 400), 180, dtype=np.uint8)
-    out = decode_bytes(png_bytes(pixels), ResizeSpec(size=64, fit="pad"))[0]
+    out = decode_bytes(png_bytes(pixels), ResizeOptions(size=64, fit="pad"))[0]
     assert out.shape == (64, 64)
     assert np.all(out[:24] == 0) and np.all(out[-24:] == 0)  # 64 * 100/400 = 16 rows of image
     assert np.all(out[24:40] == 180)
@@ -114,7 +114,7 @@ def test_pad_letterboxes_with_zero_and_keeps_aspect() -> None:
 def test_crop_takes_the_centre_square() -> None:
     pixels = np.zeros((100, 300), dtype=np.uint8)
     pixels[:, 100:200] = 255
-    out = decode_bytes(png_bytes(pixels), ResizeSpec(size=50, fit="crop"))[0]
+    out = decode_bytes(png_bytes(pixels), ResizeOptions(size=50, fit="crop"))[0]
     assert np.all(out == 255)
 
 
@@ -126,7 +126,7 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # stored rotated: display needs a 90 degree clockwise turn
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
-    out, width, height, _ = decode_bytes(buffer.getvalue(), ResizeSpec(size=32, fit="pad"))
+    out, width, height, _ = decode_bytes(buffer.getvalue(), ResizeOptions(size=32, fit="pad"))
     assert (width, height) == (60, 120)  # the upright image is portrait
     image_columns = out[:, 8:24]  # pad: the 16 px wide portrait image sits in the middle
     assert image_columns[:16].mean() > 200 and image_columns[16:].mean() < 50  # bright half on top
@@ -136,14 +136,14 @@ def test_sixteen_bit_png_is_windowed_to_8_bits() -> None:
     ramp = np.tile(np.linspace(1000, 5000, 200), (50, 1)).astype(np.uint16)
     buffer = io.BytesIO()
     Image.fromarray(ramp).save(buffer, format="PNG")
-    out, _, _, mode = decode_bytes(buffer.getvalue(), ResizeSpec(size=50, fit="stretch"))
+    out, _, _, mode = decode_bytes(buffer.getvalue(), ResizeOptions(size=50, fit="stretch"))
     assert mode.startswith("I")
     assert out.min() <= 2 and out.max() >= 253  # the full 8-bit range is used
     assert np.all(np.diff(out.astype(int), axis=1) >= 0)  # monotonic ramp stays monotonic
 
 
 def test_small_sources_are_upsampled() -> None:
-    out = decode_bytes(png_bytes(np.full((20, 30), 90, dtype=np.uint8)), ResizeSpec(size=64))[0]
+    out = decode_bytes(png_bytes(np.full((20, 30), 90, dtype=np.uint8)), ResizeOptions(size=64))[0]
     assert out.shape == (64, 64) and np.all(out == 90)
 
 
@@ -157,17 +157,17 @@ def test_small_sources_are_upsampled() -> None:
 )
 def test_non_images_raise_decode_error(data: bytes, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
-        decode_bytes(data, ResizeSpec())
+        decode_bytes(data, ResizeOptions())
 
 
 def test_truncated_jpeg_is_refused() -> None:
     buffer = io.BytesIO()
     Image.fromarray(stripes_and_edges(300, 300, 0)).save(buffer, format="JPEG")
     with pytest.raises(DecodeError, match="corrupt or truncated"):
-        decode_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2], ResizeSpec())
+        decode_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2], ResizeOptions())
 
 
 def test_pixel_limit_refuses_before_decoding() -> None:
     data = png_bytes(np.zeros((100, 100), dtype=np.uint8))
     with pytest.raises(DecodeError, match="over the pixel limit"):
-        decode_bytes(data, ResizeSpec(max_pixels=9_999))
+        decode_bytes(data, ResizeOptions(max_pixels=9_999))

@@ -16,7 +16,7 @@ from _dicom import BASIC_TEXT_SR, chest, dataset, save, write  # noqa: E402
 import xraycache  # noqa: E402
 from xraycache.builder.identifiers import key_id, pseudonym  # noqa: E402
 from xraycache.core.errors import DecodeError  # noqa: E402
-from xraycache.core.options import ResizeOptions as ResizeSpec  # noqa: E402
+from xraycache.core.options import ResizeOptions  # noqa: E402
 from xraycache.imaging.decode import decode_file  # noqa: E402
 from xraycache.imaging.decoders.dicom import is_dicom, voi_window  # noqa: E402
 
@@ -36,7 +36,7 @@ def ramp(low: int = 0, high: int = 4095) -> np.ndarray:
 
 
 def decode(path: Path, **spec: object) -> tuple[np.ndarray, dict[str, object]]:
-    image = decode_file(path, ResizeSpec(size=SIDE, **spec))  # type: ignore[arg-type]
+    image = decode_file(path, ResizeOptions(size=SIDE, **spec))  # type: ignore[arg-type]
     return image.pixels, image.info
 
 

@@ -12,11 +12,11 @@ from PIL import Image
 
 import xraycache
 from xraycache.core.format import pixel_hist
-from xraycache.core.options import ResizeOptions as ResizeSpec
+from xraycache.core.options import ResizeOptions
 from xraycache.imaging.decoders import pillow
 
 
-def decode_image(data: bytes, spec: ResizeSpec) -> tuple[np.ndarray, int, int, str, dict[str, Any]]:
+def decode_image(data: bytes, spec: ResizeOptions) -> tuple[np.ndarray, int, int, str, dict[str, Any]]:
     """The JPEG/PNG plugin's result as (pixels, width, height, mode, provenance)."""
     decoded = pillow.decode(data, spec)
     return decoded.pixels, decoded.width, decoded.height, decoded.mode, decoded.info
@@ -53,12 +53,12 @@ def expected(values: np.ndarray, low: float, high: float, top: int) -> np.ndarra
 def test_sixteen_bit_png_minmax_and_percentile(dtype: str) -> None:
     values = known16()
     top = 65535 if dtype == "uint16" else 255
-    pixels, _, _, mode, info = decode_image(png16(values), ResizeSpec(size=SIDE, window="minmax", dtype=dtype))  # type: ignore[arg-type]
+    pixels, _, _, mode, info = decode_image(png16(values), ResizeOptions(size=SIDE, window="minmax", dtype=dtype))  # type: ignore[arg-type]
     assert mode.startswith("I") and pixels.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(pixels, expected(values, 0, 65535, top))
     assert info["window"] == "minmax 0-65535" and info["bits_stored"] == 16
     for window in ("auto", "percentile", "dicom"):  # a PNG has no VOI: auto and dicom mean percentile
-        pixels, _, _, _, info = decode_image(png16(values), ResizeSpec(size=SIDE, window=window, dtype=dtype))  # type: ignore[arg-type]
+        pixels, _, _, _, info = decode_image(png16(values), ResizeOptions(size=SIDE, window=window, dtype=dtype))  # type: ignore[arg-type]
         low, high = np.percentile(values.astype(np.float64), (0.5, 99.5))
         np.testing.assert_array_equal(pixels, expected(values, low, high, top))
         assert str(info["window"]).startswith("percentile")
@@ -68,10 +68,10 @@ def test_sixteen_bit_png_minmax_and_percentile(dtype: str) -> None:
 @pytest.mark.parametrize("window", ["auto", "minmax", "percentile", "dicom"])
 def test_eight_bit_sources_are_never_rewindowed(window: str) -> None:
     values = np.tile(np.arange(100, 116, dtype=np.uint8), (SIDE, 1))  # low contrast: 100..115
-    pixels, _, _, _, info = decode_image(png8(values), ResizeSpec(size=SIDE, window=window))  # type: ignore[arg-type]
+    pixels, _, _, _, info = decode_image(png8(values), ResizeOptions(size=SIDE, window=window))  # type: ignore[arg-type]
     np.testing.assert_array_equal(pixels, values)
     assert info["window"] == "none (8-bit)"
-    wide, *_ = decode_image(png8(values), ResizeSpec(size=SIDE, window=window, dtype="uint16"))  # type: ignore[arg-type]
+    wide, *_ = decode_image(png8(values), ResizeOptions(size=SIDE, window=window, dtype="uint16"))  # type: ignore[arg-type]
     np.testing.assert_array_equal(wide, values.astype(np.uint16) * 257)
 
 

@@ -21,7 +21,7 @@ from tests.conftest import radiograph, write_image
 from tests.test_crash import NOBODY, make_world_readable, needs_root, run_cli
 from xraycache import build
 from xraycache.cli import app
-from xraycache.core.options import ResizeOptions as ResizeSpec
+from xraycache.core.options import ResizeOptions
 from xraycache.imaging.decode import decode_file
 
 NORMAL = "train/NORMAL"
@@ -166,7 +166,7 @@ def test_decoded_cases_follow_their_policies(hostile: tuple[Path, Path]) -> None
     src, out = hostile
     images = stored(out)
     widths, heights, modes = meta(out, "width"), meta(out, "height"), meta(out, "mode")
-    spec = ResizeSpec(size=64)
+    spec = ResizeOptions(size=64)
     # a PNG named .jpeg: decoded by content, same pixels as the PNG itself
     reference = src.parent / "reference"
     reference.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from .builder.scan import scan
-from .core.format import file_sha256, open_cache, pixel_checksum, read_attrs, storable_path
+from .core.format import file_sha256, open_cache, pixel_checksum, read_attrs, read_text, storable_path
 
 BLOCK_BYTES = 32 << 20  # pixels read per block while checking
 
@@ -68,7 +68,7 @@ class VerifyReport:
 def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = None) -> VerifyReport:
     """Check the cache ``out`` on its own and, given ``src``, against its source files."""
     report = VerifyReport(out=str(out), src=None if src is None else str(src))
-    with open_cache(out) as file:
+    with open_cache(out, consistent=False) as file:  # differences are reported here, not refused
         attrs = read_attrs(file)
         report.splits = [str(s) for s in attrs.get("splits", [])]
         try:
@@ -113,13 +113,13 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
             if not np.array_equal(group["stats/count"][:], count):
                 report.problems.append(Finding(split, "stats", "stats/count does not match the labels"))
         _check_pixels(group, split, labels, report)
-        paths = group["meta/path"].asstr()[:]
+        paths = read_text(group["meta/path"], Path(file.filename).stat().st_size)
         hashes = group["meta/file_hash"][:]
         for path, digest in zip(paths, hashes, strict=True):
             cached[str(path)] = bytes(digest)
     skipped: set[str] = set()
     if "skipped" in file and "path" in file["skipped"]:
-        skipped = {str(p) for p in file["skipped/path"].asstr()[:]}
+        skipped = {str(p) for p in read_text(file["skipped/path"], Path(file.filename).stat().st_size)}
     return cached, skipped
 
 
@@ -134,7 +134,7 @@ def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, report: Ver
         report.unchecked.append(f"{split}: no stored checksums (file written before they existed)")
     stored_sums = group["checksums"][:] if has_checksums else None
     lows, highs = group["meta/min"][:], group["meta/max"][:]
-    paths = group["meta/path"].asstr()[:]
+    paths = read_text(group["meta/path"], Path(group.file.filename).stat().st_size)
     hist = np.zeros(group["stats/hist"].shape, dtype=np.int64) if "stats/hist" in group else None
     per_image = max(1, int(np.prod(images.shape[1:])) * images.dtype.itemsize)
     block = max(1, BLOCK_BYTES // per_image)

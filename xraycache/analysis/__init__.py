@@ -1,1 +1,2 @@
-"""Analyses of stored per-image columns that both the build and the readers use (leakage between splits)."""
+"""Analyses of stored per-image columns (leakage between splits), below both the build and the read side
+so that either may use them; today the read side does (``Cache.leakage``)."""

@@ -83,7 +83,7 @@ def run_build(
         on_scan(len(found.files))
     n_jobs = options.run.workers()
     skips = SkipLog(options.run.strict)
-    skips.extend(found.unlabeled)
+    skips.extend(found.unlabeled_rows())
     report = BuildReport(
         src=str(found.root),
         out=str(out_path),
@@ -94,7 +94,7 @@ def run_build(
         ignored=[storable_path(p) for p in found.ignored],
         dry_run=dry_run,
         jobs=n_jobs,
-        settings=options.settings(),
+        settings={**options.settings(), **{k: v for k, v in prepared.attrs.items() if k != "pseudonym_key_id"}},
         backend=imaging_stack().imaging,
         mode="dry-run" if dry_run else "cold",
         csv_rows_without_file=prepared.rows_without_file,

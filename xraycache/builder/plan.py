@@ -16,8 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ..core.errors import NotACacheError, Skipped
-from ..core.format import CONTEXT_SETTINGS, SKIPPED_COLUMNS, file_sha256, open_cache, read_attrs, storable_path
+from ..core.format import (
+    CONTEXT_SETTINGS,
+    SKIPPED_COLUMNS,
+    file_sha256,
+    open_cache,
+    read_attrs,
+    read_text,
+    storable_path,
+)
 from ..core.options import setting_names
 from ..imaging.result import DecodeFailure, DecodeResult
 from .prepare import label_key
@@ -53,13 +63,18 @@ def read_old_cache(path: Path) -> OldCache:
     """Read the index of the cache at ``path``; NotACacheError if it is not a readable xraycache file."""
     try:
         with open_cache(path) as handle:
+            budget = path.stat().st_size  # all the text a legitimate file holds, over every column
             attrs = read_attrs(handle)
             label_names = tuple(str(name) for name in attrs.get("label_names", ()))
             images: dict[str, OldImage] = {}
             for split in attrs.get("splits", ()):
                 group = handle[split]
                 meta = group["meta"]
-                paths = meta["path"].asstr()[:]
+                for name, column in meta.items():  # the rebuild copies every text column: bound them all
+                    if name != "path" and h5py.check_string_dtype(column.dtype) is not None:
+                        budget -= sum(len(text) for text in read_text(column, budget))
+                paths = read_text(meta["path"], budget)
+                budget -= sum(len(p) for p in paths)
                 labels = group["labels"][:]
                 sizes = meta["file_size"][:]
                 mtimes = meta["mtime_ns"][:]
@@ -79,7 +94,7 @@ def read_old_cache(path: Path) -> OldCache:
                     )
             skipped: list[Skipped] = []
             if "skipped" in handle:
-                columns = [handle["skipped"][name].asstr()[:] for name in SKIPPED_COLUMNS]
+                columns = [read_text(handle["skipped"][name], budget) for name in SKIPPED_COLUMNS]
                 skipped = [Skipped(str(p), str(s), str(r)) for p, s, r in zip(*columns, strict=True)]
     except NotACacheError:
         raise
@@ -91,7 +106,7 @@ def read_old_cache(path: Path) -> OldCache:
 def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable ``name old -> new`` for each recorded setting that differs."""
     diffs = []
-    for key in (*setting_names(), *CONTEXT_SETTINGS):
+    for key in ("source_root", *setting_names(), *(k for k in CONTEXT_SETTINGS if k != "source_root")):
         before, after = old.get(key), new.get(key)
         if before != after:
             diffs.append(f"{key} {before!r} -> {after!r}")
@@ -215,7 +230,7 @@ def _up_to_date(found: ScanResult, old: OldCache, plan: Plan) -> bool:
     failures = {path: r for path, r in plan.decoded.items() if isinstance(r, DecodeFailure)}
     if len(failures) != len(plan.decoded):
         return False
-    skipped = [*found.unlabeled]
+    skipped = found.unlabeled_rows()
     skipped += [Skipped(storable_path(f.path), f.split, failures[f.path].reason) for f in plan.retried]
     return (
         skipped == old.skipped

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..core.errors import Skipped
-from ..core.format import storable_path
 from ..core.options import SourceOptions
 from ..imaging.decoders import dicom
 from . import identifiers
@@ -94,7 +92,7 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
                 )
             )
         files = labelled
-        unlabeled += [Skipped(storable_path(path), "", reason) for path, reason in result.unmatched_files]
+        unlabeled += result.unmatched_files
         missing = [row.path for row in result.unmatched_rows]
         label_names = table.label_names
         layout = f"{found.layout}+csv"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import SkipLog, Skipped
 from ..core.options import Compression, ResizeOptions
-from .scan import ScanResult
+
+if TYPE_CHECKING:  # kept out at run time: ``xraycache.BuildReport`` loads no imaging code
+    from .scan import ScanResult
 
 ProgressCallback = Callable[[int], None]
 

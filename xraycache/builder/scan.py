@@ -58,13 +58,17 @@ class ScanResult:
     label_names: tuple[str, ...]
     files: list[SourceFile]  # ordered by code-point order of ``path``
     ignored: list[str] = field(default_factory=list)  # non-image files, relative paths
-    unlabeled: list[Skipped] = field(default_factory=list)  # files whose name gives no label
+    unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path as found, reason): no label
     multi_label: bool = False  # labels from a CSV with --label-sep: SourceFile.labels holds them all
 
     @property
     def splits(self) -> tuple[str, ...]:
         """Split names in the canonical order: train, val, test, then the rest sorted."""
         return order_splits({f.split for f in self.files})
+
+    def unlabeled_rows(self) -> list[Skipped]:
+        """The files the scan (or the labels CSV) could give no label, as the rows ``/skipped`` stores."""
+        return [Skipped(storable_path(path), "", reason) for path, reason in self.unlabeled]
 
     def counts(self) -> dict[str, Counter[int]]:
         """Images per split and label index."""
@@ -186,7 +190,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
     index = {name: i for i, name in enumerate(label_names)}
 
     files: list[SourceFile] = []
-    unlabeled: list[Skipped] = []
+    unlabeled: list[tuple[str, str]] = []
     for parts in images:
         rel = "/".join(parts)
         name = parts[-1]
@@ -198,9 +202,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
             if classes == "three" and label == "pneumonia":
                 kind = pneumonia_kind(name)
                 if kind is None:
-                    unlabeled.append(
-                        Skipped(storable_path(rel), "", "name says neither bacteria nor virus (--classes three)")
-                    )
+                    unlabeled.append((rel, "name says neither bacteria nor virus (--classes three)"))
                     continue
                 label = kind
         elif layout == "three-folder":

@@ -139,7 +139,7 @@ def _write_sharded(job: BuildJob, plan: Plan, old_path: Path | None, shards: int
         for leftover in folder.glob("*.tmp"):  # a shard task that ran twice (its first worker died)
             leftover.unlink(missing_ok=True)
         fsync_dir(folder)
-        _join(out, folder, names, found.splits, [*found.unlabeled, *shard_skipped])
+        _join(out, folder, names, found.splits, job.skips.entries)  # the scan's, then each shard's
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -10,7 +10,7 @@ scan order; the single-file build and every shard of a sharded build use it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ..core.format import (
     FORMAT_VERSION,
     SKIPPED_COLUMNS,
     STR,
+    attribute_rank,
     hist_bin_width,
     hist_moments,
     meta_columns,
@@ -113,7 +114,6 @@ class CacheWriter:
         self._splits: dict[str, _SplitState] = {}
         self._buffers: dict[str, list[tuple[DecodedImage, SourceFile]]] = {}
         self._hist: dict[str, np.ndarray] = {}
-        self._skipped: list[Skipped] = []
         try:
             self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
         except BaseException:
@@ -125,8 +125,8 @@ class CacheWriter:
             root["format_version"] = FORMAT_VERSION
             root["label_names"] = np.array(label_names, dtype=STR)
             root["splits"] = np.array(list(capacities), dtype=STR)
-            for key, value in attrs.items():
-                root[key] = value
+            for key in sorted(attrs, key=attribute_rank):  # a stable sort: unknown keys keep their order
+                root[key] = attrs[key]
             for split, capacity in capacities.items():
                 self._create_split(split, capacity)
         except BaseException:
@@ -212,10 +212,6 @@ class CacheWriter:
             row[list(source.labels)] = 1
         return rows
 
-    def add_skipped(self, row: Skipped) -> None:
-        """Record a file the build could not take, and why."""
-        self._skipped.append(row)
-
     def _flush(self, split: str) -> None:
         buffer = self._buffers[split]
         if not buffer:
@@ -246,16 +242,11 @@ class CacheWriter:
             count = np.bincount(labels, minlength=len(self.label_names))
         stats.create_dataset("count", data=count)
 
-    def _write_skipped(self) -> None:
-        write_skipped(self._file, self._skipped)
-
-    def commit(self, extra_attrs: Mapping[str, Any] | None = None) -> Path:
-        """Finish the file (summaries, exact sizes), make it durable, and rename it to OUT."""
+    def commit(self, skipped: Sequence[Skipped] = ()) -> Path:
+        """Finish the file (summaries, the ``/skipped`` list, exact sizes), make it durable, rename it to OUT."""
         for split in self._splits:
             self._finish_split(split)
-        self._write_skipped()
-        for key, value in (extra_attrs or {}).items():
-            self._file.attrs[key] = value
+        write_skipped(self._file, list(skipped))
         needs_compaction = any(s.written < s.capacity for s in self._splits.values())
         self._file.close()
         if needs_compaction:
@@ -358,8 +349,6 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
             dtype=spec.dtype,
             multi_label=found.multi_label,
         ) as writer:
-            for row in found.unlabeled:
-                writer.add_skipped(row)
             results = decode_all(str(found.root), to_decode, spec, job.n_jobs)
             run: list[Action] = []
             for action in plan.actions:
@@ -375,9 +364,7 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
                 source = action.source
                 result = decoded[source.path] if source.path in decoded else next(results)
                 if isinstance(result, DecodeFailure):
-                    row = Skipped(storable_path(source.path), source.split, result.reason)
-                    writer.add_skipped(row)
-                    job.skips(row)
+                    job.skips(Skipped(storable_path(source.path), source.split, result.reason))
                 else:
                     writer.add(result, source)
                     kept.append(source)
@@ -388,7 +375,7 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
             job.skips.check()  # strict: the writer aborts, OUT is not written
             if old_file is not None:
                 old_file.close()
-            writer.commit()
+            writer.commit(skipped=job.skips.entries)
     finally:
         if old_file is not None:
             old_file.close()

@@ -105,7 +105,7 @@ def print_leakage(report: LeakageReport, limit: int = 10) -> None:
         console.print(table)
 
 
-def open_cache(path: Path) -> Cache:
+def open_for_reading(path: Path) -> Cache:
     """``xraycache.open``, imported when a command first reads a cache (``--help`` needs no h5py)."""
     from ..read.cache import open as open_file
 

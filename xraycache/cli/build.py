@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..core.options import BuildOptions, flag_of, info_of
+from ..core.options import BuildOptions, flag_of, hints_of, info_of
 from ._common import cli_errors, console, progress_bar
 
 if typing.TYPE_CHECKING:
@@ -30,7 +30,7 @@ def option_parameters() -> list[inspect.Parameter]:
     parameters = []
     for part, f in BuildOptions.fields():
         info = info_of(f)
-        hint = typing.get_type_hints(BuildOptions.PARTS[part])[f.name]
+        hint = hints_of(BuildOptions.PARTS[part])[f.name]
         declared = typer.Option(
             *((flag_of(f), *info.flags[1:]) if info.flags else (flag_of(f),)),
             help=info.help,

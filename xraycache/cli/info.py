@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import cli_errors, console, open_cache, print_leakage
+from ._common import cli_errors, console, open_for_reading, print_leakage
 
 SHOWN_FIRST = ("format", "format_version", "tool_version", "created", "command", "source_root", "layout")
 
@@ -20,7 +20,7 @@ def info_command(
     limit: Annotated[int, typer.Option(min=0, help="Skipped files to list (all are in the file's /skipped).")] = 20,
 ) -> None:
     """Print how FILE was built (its attributes), its splits with image counts per class, and skipped files."""
-    with cli_errors(), open_cache(file) as cache:
+    with cli_errors(), open_for_reading(file) as cache:
         attrs = Table(title=f"{cache.path} ({cache.path.stat().st_size / 1e6:,.1f} MB)", title_justify="left")
         attrs.add_column("attribute", style="bold")
         attrs.add_column("value", overflow="fold")

@@ -13,14 +13,22 @@ from rich import box
 from rich.table import Table
 
 from ..core.options import BuildOptions
-from ._common import cli_errors, console, open_cache, print_leakage
+from ._common import cli_errors, console, open_for_reading, print_leakage
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from ..core.errors import Skipped
     from ..read.cache import Cache
 
-ALWAYS_SHOWN = ("size", "fit", "filter", "classes", "compression")  # other settings only when not the default
+ALWAYS_SHOWN = (
+    "size",
+    "fit",
+    "filter",
+    "classes",
+    "compression",
+    "max_pixels",
+)  # other settings only when not the default
 
 
 def _plots() -> ModuleType:
@@ -71,7 +79,7 @@ def stats_command(
     """
     from ..read.stats import summarize
 
-    with cli_errors(), open_cache(file) as cache:
+    with cli_errors(), open_for_reading(file) as cache:
         stats = summarize(cache)
         leaks = cache.leakage()
         dtype = str(cache.attrs.get("dtype", "uint8"))  # --dtype uint16: statistics on the high-byte scale
@@ -111,7 +119,7 @@ def stats_command(
     print_leakage(leaks)
 
 
-def _print_skipped(skipped: list[dict[str, str]], limit: int = 20) -> None:
+def _print_skipped(skipped: list[Skipped], limit: int = 20) -> None:
     if not skipped:
         console.print("skipped files: none")
         return
@@ -119,7 +127,7 @@ def _print_skipped(skipped: list[dict[str, str]], limit: int = 20) -> None:
     for column in ("file", "split", "reason"):
         table.add_column(column)
     for row in skipped[:limit]:
-        table.add_row(row["path"], row["split"], row["reason"])
+        table.add_row(row.path, row.split, row.reason)
     if len(skipped) > limit:
         table.add_row(f"... and {len(skipped) - limit} more", "", "see `xraycache info`")
     console.print(table)
@@ -137,7 +145,7 @@ def image_command(
     out: OutOpt = None,
 ) -> None:
     """One image with a colorbar and its size/min/max/mean/std, and its pixel histogram beside it."""
-    with cli_errors(), open_cache(file) as cache:
+    with cli_errors(), open_for_reading(file) as cache:
         if path is not None:
             name, index = cache.locate(path)
         else:
@@ -156,14 +164,14 @@ def hist_command(
     out: OutOpt = None,
 ) -> None:
     """Pixel value histograms, from the histograms the build stored (no pass over the pixels)."""
-    with cli_errors(), open_cache(file) as cache:
+    with cli_errors(), open_for_reading(file) as cache:
         _write(_plots().hist(cache, split=split, by_class=by_class, log=log), _out(file, "hist", out))
 
 
 @show_app.command("counts")
 def counts_command(file: FileArg, out: OutOpt = None) -> None:
     """Bar chart of images per class and split, with the count and share on each bar."""
-    with cli_errors(), open_cache(file) as cache:
+    with cli_errors(), open_for_reading(file) as cache:
         _write(_plots().counts(cache), _out(file, "counts", out))
 
 
@@ -177,7 +185,7 @@ def grid_command(
     out: OutOpt = None,
 ) -> None:
     """A grid of random images, with label and patient above each."""
-    with cli_errors(), open_cache(file) as cache:
+    with cli_errors(), open_for_reading(file) as cache:
         _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), _out(file, "grid", out))
 
 
@@ -192,5 +200,5 @@ def report_command(
 ) -> None:
     """Every view on one page: a self-contained HTML file with embedded PNGs, or one PNG when --out ends in .png."""
     target = out if out is not None else Path.cwd() / f"{file.stem}-report.html"
-    with cli_errors(), open_cache(file) as cache:
+    with cli_errors(), open_for_reading(file) as cache:
         print(_plots().write_report(cache, target, seed=seed))

@@ -42,6 +42,48 @@ CONTEXT_SETTINGS = (
     "label_kind",
 )
 
+# The order root attributes are written in (HDF5 keeps it in the file; readers see them by name). Others follow.
+ROOT_ATTRIBUTE_ORDER = (
+    "format",
+    "format_version",
+    "label_names",
+    "splits",
+    "tool_version",
+    "created",
+    "size",
+    "fit",
+    "filter",
+    "classes",
+    "layout",
+    "compression",
+    "max_pixels",
+    "imaging_backend",
+    "libjpeg",
+    "h5py_version",
+    "hdf5_version",
+    "source_root",
+    "command",
+    "ignored_files",
+    "window",
+    "dtype",
+    "identifiers",
+    "pseudonym_key_id",
+    "labels_csv",
+    "labels_csv_sha256",
+    "labels_columns",
+    "label_kind",
+    "resplit",
+    "seed",
+    "folds",
+    "csv_rows_without_file",
+)
+
+
+def attribute_rank(key: str) -> int:
+    """Where a root attribute goes in ROOT_ATTRIBUTE_ORDER (unknown ones last, in the order given)."""
+    return ROOT_ATTRIBUTE_ORDER.index(key) if key in ROOT_ATTRIBUTE_ORDER else len(ROOT_ATTRIBUTE_ORDER)
+
+
 # The per-image provenance columns of ``/<split>/meta``: name -> dtype.
 META_COLUMNS: dict[str, Any] = {
     "path": STR,  # source path relative to SRC (non-UTF-8 bytes as \xNN escapes)
@@ -123,6 +165,25 @@ def pixel_moments(pixels: np.ndarray) -> tuple[int, int, float, float]:
     return int(pixels.min()), int(pixels.max()), float(values.mean()), float(values.std())
 
 
+def read_text(dset: h5py.Dataset, budget: int, block: int = 4096) -> np.ndarray:
+    """A text column as a NumPy array of str, read in blocks, refused once it holds more than ``budget``
+    characters: variable-length strings live in a heap that many rows may point at, so a small hostile
+    file could otherwise make a reader allocate far more than the file holds (``budget``: the file's size)."""
+    n = dset.shape[0] if dset.shape else 0
+    parts: list[np.ndarray] = []
+    total = 0
+    for start in range(0, n, block):
+        values = (
+            dset.asstr()[start : start + block] if h5py.check_string_dtype(dset.dtype) else dset[start : start + block]
+        )
+        texts = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
+        total += sum(len(t) for t in texts)
+        if total > budget:
+            raise NotACacheError(f"{dset.file.filename}: {dset.name} holds more text than the file could store")
+        parts.append(np.array(texts, dtype=str))
+    return np.concatenate(parts) if parts else np.array([], dtype=str)
+
+
 def file_sha256(path: str | os.PathLike[str]) -> bytes:
     """Hex sha256 of a file's bytes (the ``file_hash`` column), read in blocks."""
     digest = hashlib.sha256()
@@ -184,14 +245,31 @@ def missing_shard_message(path: Path, attrs: Any) -> str | None:
 # -- the one validating open ----------------------------------------------------------------
 
 BUILD_HINT = "give a cache written by `xraycache build SRC OUT`"
+# Bounds on what a cache may claim, checked before anything of that size is read (README "Untrusted caches").
+MAX_ROOT_ATTRIBUTES = 200
+MAX_SPLITS = 1_000
+MAX_LABELS = 10_000
+MAX_NAME_CHARS = 1_000  # a label or split name
+MAX_MEMBERS = 200  # datasets in one group (meta columns, stats)
+MAX_SHARDS = 4096
+MAX_COMPRESSION = 1024  # logical / stored bytes of a compressed dataset (gzip of a black image: ~700)
+VLEN_BYTES = 16  # what HDF5 stores per variable-length string in the dataset itself (the rest in its heap)
+PER_IMAGE = ("labels", "checksums")  # datasets beside ``images`` with one row per image
+REQUIRED_META = ("path", "patient", "file_hash", "file_size", "mtime_ns", "width", "height", "min", "max")
+STRING_META = frozenset(name for name, dtype in META_COLUMNS.items() if dtype is STR)
+_LAYOUTS = {h5py.h5d.COMPACT: "compact", h5py.h5d.CONTIGUOUS: "contiguous", h5py.h5d.CHUNKED: "chunked"}
 
 
-def open_cache(path: str | os.PathLike[str]) -> h5py.File:
-    """Open ``path`` read-only as an xraycache file, or raise a one-line error saying what it is instead.
+def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> h5py.File:
+    """Open ``path`` read-only as an xraycache file, checked before any of its data is read.
 
-    InputError when nothing usable is at the path (missing, a folder); NotACacheError for a file that is
-    not HDF5, a damaged or truncated one, another tool's, a newer format, or a sharded cache with a shard
-    missing (HDF5 would read zeros for it).
+    InputError when nothing usable is at the path (missing, a folder); NotACacheError, with one line naming
+    the part and the reason, for a file that is not HDF5, is damaged or truncated, is another tool's or a
+    newer format's, or that could make a reader read outside it (external storage or links, virtual datasets
+    outside its shard folder, soft links), crash (wrong dtypes or shapes) or allocate more than the file
+    holds (counts and lengths bounded by its size). ``consistent`` (every reader) also requires every
+    per-image dataset to have one row per image and labels in range; ``verify`` opens with it off and
+    reports such differences itself.
     """
     path = Path(path)
     if not path.exists():
@@ -211,23 +289,258 @@ def open_cache(path: str | os.PathLike[str]) -> h5py.File:
         reason = "truncated" if "truncated" in str(exc) else "damaged"
         raise NotACacheError(f"{path} is a {reason} HDF5 file that cannot be opened; rebuild it") from None
     try:
-        if attr_value(file.attrs.get("format", "")) != FORMAT_NAME:
-            raise NotACacheError(f"{path} is an HDF5 file written by another tool, not an xraycache cache")
-        try:
-            version = int(attr_value(file.attrs.get("format_version", 0)))
-        except (TypeError, ValueError):
-            raise NotACacheError(f"{path}: format_version is not a number; rebuild it") from None
-        if version > FORMAT_VERSION:
-            raise NotACacheError(
-                f"{path} has format version {version}, newer than this xraycache reads ({FORMAT_VERSION}); upgrade it"
-            )
-        missing = missing_shard_message(path, file.attrs)
-        if missing:
-            raise NotACacheError(missing)
+        _CacheCheck(path, file, consistent).run()
     except BaseException:
         file.close()
         raise
     return file
+
+
+class _Refused(Exception):
+    """A part of the file that is not what the format says: (part, reason)."""
+
+
+class _CacheCheck:
+    """The checks of :func:`open_cache` on one open file (and, for a sharded cache, on each shard)."""
+
+    def __init__(self, path: Path, file: h5py.File, consistent: bool, shard_of: Path | None = None) -> None:
+        self.path = path
+        self.file = file
+        self.consistent = consistent
+        self.shard_of = shard_of  # the sharded cache this file is a shard of
+        self.size = path.stat().st_size
+        self.shard_files: list[str] = []  # "folder/shard-0000.h5": what a virtual dataset may read
+
+    def run(self) -> None:
+        try:
+            self._root()
+        except _Refused as refused:
+            part, reason = refused.args
+            where = f"{self.shard_of}: shard {self.path.name}" if self.shard_of else str(self.path)
+            raise NotACacheError(f"{where} is not a valid xraycache cache: {part}: {reason}") from None
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # HDF5 could not read a part
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise NotACacheError(f"{self.path} is a damaged xraycache cache ({first}); rebuild it") from None
+
+    # -- root ------------------------------------------------------------------------------
+
+    def _attr(self, name: str, *, max_items: int = 1, default: Any = None) -> Any:
+        """A root attribute, decoded, after checking how many values it holds."""
+        if name not in self.file.attrs:
+            return default
+        aid = h5py.h5a.open(self.file.id, name.encode())
+        items = int(np.prod(aid.shape)) if aid.shape else 1
+        if items > max_items:
+            raise _Refused(f"attribute {name}", f"holds {items:,} values (at most {max_items:,})")
+        return attr_value(self.file.attrs[name])
+
+    def _names(self, name: str, limit: int) -> tuple[str, ...]:
+        value = self._attr(name, max_items=limit, default=None)
+        if value is None:
+            raise _Refused(f"attribute {name}", "missing")
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise _Refused(f"attribute {name}", "is not a list of names")
+        long = [v for v in value if len(v) > MAX_NAME_CHARS]
+        if long:
+            raise _Refused(f"attribute {name}", f"a name of {len(long[0]):,} characters (at most {MAX_NAME_CHARS:,})")
+        if len(set(value)) != len(value):
+            raise _Refused(f"attribute {name}", "names a value twice")
+        return value
+
+    def _root(self) -> None:
+        if self._attr("format", default="") != FORMAT_NAME:
+            raise NotACacheError(f"{self.path} is an HDF5 file written by another tool, not an xraycache cache")
+        if len(self.file.attrs) > MAX_ROOT_ATTRIBUTES:
+            raise _Refused("root", f"{len(self.file.attrs):,} attributes (at most {MAX_ROOT_ATTRIBUTES})")
+        version = self._attr("format_version", default=0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise _Refused("attribute format_version", f"{version!r} is not a whole number")
+        if version > FORMAT_VERSION:
+            raise NotACacheError(
+                f"{self.path} has format version {version}, newer than this xraycache reads ({FORMAT_VERSION}); upgrade it"
+            )
+        self.labels = self._names("label_names", MAX_LABELS)
+        splits = self._names("splits", MAX_SPLITS)
+        side = self._attr("size")
+        if isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= 65_536:
+            raise _Refused("attribute size", f"{side!r} is not an image side in pixels")
+        self.side = side
+        self.dtype = self._attr("dtype", default="uint8")
+        if self.dtype not in ("uint8", "uint16"):
+            raise _Refused("attribute dtype", f"{self.dtype!r} is not uint8 or uint16")
+        self.multi = self._attr("label_kind", default="single") == "multi"
+        self._shards()
+        for split in splits:
+            if not split or "/" in split or split in (".", "..", "skipped"):
+                raise _Refused(f"split {split!r}", "is not a split name")
+            self._split(split)
+        if "skipped" in self.file:
+            self._skipped()
+
+    def _shards(self) -> None:
+        self.sharded = "shard_files" in self.file.attrs
+        if not self.sharded:
+            return
+        if self.shard_of is not None:
+            raise _Refused("root", "a shard that is itself sharded")
+        folder = self._attr("shard_dir", default="")
+        if not isinstance(folder, str) or not folder or "/" in folder or folder in (".", ".."):
+            raise _Refused("attribute shard_dir", f"{folder!r} is not a folder name beside the cache")
+        names = self._names("shard_files", MAX_SHARDS)
+        for name in names:
+            if "/" in name or not name.startswith("shard-") or not name.endswith(".h5"):
+                raise _Refused("attribute shard_files", f"{name!r} is not a shard file name")
+        missing = missing_shard_message(self.path, self.file.attrs)
+        if missing:
+            raise NotACacheError(missing)
+        self.shard_files = [f"{folder}/{name}" for name in names]
+        for relative in self.shard_files:
+            shard = self.path.parent / relative
+            if shard.is_symlink() or not shard.is_file():
+                raise _Refused(f"shard {relative}", "is not a regular file in the shard folder")
+            try:
+                handle = h5py.File(shard, "r")
+            except OSError:
+                raise _Refused(f"shard {relative}", "is not a readable HDF5 file") from None
+            with handle:
+                _CacheCheck(shard, handle, self.consistent, shard_of=self.path)._root()
+
+    # -- groups and datasets -----------------------------------------------------------------
+
+    def _member(self, group: h5py.Group, name: str, kind: type) -> Any:
+        """``group[name]``, which must be a hard link (no soft or external link) to a ``kind``."""
+        where = f"{group.name.rstrip('/')}/{name}"
+        link = group.get(name, getlink=True)
+        if link is None:
+            raise _Refused(where, "missing")
+        if not isinstance(link, h5py.HardLink):
+            kind = "an external link to another file" if isinstance(link, h5py.ExternalLink) else "a soft link"
+            raise _Refused(where, f"is {kind}, not data stored in the file itself")
+        item = group[name]
+        if not isinstance(item, kind):
+            raise _Refused(where, f"is a {type(item).__name__.lower()}, not a {kind.__name__.lower()}")
+        return item
+
+    def _members(self, group: h5py.Group) -> list[str]:
+        count = group.id.get_num_objs()
+        if count > MAX_MEMBERS:
+            raise _Refused(group.name, f"{count:,} members (at most {MAX_MEMBERS})")
+        return list(group)
+
+    def _dataset(self, group: h5py.Group, name: str) -> h5py.Dataset:
+        """A dataset of ``group`` whose bytes all lie in this file (or, sharded, in its shards)."""
+        dset = self._member(group, name, h5py.Dataset)
+        where = dset.name
+        if dset.external:
+            raise _Refused(where, "is stored in another file (external raw storage)")
+        if dset.is_virtual:
+            self._virtual(dset)
+            return dset
+        layout = dset.id.get_create_plist().get_layout()
+        if layout not in _LAYOUTS:
+            raise _Refused(where, f"has storage layout {layout}, not one HDF5 stores in the file")
+        vlen = h5py.check_vlen_dtype(dset.dtype) is not None or (
+            h5py.check_string_dtype(dset.dtype) is not None and dset.dtype.kind == "O"
+        )
+        rows = int(np.prod(dset.shape, dtype=np.float64)) if dset.shape else 1
+        expected = rows * (VLEN_BYTES if vlen else dset.dtype.itemsize)
+        stored = dset.id.get_storage_size()
+        bound = MAX_COMPRESSION * self.size + (1 << 20) if _LAYOUTS[layout] == "chunked" else self.size
+        if expected > bound or stored > self.size:
+            raise _Refused(where, f"claims {dset.shape} of {dset.dtype}, more than the {self.size:,}-byte file holds")
+        if _LAYOUTS[layout] == "chunked":
+            chunks = int(np.prod([-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True)]))
+            if dset.id.get_num_chunks() != chunks:
+                raise _Refused(where, "has chunks that were never written (a reader would see fill values)")
+        elif rows:
+            if stored != expected:
+                raise _Refused(where, f"holds {stored:,} bytes where its shape needs {expected:,}")
+            offset = dset.id.get_offset()
+            if _LAYOUTS[layout] == "contiguous" and (offset is None or offset + stored > self.size):
+                raise _Refused(where, "points past the end of the file")
+        return dset
+
+    def _virtual(self, dset: h5py.Dataset) -> None:
+        """A virtual dataset may only join this cache's own shard files, at the same dataset path."""
+        for source in dset.virtual_sources():
+            if not self.sharded:
+                raise _Refused(
+                    dset.name, f"is a virtual dataset reading {source.file_name}, in a cache that is not sharded"
+                )
+            if source.file_name not in self.shard_files or source.dset_name != dset.name:
+                raise _Refused(dset.name, f"reads {source.file_name}:{source.dset_name}, outside its own shards")
+
+    def _split(self, split: str) -> None:
+        group = self._member(self.file, split, h5py.Group)
+        images = self._dataset(group, "images")
+        where = images.name
+        if images.dtype not in (np.uint8, np.uint16) or images.ndim != 3:
+            raise _Refused(where, f"is {images.shape} {images.dtype}, not (N, H, W) uint8 or uint16")
+        n = images.shape[0]
+        if self.consistent and images.shape[1:] != (self.side, self.side):
+            raise _Refused(where, f"images are {images.shape[1]}x{images.shape[2]}, the file says {self.side}")
+        if self.consistent and images.dtype != np.dtype(self.dtype):
+            raise _Refused(where, f"images are {images.dtype}, the file says {self.dtype}")
+        labels = self._dataset(group, "labels")
+        if labels.dtype.kind not in "iu" or labels.ndim not in (1, 2):
+            raise _Refused(labels.name, f"is {labels.shape} {labels.dtype}, not integer labels")
+        if "checksums" in group:
+            checksums = self._dataset(group, "checksums")
+            if checksums.dtype.kind != "S" or checksums.ndim != 1:
+                raise _Refused(checksums.name, f"is {checksums.dtype}, not fixed-length checksums")
+            self._rows(checksums, n)
+        self._rows(labels, n)
+        self._label_values(labels)  # also for verify: an index out of range would crash any reader
+        meta = self._member(group, "meta", h5py.Group)
+        for name in REQUIRED_META:
+            if name not in meta:
+                raise _Refused(f"{meta.name}/{name}", "missing")
+        for name in self._members(meta):
+            column = self._dataset(meta, name)
+            if column.ndim != 1:
+                raise _Refused(column.name, f"is {column.shape}, not one value per image")
+            is_string = h5py.check_string_dtype(column.dtype) is not None
+            if name in STRING_META and not is_string:
+                raise _Refused(column.name, f"is {column.dtype}, not text")
+            if not is_string and column.dtype.kind not in "iuf":
+                raise _Refused(column.name, f"is {column.dtype}, not a number or text")
+            self._rows(column, n)
+        if "stats" in group:
+            stats = self._member(group, "stats", h5py.Group)
+            for name in self._members(stats):
+                table = self._dataset(stats, name)
+                if table.dtype.kind not in "iu":
+                    raise _Refused(table.name, f"is {table.dtype}, not counts")
+                if self.consistent and table.shape[:1] != (len(self.labels),):
+                    raise _Refused(table.name, f"has {table.shape[:1]} rows for {len(self.labels)} labels")
+
+    def _rows(self, dset: h5py.Dataset, n: int) -> None:
+        if self.consistent and dset.shape[0] != n:
+            raise _Refused(dset.name, f"has {dset.shape[0]:,} rows for {n:,} images")
+
+    def _label_values(self, labels: h5py.Dataset) -> None:
+        classes = len(self.labels)
+        if labels.ndim == 2:
+            if labels.shape[1] != classes:
+                raise _Refused(labels.name, f"has {labels.shape[1]} columns for {classes} labels")
+            top = 1
+        else:
+            top = classes - 1
+        values = labels[()]
+        if values.size and (values.min() < 0 or values.max() > top):
+            bad = int(values.min()) if values.min() < 0 else int(values.max())
+            raise _Refused(labels.name, f"holds {bad}, outside 0..{top}")
+
+    def _skipped(self) -> None:
+        group = self._member(self.file, "skipped", h5py.Group)
+        lengths = set()
+        for name in SKIPPED_COLUMNS:
+            column = self._dataset(group, name)
+            if h5py.check_string_dtype(column.dtype) is None or column.ndim != 1:
+                raise _Refused(column.name, f"is {column.dtype}, not text")
+            lengths.add(column.shape[0])
+        if len(lengths) > 1:
+            raise _Refused(group.name, "columns of different lengths")
 
 
 def hdf5_versions() -> tuple[str, str]:

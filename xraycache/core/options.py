@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import typing
 from dataclasses import dataclass, field, fields
@@ -56,6 +57,7 @@ class OptionInfo:
     max: float | None = None
     record: bool = True  # recorded in the cache under its own name (and compared by incremental rebuilds)
     metavar: str | None = None
+    unit: str = ""  # said after the range in errors, e.g. "pixels"
 
 
 def option(
@@ -68,9 +70,10 @@ def option(
     max: float | None = None,
     record: bool = True,
     metavar: str | None = None,
+    unit: str = "",
 ) -> Any:
     """A dataclass field carrying its option definition (see :class:`OptionInfo`)."""
-    info = OptionInfo(help, panel, flags, min, max, record, metavar)
+    info = OptionInfo(help, panel, flags, min, max, record, metavar, unit)
     return field(default=default, metadata={"option": info})
 
 
@@ -107,7 +110,7 @@ class _Part:
     """A frozen group of options, checked against their definitions when made."""
 
     def __post_init__(self) -> None:
-        hints = _hints(type(self))
+        hints = hints_of(type(self))
         for f in fields(self):
             value = getattr(self, f.name)
             hint = hints[f.name]
@@ -116,6 +119,14 @@ class _Part:
             if isinstance(value, os.PathLike) and str in types:
                 value = os.fspath(value)
                 object.__setattr__(self, f.name, value)
+            elif (
+                isinstance(value, numbers.Integral) and not isinstance(value, bool) and (int in types or float in types)
+            ):
+                value = int(value) if int in types else float(value)  # NumPy integers too
+                object.__setattr__(self, f.name, value)
+            elif isinstance(value, numbers.Real) and not isinstance(value, bool) and float in types:
+                value = float(value)
+                object.__setattr__(self, f.name, value)
             if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 wanted = " or ".join("none" if t is type(None) else t.__name__ for t in types)
                 raise InputError(f"{flag} {value!r}: give a value of type {wanted}")
@@ -123,9 +134,9 @@ class _Part:
             if allowed is not None and value not in allowed:
                 raise InputError(f"{flag} {value!r} is not one of {', '.join(map(str, allowed))}")
             if _out_of_range(value, info_of(f)):
-                low, high = info_of(f).min, info_of(f).max
+                low, high, unit = info_of(f).min, info_of(f).max, info_of(f).unit
                 span = f"use {low:g} to {high:g}" if high is not None else f"use at least {low:g}"
-                raise InputError(f"{flag} {value!r} is out of range; {span}")
+                raise InputError(f"{flag} {value!r} is out of range; {span}{' ' + unit if unit else ''}")
         self.check()
 
     def check(self) -> None:
@@ -150,8 +161,8 @@ def _stored(value: Any) -> Any:
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    """The resolved field types of a part (resolved once per class)."""
+def hints_of(cls: type) -> dict[str, Any]:
+    """The resolved field types of a part of BuildOptions (resolved once per class)."""
     if cls not in _HINTS:
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
@@ -161,7 +172,9 @@ def _hints(cls: type) -> dict[str, Any]:
 class ResizeOptions(_Part):
     """The pixel settings: how a worker turns one file into stored pixels (all recorded in the file)."""
 
-    size: int = option(256, "Output side in pixels (images are size x size).", panel=OUTPUT, min=8, max=4096)
+    size: int = option(
+        256, "Output side in pixels (images are size x size).", panel=OUTPUT, min=8, max=4096, unit="pixels"
+    )
     fit: Fit = option(
         "stretch",
         "stretch to the square (the notebook's way), pad to keep the aspect (fill 0), or centre-crop.",
@@ -223,9 +236,7 @@ class SourceOptions(_Part):
         panel=LABELS,
     )
     seed: int = option(0, "Seed of --resplit and --folds.", panel=LABELS, record=False)
-    folds: int = option(
-        0, "Also record a patient-grouped cross-validation fold (0..K-1) per image.", panel=LABELS, min=0
-    )
+    folds: int = option(0, "Also record a patient-grouped cross-validation fold (0..K-1) per image.", panel=LABELS)
     keep_identifiers: bool = option(
         False,
         "Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms.",
@@ -234,7 +245,7 @@ class SourceOptions(_Part):
     )
 
     def check(self) -> None:
-        if self.folds == 1 or self.folds > MAX_FOLDS:
+        if self.folds < 0 or self.folds == 1 or self.folds > MAX_FOLDS:
             raise InputError(f"--folds {self.folds}: use 0 (none) or 2 to {MAX_FOLDS}")
         if self.resplit is not None:
             self.fractions()
@@ -356,6 +367,13 @@ class BuildOptions:
         "run": RunOptions,
     }
 
+    def __post_init__(self) -> None:
+        for name, part in self.PARTS.items():
+            if not isinstance(getattr(self, name), part):
+                raise TypeError(
+                    f"BuildOptions.{name} must be a {part.__name__}, not {type(getattr(self, name)).__name__}"
+                )
+
     @classmethod
     def fields(cls) -> list[tuple[str, dataclasses.Field[Any]]]:
         """(part name, field) of every option, in definition order (the CLI's order)."""
@@ -372,7 +390,7 @@ class BuildOptions:
         changes: dict[str, dict[str, Any]] = {}
         for key, value in values.items():
             if key not in owner:
-                raise InputError(f"unknown build option {key!r}; the options are: {', '.join(owner)}")
+                raise TypeError(f"unknown build option {key!r}; the options are: {', '.join(owner)}")
             changes.setdefault(owner[key], {})[key] = value
         return dataclasses.replace(
             self, **{part: dataclasses.replace(getattr(self, part), **kw) for part, kw in changes.items()}

@@ -1,9 +1,10 @@
 """Read a cache back: ``xraycache.open(path)`` -> Cache -> ``cache["train"]`` -> Split of NumPy arrays.
 
 Small objects with NumPy-like slicing, in the spirit of h5py. Uncompressed image arrays are stored
-contiguously (see core/format.py), so they are read through a read-only ``np.memmap`` of the file at the
-dataset's offset: whole-split loads and shuffled batches then run at memory speed. Compressed (chunked)
-arrays are read through h5py in whole chunks. A Split pickles as (path, split name) and opens the file
+contiguously (see builder/writer.py and the README's "Why contiguous"), so they are read with positional reads (``os.preadv``) of the file at
+the dataset's offset straight into NumPy arrays: whole-split loads and shuffled batches run at memory
+speed, and a file truncated under a reader gives a clear error instead of the SIGBUS a memory map would.
+Compressed (chunked) arrays are read through h5py in whole chunks. A Split pickles as (path, split name) and opens the file
 again, lazily, in the process that unpickles it, so it is safe in multiprocess data-loader workers.
 """
 
@@ -20,19 +21,10 @@ import numpy as np
 
 from ..analysis.leakage import LeakageReport, leakage
 from ..core.errors import InputError, NotACacheError, Skipped
-from ..core.format import SKIPPED_COLUMNS, attr_value, open_cache, read_attrs
+from ..core.format import SKIPPED_COLUMNS, attr_value, open_cache, read_attrs, read_text
 from ..core.options import setting_names
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
-STRING_COLUMNS_KIND = ("O", "S")
-
-
-def _strings(values: np.ndarray) -> np.ndarray:
-    """A column of vlen/fixed byte strings -> a NumPy array of str."""
-    if values.size == 0:
-        return np.array([], dtype=str)
-    out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
-    return np.array(out, dtype=str)
 
 
 class _Handle:
@@ -66,6 +58,11 @@ class _Handle:
             fd = os.open(proc, os.O_RDONLY) if os.path.exists(proc) else os.dup(vfd)
             self._raw = os.fdopen(fd, "rb", buffering=0)
         return self._raw
+
+    @property
+    def size(self) -> int:
+        """Bytes of the open file (the bound on how much text it can hold)."""
+        return os.fstat(self.raw.fileno()).st_size
 
     def close(self) -> None:
         if self._pid == os.getpid():
@@ -105,7 +102,7 @@ class Cache:
         group = self._handle.file.get("skipped")
         if group is None:
             return []
-        columns = [_strings(group[name][:]) if name in group else None for name in SKIPPED_COLUMNS]
+        columns = [read_text(group[name], self._handle.size) if name in group else None for name in SKIPPED_COLUMNS]
         n = len(columns[0]) if columns[0] is not None else 0
         return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
 
@@ -234,8 +231,10 @@ class Meta(Mapping[str, np.ndarray]):
             if name not in group:
                 raise KeyError(f"no meta column {name!r}; available: {', '.join(group)}")
             dset = group[name]
-            values = dset[:]
-            self._cache[name] = _strings(values) if values.dtype.kind in STRING_COLUMNS_KIND else values
+            if h5py.check_string_dtype(dset.dtype) is not None:
+                self._cache[name] = read_text(dset, self._split._handle.size)
+            else:
+                self._cache[name] = dset[:]
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -262,8 +261,8 @@ class Split:
         self.name = name
         self._shared = _handle is not None  # the Cache's file: the Cache closes it
         self._handle = _handle if _handle is not None else _Handle(self.path)
-        self._memmap: np.memmap | None = None
-        self._memmap_pid = -1
+        self._layout: tuple[int, int] | None = None  # (offset, bytes per image) of contiguous images
+        self._layout_pid = -1
         self._labels: np.ndarray | None = None
         self._label_names: tuple[str, ...] | None = None
         self.images = Images(self)
@@ -291,26 +290,48 @@ class Split:
     def _dset(self, name: str) -> h5py.Dataset:
         return self._group()[name]
 
-    def _mapped(self) -> np.memmap | None:
-        """A read-only memmap of the images when they are stored contiguously and uncompressed."""
-        if self._memmap is not None and self._memmap_pid == os.getpid():
-            return self._memmap
+    def _contiguous(self) -> tuple[int, int] | None:
+        """(file offset, bytes per image) when the images are one uncompressed run of bytes, else None."""
+        if self._layout_pid == os.getpid():
+            return self._layout
         dset = self._dset("images")
-        offset = dset.id.get_offset() if dset.chunks is None and dset.compression is None else None
-        if offset is None or dset.size == 0:
-            return None
-        self._memmap = np.memmap(self._handle.raw, dtype=dset.dtype, mode="r", offset=offset, shape=dset.shape)
-        self._memmap_pid = os.getpid()
-        return self._memmap
+        layout = None
+        if dset.chunks is None and dset.compression is None and not dset.is_virtual and dset.size:
+            offset = dset.id.get_offset()
+            if offset is not None:
+                layout = (int(offset), int(np.prod(dset.shape[1:])) * dset.dtype.itemsize)
+        self._layout, self._layout_pid = layout, os.getpid()
+        return layout
+
+    def _pread(self, into: np.ndarray, offset: int) -> None:
+        """Fill ``into`` with the file's bytes at ``offset`` (positional reads: no memory map to fault on)."""
+        fd = self._handle.raw.fileno()
+        view = into.reshape(-1).data.cast("B")
+        got = 0
+        while got < into.nbytes:
+            n = os.preadv(fd, [view[got:]], offset + got)
+            if not n:
+                raise NotACacheError(
+                    f"{self.path} ends before its images do: it was truncated or replaced while being read; "
+                    "open it again, or rebuild it"
+                )
+            got += n
 
     def _read_sorted(self, index: np.ndarray) -> np.ndarray:
-        """Images at sorted, unique indices, in large reads: memmap fancy index, or whole chunks via h5py."""
-        mapped = self._mapped()
-        if mapped is not None:
-            return np.asarray(mapped[index])
+        """Images at sorted, unique indices, in large reads: one positional read per run of consecutive
+        images (contiguous caches), or whole chunks through h5py (compressed or sharded caches)."""
         dset = self._dset("images")
         out = np.empty((index.size, *dset.shape[1:]), dtype=dset.dtype)
         if index.size == 0:
+            return out
+        contiguous = self._contiguous()
+        if contiguous is not None:
+            offset, per_image = contiguous
+            breaks = np.flatnonzero(np.diff(index) != 1) + 1
+            starts = np.concatenate(([0], breaks)).tolist()
+            stops = [*breaks.tolist(), index.size]
+            for start, stop in zip(starts, stops, strict=True):
+                self._pread(out[start:stop], offset + int(index[start]) * per_image)
             return out
         rows = dset.chunks[0] if dset.chunks is not None else 1
         chunk = index // rows
@@ -331,10 +352,7 @@ class Split:
             return self._read_sorted(np.array([i]))[0]
         if isinstance(key, slice):
             start, stop, step = key.indices(n)
-            if step == 1:
-                mapped = self._mapped()
-                return np.array(mapped[start:stop]) if mapped is not None else self._dset("images")[start:stop]
-            key = np.arange(start, stop, step)
+            key = np.arange(start, stop, step)  # a step-1 slice is one run: one read
         if key is Ellipsis:
             return self.load()[0]
         index = _check_indices(np.asarray(key), n, what)
@@ -395,16 +413,9 @@ class Split:
         """The whole split as NumPy ``(images (N, H, W) uint8, labels (N,))``, read in one large read."""
         dset = self._dset("images")
         out = np.empty(dset.shape, dtype=dset.dtype)
-        offset = dset.id.get_offset() if dset.chunks is None and dset.compression is None else None
-        if offset is not None and dset.size:  # contiguous: one run of bytes in the file
-            fd = self._handle.raw.fileno()
-            view = out.reshape(-1).data.cast("B")
-            got = 0
-            while got < out.nbytes:  # one sequential read into the preallocated array
-                n = os.preadv(fd, [view[got:]], offset + got)
-                if not n:
-                    raise NotACacheError(f"{self.path} is truncated; rebuild it with `xraycache build`")
-                got += n
+        contiguous = self._contiguous()
+        if contiguous is not None:  # one run of bytes in the file: one sequential read into the array
+            self._pread(out, contiguous[0])
         elif dset.size:
             dset.read_direct(out)
         return out, self.labels.copy()
@@ -466,8 +477,8 @@ class Split:
         return rng.permutation(n) if shuffle else np.arange(n)
 
     def close(self) -> None:
-        """Drop the memmap and close a file this Split opened itself."""
-        self._memmap = None
+        """Close a file this Split opened itself."""
+        self._layout_pid = -1
         if not self._shared:
             self._handle.close()
 

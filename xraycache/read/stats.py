@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import Skipped
 from ..core.format import hist_moments
 from .cache import Cache, Split
 
@@ -55,11 +56,13 @@ class CacheStats:
     image_shape: list[int]
     settings: dict[str, Any]
     splits: list[SplitStats]
-    skipped: list[dict[str, str]]
+    skipped: list[Skipped]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        data = asdict(self)
+        data["skipped"] = [row.as_dict() for row in self.skipped]
+        return data
 
 
 def split_hist(split: Split) -> np.ndarray:
@@ -122,5 +125,5 @@ def summarize(cache: Cache) -> CacheStats:
         image_shape=shape,
         settings=cache.settings,
         splits=splits,
-        skipped=[s.as_dict() for s in cache.skipped],
+        skipped=cache.skipped,
     )

@@ -1,0 +1,223 @@
+"""Hostile cache files: a valid small cache, then each way a shared file can be made to misbehave.
+
+``CASES`` maps a name to a function that turns a copy of a valid cache (``path``) into the hostile file;
+``outside`` is a folder outside the cache holding a file a reader must never read (a stand-in for the
+system's password file) and another HDF5 file with a valid-looking images dataset.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+STR = h5py.string_dtype("utf-8")
+SECRET = b"root:x:0:0:SECRET:/root:/bin/bash\n" * 4096
+
+
+def _replace(path: Path, name: str, make: Callable[[h5py.Group, tuple[int, ...]], None]) -> None:
+    """Delete dataset ``name`` (e.g. ``train/images``) and let ``make(group, old_shape)`` put something there."""
+    with h5py.File(path, "r+") as f:
+        group_name, _, leaf = name.rpartition("/")
+        group = f[group_name]
+        shape = group[leaf].shape
+        del group[leaf]
+        make(group, shape)
+
+
+def external_storage(path: Path, outside: Path) -> None:
+    secret = outside / "passwd"
+    _replace(
+        path,
+        "train/images",
+        lambda g, shape: g.create_dataset(
+            "images", shape=shape, dtype=np.uint8, external=[(str(secret), 0, h5py.h5f.UNLIMITED)]
+        ),
+    )
+
+
+def external_link(path: Path, outside: Path) -> None:
+    _replace(
+        path,
+        "train/images",
+        lambda g, shape: g.__setitem__("images", h5py.ExternalLink(str(outside / "other.h5"), "/x")),
+    )
+
+
+def virtual_outside(path: Path, outside: Path) -> None:
+    def make(group: h5py.Group, shape: tuple[int, ...]) -> None:
+        layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
+        layout[:] = h5py.VirtualSource(str(outside / "other.h5"), "/x", shape=shape)
+        group.create_virtual_dataset("images", layout)
+
+    _replace(path, "train/images", make)
+
+
+def virtual_missing(path: Path, outside: Path) -> None:
+    def make(group: h5py.Group, shape: tuple[int, ...]) -> None:
+        layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
+        layout[:] = h5py.VirtualSource("gone.h5", "/x", shape=shape)
+        group.create_virtual_dataset("images", layout)
+
+    _replace(path, "train/images", make)
+
+
+def string_images(path: Path, outside: Path) -> None:
+    _replace(
+        path,
+        "train/images",
+        lambda g, shape: g.create_dataset("images", data=np.array(["a"] * shape[0], dtype=object), dtype=STR),
+    )
+
+
+def soft_link_to_strings(path: Path, outside: Path) -> None:
+    _replace(path, "train/images", lambda g, shape: g.__setitem__("images", h5py.SoftLink("/train/meta/path")))
+
+
+def dangling_soft_link(path: Path, outside: Path) -> None:
+    _replace(path, "train/images", lambda g, shape: g.__setitem__("images", h5py.SoftLink("/nowhere")))
+
+
+def looping_soft_links(path: Path, outside: Path) -> None:
+    def make(group: h5py.Group, shape: tuple[int, ...]) -> None:
+        group["images"] = h5py.SoftLink("/train/loop")
+        group["loop"] = h5py.SoftLink("/train/images")
+
+    _replace(path, "train/images", make)
+
+
+def negative_label(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f["train/labels"][0] = -1
+
+
+def label_out_of_range(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f["train/labels"][0] = 7
+
+
+def no_label_names(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        del f.attrs["label_names"]
+
+
+def label_names_not_a_list(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f.attrs["label_names"] = 5
+
+
+def format_version_not_a_number(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = "one"
+
+
+def trillion_images_claimed(path: Path, outside: Path) -> None:
+    _replace(
+        path,
+        "train/images",
+        lambda g, shape: g.create_dataset("images", shape=(10**12, *shape[1:]), dtype=np.uint8, chunks=(1, *shape[1:])),
+    )
+
+
+def ten_million_images_claimed(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        for name in list(f["train"]):
+            item = f["train"][name]
+            if isinstance(item, h5py.Dataset):
+                shape, dtype = item.shape, item.dtype
+                del f["train"][name]
+                f["train"].create_dataset(name, shape=(10**7, *shape[1:]), dtype=dtype)
+
+
+def two_d_images(path: Path, outside: Path) -> None:
+    _replace(path, "train/images", lambda g, shape: g.create_dataset("images", data=np.zeros(shape[:2], np.uint8)))
+
+
+def float_images(path: Path, outside: Path) -> None:
+    _replace(path, "train/images", lambda g, shape: g.create_dataset("images", data=np.zeros(shape, np.float32)))
+
+
+def address_past_the_end(path: Path, outside: Path) -> None:
+    """A file written with the earliest format (no metadata checksums) whose images point past its end."""
+    copy = path.with_suffix(".early")
+    with h5py.File(path) as src, h5py.File(copy, "w", libver="earliest") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+
+        def rewrite(name: str, item: h5py.HLObject) -> None:
+            if isinstance(item, h5py.Dataset):
+                made = dst.create_dataset(name, data=item[()], dtype=item.dtype)
+            else:
+                made = dst.require_group(name)
+            for key, value in item.attrs.items():
+                made.attrs[key] = value
+
+        src.visititems(rewrite)
+    with h5py.File(copy) as f:
+        offset = f["train/images"].id.get_offset()
+    data = bytearray(copy.read_bytes())
+    at = data.find(struct.pack("<Q", offset))
+    data[at : at + 8] = struct.pack("<Q", offset + 10**9)
+    path.write_bytes(bytes(data))
+    copy.unlink()
+
+
+def many_splits(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f.attrs["splits"] = np.array([f"s{i}" for i in range(100_000)], dtype=STR)
+
+
+def many_labels(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f.attrs["label_names"] = np.array([f"label{i}" for i in range(200_000)], dtype=STR)
+
+
+def huge_label_name(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f.attrs["label_names"] = np.array(["n" * 50_000_000, "pneumonia"], dtype=STR)
+
+
+def truncated(path: Path, outside: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+CASES: dict[str, Callable[[Path, Path], None]] = {
+    fn.__name__: fn
+    for fn in (
+        external_storage,
+        external_link,
+        virtual_outside,
+        virtual_missing,
+        string_images,
+        soft_link_to_strings,
+        dangling_soft_link,
+        looping_soft_links,
+        negative_label,
+        label_out_of_range,
+        no_label_names,
+        label_names_not_a_list,
+        format_version_not_a_number,
+        trillion_images_claimed,
+        ten_million_images_claimed,
+        two_d_images,
+        float_images,
+        address_past_the_end,
+        many_splits,
+        many_labels,
+        huge_label_name,
+        truncated,
+    )
+}
+
+
+def make_outside(folder: Path) -> Path:
+    """The folder of things outside the cache: a secret text file and another HDF5 file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "passwd").write_bytes(SECRET)
+    with h5py.File(folder / "other.h5", "w") as f:
+        f["x"] = np.frombuffer(SECRET[: 6 * 32 * 32], dtype=np.uint8).reshape(6, 32, 32)
+    return folder
