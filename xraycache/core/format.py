@@ -414,8 +414,8 @@ class _CacheCheck:
         if link is None:
             raise _Refused(where, "missing")
         if not isinstance(link, h5py.HardLink):
-            kind = "an external link to another file" if isinstance(link, h5py.ExternalLink) else "a soft link"
-            raise _Refused(where, f"is {kind}, not data stored in the file itself")
+            what = "an external link to another file" if isinstance(link, h5py.ExternalLink) else "a soft link"
+            raise _Refused(where, f"is {what}, not data stored in the file itself")
         item = group[name]
         if not isinstance(item, kind):
             raise _Refused(where, f"is a {type(item).__name__.lower()}, not a {kind.__name__.lower()}")
