@@ -232,3 +232,61 @@ def test_random_mutations_end_in_one_line_or_a_flagged_read(valid: tuple[Path, P
         )
 
     check()
+
+
+def test_sharded_cache_reads_only_its_own_shards(valid: tuple[Path, Path], tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    src, _ = valid
+    outside = make_outside(tmp_path / "outside")
+    built = tmp_path / "built"
+    built.mkdir()
+    xraycache.build(src, built / "s.h5", size=32, jobs=2, shards=2)
+    with xraycache.open(built / "s.h5") as cache:
+        assert len(cache["train"]) == 4
+
+    def variant(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(built, folder)
+        return folder / "s.h5"
+
+    def refused(path: Path, words: str) -> None:
+        with pytest.raises(xraycache.NotACacheError, match=words):
+            xraycache.open(path)
+
+    escape = variant("escape")
+    with h5py.File(escape, "r+") as f:
+        f.attrs["shard_dir"] = "../outside"
+    refused(escape, "shard_dir")
+
+    absolute = variant("absolute")
+    with h5py.File(absolute, "r+") as f:
+        shape = f["train/images"].shape
+        del f["train/images"]
+        layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
+        layout[:] = h5py.VirtualSource(str(outside / "other.h5"), "/x", shape=shape)
+        f["train"].create_virtual_dataset("images", layout)
+    refused(absolute, r"reads .*other\.h5.*outside its own shards")
+
+    inner = variant("inner")
+    with h5py.File(inner) as f:
+        shard = inner.parent / str(f.attrs["shard_dir"]) / "shard-0000.h5"
+    with h5py.File(shard, "r+") as f:
+        shape = f["train/images"].shape
+        del f["train/images"]
+        f["train"].create_dataset("images", shape=shape, dtype=np.uint8, external=[(str(outside / "passwd"), 0, 10**6)])
+    refused(inner, r"shard shard-0000\.h5 is not a valid xraycache cache: /train/images: is stored in another file")
+
+
+def test_a_refused_out_is_replaced_with_overwrite(valid: tuple[Path, Path], tmp_path: Path) -> None:
+    src, out = valid
+    path = tmp_path / "cache.h5"
+    shutil.copy(out, path)
+    CASES["external_storage"](path, make_outside(tmp_path / "outside"))
+    with pytest.raises(xraycache.InputError, match=r"external raw storage.*pass --overwrite"):
+        xraycache.build(src, path, size=32, jobs=1)
+    report = xraycache.build(src, path, size=32, jobs=1, overwrite=True)
+    assert report.mode == "cold" and report.images == 6
+    with xraycache.open(path) as cache:
+        assert len(cache["train"]) == 4

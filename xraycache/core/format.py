@@ -165,6 +165,22 @@ def pixel_moments(pixels: np.ndarray) -> tuple[int, int, float, float]:
     return int(pixels.min()), int(pixels.max()), float(values.mean()), float(values.std())
 
 
+def read_data(dset: h5py.Dataset, selection: Any = ()) -> np.ndarray:
+    """``dset[selection]``, with HDF5's errors on damaged data (a corrupt heap, a bad chunk) as one line."""
+    try:
+        return np.asarray(dset[selection])
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise damaged(dset, exc) from None
+
+
+def damaged(dset: h5py.Dataset, exc: BaseException) -> NotACacheError:
+    """The error for data HDF5 could not read although the file's structure was sound."""
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return NotACacheError(
+        f"{dset.file.filename}: {dset.name} cannot be read ({first}); the file is damaged: rebuild it"
+    )
+
+
 def read_text(dset: h5py.Dataset, budget: int, block: int = 4096) -> np.ndarray:
     """A text column as a NumPy array of str, read in blocks, refused once it holds more than ``budget``
     characters: variable-length strings live in a heap that many rows may point at, so a small hostile
@@ -173,9 +189,11 @@ def read_text(dset: h5py.Dataset, budget: int, block: int = 4096) -> np.ndarray:
     parts: list[np.ndarray] = []
     total = 0
     for start in range(0, n, block):
-        values = (
-            dset.asstr()[start : start + block] if h5py.check_string_dtype(dset.dtype) else dset[start : start + block]
-        )
+        try:
+            text = h5py.check_string_dtype(dset.dtype) is not None
+            values = dset.asstr()[start : start + block] if text else dset[start : start + block]
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise damaged(dset, exc) from None
         texts = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
         total += sum(len(t) for t in texts)
         if total > budget:
@@ -403,7 +421,7 @@ class _CacheCheck:
             except OSError:
                 raise _Refused(f"shard {relative}", "is not a readable HDF5 file") from None
             with handle:
-                _CacheCheck(shard, handle, self.consistent, shard_of=self.path)._root()
+                _CacheCheck(shard, handle, self.consistent, shard_of=self.path).run()
 
     # -- groups and datasets -----------------------------------------------------------------
 

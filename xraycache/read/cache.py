@@ -21,7 +21,7 @@ import numpy as np
 
 from ..analysis.leakage import LeakageReport, leakage
 from ..core.errors import InputError, NotACacheError, Skipped
-from ..core.format import SKIPPED_COLUMNS, attr_value, open_cache, read_attrs, read_text
+from ..core.format import SKIPPED_COLUMNS, attr_value, damaged, open_cache, read_attrs, read_data, read_text
 from ..core.options import setting_names
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
@@ -234,7 +234,7 @@ class Meta(Mapping[str, np.ndarray]):
             if h5py.check_string_dtype(dset.dtype) is not None:
                 self._cache[name] = read_text(dset, self._split._handle.size)
             else:
-                self._cache[name] = dset[:]
+                self._cache[name] = read_data(dset)
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -340,7 +340,7 @@ class Split:
         for run in np.split(np.arange(index.size), breaks):
             start = int(chunk[run[0]]) * rows
             stop = min((int(chunk[run[-1]]) + 1) * rows, dset.shape[0])
-            block = dset[start:stop]
+            block = read_data(dset, slice(start, stop))
             out[run] = block[index[run] - start]
         return out
 
@@ -382,7 +382,7 @@ class Split:
     def labels(self) -> np.ndarray:
         """The label of every image (int16 as stored; index into ``label_names``)."""
         if self._labels is None:
-            self._labels = self._dset("labels")[:]
+            self._labels = read_data(self._dset("labels"))
         return self._labels
 
     def label_index(self, label: str | int) -> int:
@@ -400,7 +400,7 @@ class Split:
         """The (labels, 256) pixel histogram the build stored for this split, or None (a foreign file)."""
         group = self._group()
         if "stats" in group and "hist" in group["stats"]:
-            return np.asarray(group["stats"]["hist"][:], dtype=np.int64)
+            return read_data(group["stats"]["hist"]).astype(np.int64)
         return None
 
     def counts(self) -> np.ndarray:
@@ -417,7 +417,10 @@ class Split:
         if contiguous is not None:  # one run of bytes in the file: one sequential read into the array
             self._pread(out, contiguous[0])
         elif dset.size:
-            dset.read_direct(out)
+            try:
+                dset.read_direct(out)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise damaged(dset, exc) from None
         return out, self.labels.copy()
 
     def batches(
