@@ -19,9 +19,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..core.errors import InputError
+from ..core.errors import DecodeError, InputError
+from ..core.files import read_regular
 
 SNIFF_BYTES = 64 << 10
+MAX_CSV_BYTES = 1 << 30  # a labels CSV larger than this is refused (MIMIC-CXR's metadata is ~100 MB)
+MAX_FIELD_CHARS = 1 << 20  # one cell; Python's csv stops at 131,072 by default, with a traceback
 DELIMITERS = ",;\t"
 
 
@@ -73,33 +76,20 @@ def read_labels_csv(
     """Parse the labels CSV; InputError naming the available columns when one is missing."""
     path = Path(file)
     try:
-        raw = path.read_bytes()
+        raw, _ = read_regular(path, MAX_CSV_BYTES)
     except OSError as exc:
         raise InputError(f"cannot read labels CSV {path}: {exc.strerror or exc}") from None
+    except DecodeError as exc:
+        raise InputError(f"cannot read labels CSV {path}: {exc}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=_dialect(text))
-    columns = [c.strip() for c in reader.fieldnames or []]
-    reader.fieldnames = columns
-    for option, column in (("--path-col", path_col), ("--label-col", label_col), ("--patient-col", patient_col)):
-        if column is not None and column not in columns:
-            raise InputError(
-                f"labels CSV {path} has no column {column!r} ({option}); its columns: {', '.join(columns) or 'none'}"
-            )
-    rows: list[Row] = []
-    for line, record in enumerate(reader, start=2):
-        rel = normalize(record.get(path_col) or "")
-        if not rel:
-            continue
-        value = (record.get(label_col) or "").strip()
-        if label_sep:
-            labels = tuple(sorted({part.strip() for part in value.split(label_sep) if part.strip()}))
-        else:
-            labels = (value,) if value else ()
-        patient = (record.get(patient_col) or "").strip() if patient_col else ""
-        rows.append(Row(rel, labels, patient, line))
+    previous = csv.field_size_limit(MAX_FIELD_CHARS)
+    try:
+        rows = _rows(path, text, path_col, label_col, label_sep, patient_col)
+    finally:
+        csv.field_size_limit(previous)
     if not rows:
         raise InputError(f"labels CSV {path} has no rows with a value in column {path_col!r}")
     names = tuple(sorted({label for row in rows for label in row.labels}))
@@ -110,6 +100,41 @@ def read_labels_csv(
         result.by_path.setdefault(row.path, []).append(row)
         result.by_name.setdefault(PurePosixPath(row.path).name, []).append(row)
     return result
+
+
+def _rows(
+    path: Path, text: str, path_col: str, label_col: str, label_sep: str | None, patient_col: str | None
+) -> list[Row]:
+    """The CSV's rows (header checked); InputError naming the line for a cell over the field limit."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=_dialect(text))
+    try:
+        columns = [c.strip() for c in reader.fieldnames or []]
+        reader.fieldnames = columns
+        for option, column in (("--path-col", path_col), ("--label-col", label_col), ("--patient-col", patient_col)):
+            if column is not None and column not in columns:
+                raise InputError(
+                    f"labels CSV {path} has no column {column!r} ({option}); its columns: {', '.join(columns) or 'none'}"
+                )
+        rows: list[Row] = []
+        for line, record in enumerate(reader, start=2):
+            rel = normalize(record.get(path_col) or "")
+            if not rel:
+                continue
+            value = (record.get(label_col) or "").strip()
+            if label_sep:
+                labels = tuple(sorted({part.strip() for part in value.split(label_sep) if part.strip()}))
+            else:
+                labels = (value,) if value else ()
+            patient = (record.get(patient_col) or "").strip() if patient_col else ""
+            rows.append(Row(rel, labels, patient, line))
+    except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise InputError(
+                f"labels CSV {path} line {reader.line_num}: a field is longer than {MAX_FIELD_CHARS:,} characters "
+                "(the limit of one cell); is it the right file?"
+            ) from None
+        raise InputError(f"labels CSV {path} line {reader.line_num}: {exc}") from None
+    return rows
 
 
 @dataclass

@@ -7,10 +7,13 @@ decoded, and when nothing changed nothing is written at all (see ``plan.py``).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -151,22 +154,53 @@ def _check_output(out: Path) -> None:
         raise InputError(f"cannot write {out}: folder {out.parent} is not writable")
 
 
+LOCK_TRIES = 5
+
+
 @contextmanager
 def output_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on OUT for the whole build, so two builds never write it at once."""
+    """Hold an exclusive lock on OUT for the whole build, so two builds never write it at once.
+
+    The lock is ``.OUT.lock`` beside OUT, opened without following links and without blocking (a FIFO or
+    a link planted there is refused), readable by everyone (flock needs no write access, so another user of
+    a shared folder can take it next), and deleted by the build that holds it: no lock file stays behind.
+    A build that locked a file another one had just deleted finds the name gone or pointing elsewhere, and
+    tries again.
+    """
     lock_path = out.parent / f".{out.name}.lock"
-    try:
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the whole block
-    except OSError as exc:
-        raise InputError(f"cannot write {out}: {exc.strerror}") from None
-    try:
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(LOCK_TRIES):
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another xraycache build is writing {out}; wait for it to finish") from None
-        yield
-    finally:
-        handle.close()
+            fd = os.open(lock_path, flags, 0o444)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InputError(f"cannot lock {out}: {lock_path.name} is a symbolic link; remove it") from None
+            raise InputError(f"cannot lock {out}: {lock_path.name}: {exc.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"cannot lock {out}: {lock_path.name} is not a regular file; remove it")
+            if info.st_uid == os.geteuid():
+                os.fchmod(fd, 0o444)  # the umask may have taken the others' read bit
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"another xraycache build is writing {out}; wait for it to finish") from None
+            try:
+                now = os.stat(lock_path, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # the build before this one deleted it after we opened it: try again
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                continue
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):  # in a folder this user may not delete in: it stays
+                    os.unlink(lock_path)
+            return
+        finally:
+            os.close(fd)
+    raise InputError(f"cannot lock {out}: {lock_path.name} keeps changing; is another build starting?")
 
 
 @contextmanager

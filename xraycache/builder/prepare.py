@@ -10,14 +10,17 @@ pixel is decoded: the output's per-split arrays are sized from it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..core.errors import InputError
+from ..core.format import MAX_LABELS, MAX_NAME_CHARS
 from ..core.options import SourceOptions
 from ..imaging.decoders import dicom
 from . import identifiers
-from .labels_csv import match, read_labels_csv
+from .labels_csv import Row, match, read_labels_csv
 from .scan import IMAGE_SUFFIXES, ScanResult, SourceFile
 from .splits import assign_fold, assign_split, group_key
 
@@ -76,7 +79,8 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
             options.labels, options.path_col, options.label_col, options.label_sep, options.patient_col
         )
         result = match(table, [f.path for f in files])
-        index = {name: i for i, name in enumerate(table.label_names)}
+        label_names = _used_labels(table.file, result.rows.values())  # not those of rows that name no image
+        index = {name: i for i, name in enumerate(label_names)}
         labelled: list[SourceFile] = []
         for f in files:
             row = result.rows.get(f.path)
@@ -94,7 +98,6 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         files = labelled
         unlabeled += result.unmatched_files
         missing = [row.path for row in result.unmatched_rows]
-        label_names = table.label_names
         layout = f"{found.layout}+csv"
         attrs.update(
             labels_csv=Path(options.labels).name,
@@ -123,6 +126,22 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         multi_label=options.labels is not None and bool(options.label_sep),
     )
     return Prepared(out, attrs, missing)
+
+
+def _used_labels(csv_file: Path, rows: Iterable[Row]) -> tuple[str, ...]:
+    """The sorted label names of the rows that matched an image; InputError past what a cache may hold."""
+    names = sorted({label for row in rows for label in row.labels})
+    if len(names) > MAX_LABELS:
+        raise InputError(
+            f"labels CSV {csv_file.name} gives {len(names):,} distinct labels to the images, more than a cache "
+            f"holds ({MAX_LABELS:,}); is --label-col the right column?"
+        )
+    long = [name for name in names if len(name) > MAX_NAME_CHARS]
+    if long:
+        raise InputError(
+            f"labels CSV {csv_file.name}: a label of {len(long[0]):,} characters, over the limit of {MAX_NAME_CHARS:,}"
+        )
+    return tuple(names)
 
 
 def label_key(label_names: tuple[str, ...], source: SourceFile, multi: bool) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import InputError, Skipped
-from ..core.format import storable_path
+from ..core.format import MAX_LABELS, storable_path
 from ..core.options import Classes
 from ..imaging.decoders.dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
 
@@ -58,7 +58,7 @@ class ScanResult:
     label_names: tuple[str, ...]
     files: list[SourceFile]  # ordered by code-point order of ``path``
     ignored: list[str] = field(default_factory=list)  # non-image files, relative paths
-    unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path as found, reason): no label
+    unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): no label, or an unreadable folder
     multi_label: bool = False  # labels from a CSV with --label-sep: SourceFile.labels holds them all
 
     @property
@@ -105,31 +105,57 @@ def _is_litter(name: str) -> bool:
     return name.lower() in LITTER_NAMES or name.startswith("._")
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, ...]], list[str]]:
-    """Relative path parts of every image file under root, and the relative paths of other files.
+def _walk(root: Path) -> tuple[list[tuple[str, ...]], list[str], list[tuple[str, str]]]:
+    """Relative path parts of every image file under root, the relative paths of other files, and the
+    folders that could not be read (with the reason).
 
-    Symlinks to files are followed; symlinked directories are not (so a link loop cannot hang the
-    scan); hidden entries and OS litter are passed over.
+    Symlinks to files are followed; symlinked folders are not (so a link loop cannot hang the scan);
+    hidden entries and OS litter are passed over. Names with an image suffix are taken whatever they are
+    (a FIFO named ``x.jpeg`` is then skipped by the decoder, with its reason); extensionless names are
+    sniffed for DICOM content only when they are regular files (a FIFO would block the read).
     """
     images: list[tuple[str, ...]] = []
     ignored: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = Path(dirpath).relative_to(root).parts
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not _is_litter(d)]
-        for name in filenames:
+    unreadable: list[tuple[str, str]] = []
+    pending: list[tuple[str, ...]] = [()]
+    while pending:
+        rel_dir = pending.pop()
+        folder = os.path.join(root, *rel_dir)
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            if not rel_dir:
+                raise InputError(f"cannot read source folder {root}: {exc.strerror or exc}") from None
+            unreadable.append(("/".join(rel_dir), f"cannot read folder: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            name = entry.name
             if name.startswith(".") or _is_litter(name):
                 continue
             parts = (*rel_dir, name)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(parts)
+                continue
+            if entry.is_symlink() and _is_dir(entry):
+                continue  # a symlinked folder: not followed
             suffix = Path(name).suffix.lower()
             if (
                 suffix in IMAGE_SUFFIXES
                 or suffix in DICOM_SUFFIXES
-                or (maybe_dicom_name(name) and sniff_file(os.path.join(dirpath, name)))
+                or (maybe_dicom_name(name) and sniff_file(entry.path))
             ):
                 images.append(parts)
             else:
                 ignored.append("/".join(parts))
-    return images, ignored
+    return images, ignored, unreadable
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop
+        return False
 
 
 def _describe(root: Path) -> str:
@@ -149,7 +175,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
         raise InputError(f"source folder {root} does not exist")
     if not root.is_dir():
         raise InputError(f"source {root} is not a folder; give the folder that holds the images")
-    images, ignored = _walk(root)
+    images, ignored, unreadable = _walk(root)
     if not images:
         raise InputError(
             f"no .jpeg/.jpg/.png images under {root} ({_describe(root)}); expected "
@@ -186,11 +212,16 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
                 f"--classes {classes} needs NORMAL/PNEUMONIA or 1_Normal/2_Bacteria/3_Virus folders, "
                 f"but {root} has class folders {', '.join(folder_names[:6])}"
             )
+        if len(folder_names) > MAX_LABELS:
+            raise InputError(
+                f"{root} has {len(folder_names):,} class folders, more than a cache holds ({MAX_LABELS:,}); "
+                "point SRC at the folder that holds the splits or classes"
+            )
         layout, label_names = "class-folders", tuple(folder_names)
     index = {name: i for i, name in enumerate(label_names)}
 
     files: list[SourceFile] = []
-    unlabeled: list[tuple[str, str]] = []
+    unlabeled: list[tuple[str, str]] = list(unreadable)
     for parts in images:
         rel = "/".join(parts)
         name = parts[-1]

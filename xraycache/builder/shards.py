@@ -29,7 +29,7 @@ import h5py
 import joblib
 import numpy as np
 
-from ..core.atomic import AtomicFile, current_umask, fsync_dir
+from ..core.atomic import AtomicFile, current_umask, fsync_dir, remove_stale_temporaries
 from ..core.errors import SkipLog, Skipped
 from ..core.format import STR, shard_count, shard_paths
 from ..core.options import Compression, ResizeOptions
@@ -136,8 +136,8 @@ def _write_sharded(job: BuildJob, plan: Plan, old_path: Path | None, shards: int
         shard_skipped = [row for index in range(len(parts)) for row in results[index][1]]
         job.skips.extend(shard_skipped)
         job.skips.check()
-        for leftover in folder.glob("*.tmp"):  # a shard task that ran twice (its first worker died)
-            leftover.unlink(missing_ok=True)
+        for name in names:  # a shard task that ran twice (its first worker died) left its temporaries
+            remove_stale_temporaries(folder / name)
         fsync_dir(folder)
         _join(out, folder, names, found.splits, job.skips.entries)  # the scan's, then each shard's
     except BaseException:

@@ -18,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..core.atomic import AtomicFile, new_temporary
+from ..core.atomic import AtomicFile
 from ..core.errors import Skipped
 from ..core.format import (
     CHECKSUM,
@@ -260,7 +260,7 @@ class CacheWriter:
         skipped, and it moves blocks of images so memory stays bounded.
         """
         written = {name: state.written for name, state in self._splits.items()}
-        compact_path = new_temporary(self.out)
+        compact_path = self._output.sibling("compact.tmp")
         try:
             with h5py.File(self.tmp_path, "r") as src, h5py.File(compact_path, "w", libver=("v110", "latest")) as dst:
                 for key, value in src.attrs.items():
@@ -273,7 +273,7 @@ class CacheWriter:
         except BaseException:
             compact_path.unlink(missing_ok=True)
             raise
-        os.replace(compact_path, self.tmp_path)
+        self._output.replace_inner("compact.tmp")
 
     def abort(self) -> None:
         """Close and delete the temporary file; OUT is left as it was.

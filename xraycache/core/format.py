@@ -17,7 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import InputError, NotACacheError
+from .errors import DecodeError, InputError, NotACacheError
+from .files import open_regular
 
 FORMAT_NAME = "xraycache"
 FORMAT_VERSION = 1
@@ -203,9 +204,14 @@ def read_text(dset: h5py.Dataset, budget: int, block: int = 4096) -> np.ndarray:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> bytes:
-    """Hex sha256 of a file's bytes (the ``file_hash`` column), read in blocks."""
+    """Hex sha256 of a file's bytes (the ``file_hash`` column), read in blocks; only regular files
+    (OSError for anything else, so callers count it as changed or unreadable)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    try:
+        handle, _ = open_regular(path)
+    except DecodeError as exc:
+        raise OSError(str(exc)) from None
+    with handle:
         while block := handle.read(HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest().encode("ascii")

@@ -12,18 +12,28 @@ import hashlib
 import os
 
 from ..core.errors import DecodeError
+from ..core.files import read_regular
 from ..core.format import pixel_hist
 from ..core.options import ResizeOptions
 from .decoders import decode_bytes
 from .result import DecodedImage, DecodeFailure, DecodeResult
 
+BYTES_PER_PIXEL = 8  # the most any supported encoding stores per pixel (16-bit RGBA PNG, float64 DICOM)
+HEADER_BYTES = 16 << 20
+
+
+def max_file_bytes(spec: ResizeOptions) -> int:
+    """The largest source file read: what ``max_pixels`` pixels could take in any supported encoding.
+
+    512 MB at the default 64 MP; a file beyond it cannot hold an image the pixel limit lets through.
+    """
+    return BYTES_PER_PIXEL * spec.max_pixels + HEADER_BYTES
+
 
 def decode_file(path: str | os.PathLike[str], spec: ResizeOptions) -> DecodedImage:
     """Read, hash, decode and resize one file. Raises DecodeError with the reason it was skipped."""
     try:
-        stat = os.stat(path)
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data, stat = read_regular(path, max_file_bytes(spec))
     except OSError as exc:
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
     decoded = decode_bytes(path, data, spec)

@@ -15,6 +15,7 @@ output rows, not a pass per input pixel. The other filters are Pillow's.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from PIL import Image
@@ -132,6 +133,31 @@ def widen(pixels: np.ndarray, dtype: OutDtype) -> np.ndarray:
     return pixels
 
 
+# At most this many values in one pass of a resize: a 1 x 60,000,000 px PNG (under the pixel limit) would
+# otherwise need a (60,000,000 x 256) intermediate, more than 10 GB, before its long side is reduced.
+MAX_INTERMEDIATE = 1 << 25
+
+
+def _shrink_long_axes(image: np.ndarray, box: Box, size: tuple[int, int]) -> tuple[np.ndarray, Box]:
+    """Crop to ``box`` and block-average any side much longer than its output, by a whole factor, so no
+    resize pass holds more than MAX_INTERMEDIATE values. Only extreme shapes (long thin strips) come here."""
+    left, top = int(box[0]), int(box[1])
+    right, bottom = max(math.ceil(box[2]), left + 1), max(math.ceil(box[3]), top + 1)
+    image = image[top:bottom, left:right]
+    for axis, out in ((0, size[1]), (1, size[0])):
+        length = image.shape[axis]
+        factor = length // (2 * out)
+        if factor < 2:
+            continue
+        kept = (length // factor) * factor
+        start = (length - kept) // 2
+        strip = image[start : start + kept] if axis == 0 else image[:, start : start + kept]
+        blocks = strip.reshape((kept // factor, factor, -1) if axis == 0 else (strip.shape[0], kept // factor, factor))
+        averaged = blocks.mean(axis=1)
+        image = np.clip(averaged + 0.5, 0, 255).astype(np.uint8) if image.dtype == np.uint8 else averaged
+    return image, (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
+
+
 def resize(image: np.ndarray, spec: ResizeOptions) -> np.ndarray:
     """A 2-D image -> the stored ``(size, size)`` array of ``spec.dtype``.
 
@@ -140,6 +166,8 @@ def resize(image: np.ndarray, spec: ResizeOptions) -> np.ndarray:
     """
     height, width = image.shape
     (out_w, out_h), box = fit_box(width, height, spec)
+    if max(out_h * width, height * out_w) > MAX_INTERMEDIATE:
+        image, box = _shrink_long_axes(image, box, (out_w, out_h))
     upscaling = out_w > box[2] - box[0] or out_h > box[3] - box[1]
     if image.dtype == np.uint8:
         pixels = widen(_resize_8bit(image, (out_w, out_h), box, spec.filter, upscaling), spec.dtype)

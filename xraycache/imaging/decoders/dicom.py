@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import DecodeError
+from ...core.files import open_regular
 from ...core.options import ResizeOptions
 from ..resize import resize
 from ..result import DecodedPixels
@@ -49,9 +50,10 @@ def looks_like_raw_dataset(data: bytes) -> bool:
 def sniff_file(path: str | os.PathLike[str]) -> bool:
     """Whether a file without an image suffix is DICOM (preamble, or a raw dataset); reads 132 bytes."""
     try:
-        with open(path, "rb") as handle:
+        handle, _ = open_regular(path)  # a FIFO or a device is never sniffed (it could block or never end)
+        with handle:
             head = handle.read(PREAMBLE + 4)
-    except OSError:
+    except (OSError, DecodeError):
         return False
     return has_preamble(head) or looks_like_raw_dataset(head)
 
