@@ -225,3 +225,26 @@ def test_another_user_swapping_the_temporary_folder_cannot_redirect_the_write(wo
     assert victim.read_bytes() == b"the builder's own file"
     with xraycache.open(out) as cache:
         assert len(cache["train"]) == len(GOOD) and [row.path for row in cache.skipped] == ["train/NORMAL/broken.jpeg"]
+
+
+def test_labels_csv_caps_and_labels_only_from_matched_rows(tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    rows = ["path,label"] + [f"{rel},{'normal' if 'NORMAL' in rel else 'pneumonia'}" for rel in GOOD]
+    rows += [f"missing/{i}.jpeg,label-{i}" for i in range(300_000)]  # rows that name no image
+    csv = tmp_path / "labels.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "c.h5"
+    report = xraycache.build(src, out, size=16, jobs=1, labels=csv)
+    assert report.label_names == ["normal", "pneumonia"] and len(report.csv_rows_without_file) == 300_000
+    assert out.stat().st_size < 2_000_000
+    huge = tmp_path / "huge.csv"
+    huge.write_text("path,label\n" + f"{GOOD[0]},{'x' * (2 << 20)}\n")
+    with pytest.raises(xraycache.InputError, match=r"line 2: a field is longer than 1,048,576 characters"):
+        xraycache.build(src, tmp_path / "h.h5", size=16, jobs=1, labels=huge)
+    long = tmp_path / "long.csv"
+    long.write_text("path,label\n" + f"{GOOD[0]},{'y' * 200_000}\n")
+    with pytest.raises(xraycache.InputError, match=r"a label of 200,000 characters, over the limit of 1,000"):
+        xraycache.build(src, tmp_path / "l.h5", size=16, jobs=1, labels=long)
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(xraycache.InputError, match="not a regular file"):
+        xraycache.build(src, tmp_path / "f.h5", size=16, jobs=1, labels=tmp_path / "fifo.csv")

@@ -130,7 +130,7 @@ def _rows(
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
             raise InputError(
-                f"labels CSV {path} line {reader.line_num}: a field is longer than {MAX_FIELD_CHARS:,} characters "
+                f"labels CSV {path} line {reader.line_num + 1}: a field is longer than {MAX_FIELD_CHARS:,} characters "
                 "(the limit of one cell); is it the right file?"
             ) from None
         raise InputError(f"labels CSV {path} line {reader.line_num}: {exc}") from None
