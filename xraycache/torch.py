@@ -1,28 +1,43 @@
-"""Optional PyTorch adapter: a map-style Dataset over one split, safe with ``DataLoader(num_workers=N)``.
+"""Optional PyTorch adapter: a map-style Dataset over one split, with batched reads in ``DataLoader`` workers.
 
-Install with ``pip install torch==2.13.0`` then ``pip install 'xraycache[torch]'``. The dataset holds only the
-path and split name; each worker process opens the file itself on first use (a Split reopens after
-unpickling or fork), so no h5py object ever crosses a process boundary.
+Install PyTorch as its own documentation says for your platform (CPU-only or CUDA) first, then the extra:
+``bash scripts/install.sh --extras torch`` (README, "Training with PyTorch"). The dataset holds only the path
+and options; each worker process opens the file itself on first use (a Split reopens after unpickling or
+fork), so no h5py object crosses a process boundary, under the fork, spawn and forkserver start methods.
+With ``DataLoader(batch_size=B)`` the workers read each batch at once (``__getitems__``: one sorted read of
+the B images, one conversion), as ``Split.batches()`` does, whatever the sampler (shuffle,
+``DistributedSampler``, the weighted sampler of :meth:`XrayDataset.weighted_sampler`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, WeightedRandomSampler
 
+from .core.errors import InputError
+from .read.arrays import PixelFormat
 from .read.cache import Split
 
 
 class XrayDataset(Dataset):
-    """``dataset[i] -> (image, label)``: image a float32 tensor (1, H, W) in [0, 1], label an int64 tensor.
+    """``dataset[i] -> (image, label)`` for one split of a cache, ready for a model and its loss.
 
-    ``transform`` receives that tensor (or, with ``raw=True``, the uint8 NumPy array (H, W)) and
-    ``target_transform`` the int label; their results are returned as they are.
+    - image: a (C, H, W) tensor, float32 in [0, 1] for uint8 and uint16 caches alike; ``dtype=None``
+      keeps the stored uint8/uint16 (to convert on the GPU); ``channels=3`` repeats the gray channel
+      for ImageNet-pretrained backbones; ``normalize="dataset"`` (the pixel mean and std of
+      ``stats_split``, by default the cache's ``train`` split), ``"imagenet"`` or ``"xrv"``
+      (torchxrayvision's [-1024, 1024]).
+    - label: an int64 class index (``CrossEntropyLoss``), or a float32 (C,) multi-hot vector for a
+      multi-label cache (``BCEWithLogitsLoss``).
+
+    ``transform`` receives the image tensor (or, with ``raw=True``, the stored NumPy array (H, W)) and
+    ``target_transform`` the stored label (an int, or the (C,) uint8 multi-hot row); their results are
+    returned as they are.
     """
 
     def __init__(
@@ -30,19 +45,38 @@ class XrayDataset(Dataset):
         path: str | os.PathLike[str],
         split: str = "train",
         transform: Callable[[Any], Any] | None = None,
-        target_transform: Callable[[int], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
         raw: bool = False,
+        dtype: str | None = "float32",
+        channels: int = 1,
+        normalize: str | None = None,
+        stats_split: str | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.split_name = split
         self.transform = transform
         self.target_transform = target_transform
         self.raw = raw
+        if raw and (normalize is not None or channels != 1):
+            raise InputError("raw=True hands the stored array to transform; drop channels= and normalize=")
+        if channels not in (1, 3):
+            raise InputError(f"channels={channels!r}; use 1 (gray) or 3 (gray repeated for RGB backbones)")
         probe = Split(self.path, split)  # fails here, in the parent, with a one-line error if wrong
-        self._len = len(probe)
-        self.label_names = probe.label_names
-        probe.close()
+        try:
+            self._len = len(probe)
+            self.label_names: tuple[str, ...] = probe.label_names
+            self.multi_label: bool = probe.multi_label
+            self._counts = probe.counts()
+            # validated and computed once, in the parent (the dataset statistics need a pass over meta)
+            self.pixels: PixelFormat = probe.pixel_format(dtype, channels, normalize, stats_split)
+        finally:
+            probe.close()
         self._split: Split | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: the size of a model's output layer."""
+        return len(self.label_names)
 
     def _open(self) -> Split:
         if self._split is None:
@@ -53,15 +87,29 @@ class XrayDataset(Dataset):
         return self._len
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if not -self._len <= index < self._len:  # IndexError ends ``for item in dataset``
+            raise IndexError(f"index {index} is out of range for {self._len} images")
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
+        """The samples at ``indices``, read together: what ``DataLoader`` workers call for each batch."""
         split = self._open()
-        pixels = split.images[int(index)]
-        label = int(split.labels[int(index)])
-        image: Any = pixels if self.raw else torch.from_numpy(pixels.astype(np.float32) / 255.0).unsqueeze(0)
+        index = np.asarray(indices, dtype=np.int64)
+        pixels = split.images[index]  # one sorted read, in the order asked
+        stored = split.labels[index]
+        if self.raw:
+            images: Sequence[Any] = list(pixels)
+        else:
+            images = torch.from_numpy(self.pixels.apply(pixels)).unbind(0)
         if self.transform is not None:
-            image = self.transform(image)
+            images = [self.transform(image) for image in images]
         if self.target_transform is not None:
-            return image, self.target_transform(label)
-        return image, torch.tensor(label, dtype=torch.int64)
+            rows = list(stored) if self.multi_label else stored.tolist()
+            targets: Sequence[Any] = [self.target_transform(label) for label in rows]
+        else:
+            dtype = np.float32 if self.multi_label else np.int64
+            targets = torch.from_numpy(stored.astype(dtype)).unbind(0)
+        return list(zip(images, targets, strict=True))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -69,6 +117,46 @@ class XrayDataset(Dataset):
         return state
 
     def class_weights(self) -> torch.Tensor:
-        """Per-sample weights inverse to class frequency, for ``WeightedRandomSampler`` (balanced epochs)."""
-        split = self._open()
-        return torch.from_numpy(1.0 / split.counts()[split.labels].astype(np.float64))
+        """Loss weights from the stored label counts, float32 (C,).
+
+        Single-label: inverse class frequency scaled to mean 1 over the classes present (0 for a class
+        with no image), for ``CrossEntropyLoss(weight=...)``. Multi-label: ``negatives / positives`` per
+        class, the ``pos_weight`` of ``BCEWithLogitsLoss`` (1 for a class with no positive image).
+        """
+        counts = self._counts.astype(np.float64)
+        if self.multi_label:
+            negatives = self._len - counts
+            weights = np.divide(negatives, counts, out=np.ones_like(counts), where=counts > 0)
+        else:
+            present = counts > 0
+            weights = np.divide(1.0, counts, out=np.zeros_like(counts), where=present)
+            if present.any():
+                weights /= weights[present].mean()
+        return torch.from_numpy(weights.astype(np.float32))
+
+    def sample_weights(self) -> torch.Tensor:
+        """Per-image weights inverse to its class's frequency (float64 (N,)): each class drawn equally often."""
+        if self.multi_label:
+            raise InputError(
+                "a weighted sampler needs one label per image; this cache is multi-label: "
+                "weight the loss instead, BCEWithLogitsLoss(pos_weight=dataset.class_weights())"
+            )
+        counts = self._counts.astype(np.float64)
+        labels = self._open().labels.astype(np.int64)
+        return torch.from_numpy(1.0 / counts[labels])
+
+    def weighted_sampler(
+        self, num_samples: int | None = None, replacement: bool = True, generator: torch.Generator | None = None
+    ) -> WeightedRandomSampler:
+        """A ``WeightedRandomSampler`` that balances the classes (single-label caches; InputError otherwise).
+
+        Draws ``num_samples`` (default ``len(dataset)``) images per epoch. It samples for one process:
+        under ``DistributedSampler`` training, weight the loss with :meth:`class_weights` instead.
+        """
+        weights = self.sample_weights()
+        n = num_samples or self._len
+        return WeightedRandomSampler(weights, n, replacement=replacement, generator=generator)  # type: ignore[arg-type]  # takes a tensor
+
+    def __repr__(self) -> str:
+        kind = "multi-label" if self.multi_label else "single-label"
+        return f"<xraycache.torch.XrayDataset {self.split_name!r} of {self.path}: {self._len} images, {kind}>"
