@@ -226,3 +226,17 @@ def test_transforms_as_before(reader_cache: Path) -> None:
 def test_wrong_split_fails_in_the_parent(reader_cache: Path) -> None:
     with pytest.raises(xraycache.InputError, match="no split"):
         XrayDataset(reader_cache, "nope")
+
+
+@pytest.mark.parametrize(("channels", "normalize"), [(1, None), (1, "dataset"), (3, "imagenet"), (3, "xrv")])
+def test_deferred_batches_convert_to_what_the_items_are(any_cache: Path, channels: int, normalize: str | None) -> None:
+    options = {"channels": channels, "normalize": normalize}
+    eager = XrayDataset(any_cache, "train", **options)  # type: ignore[arg-type]
+    deferred = XrayDataset(any_cache, "train", deferred=True, **options)  # type: ignore[arg-type]
+    stored, labels = next(iter(DataLoader(deferred, batch_size=6, num_workers=2)))
+    assert stored.dtype in (torch.uint8, torch.uint16) and stored.shape == (6, 1, 32, 32)  # as stored
+    images, expected_labels = next(iter(DataLoader(eager, batch_size=6)))
+    converted = deferred.convert(stored)
+    assert converted.dtype == torch.float32 and converted.shape == (6, channels, 32, 32)
+    np.testing.assert_allclose(converted.numpy(), images.numpy(), rtol=1e-6, atol=1e-4 if normalize == "xrv" else 1e-6)
+    np.testing.assert_array_equal(labels.numpy(), expected_labels.numpy())

@@ -24,6 +24,11 @@ from .read.arrays import PixelFormat
 from .read.cache import Split
 
 
+def _torch_dtype(dtype: np.dtype[Any]) -> torch.dtype:
+    """The torch dtype of a NumPy dtype (float32 -> torch.float32, uint16 -> torch.uint16, ...)."""
+    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+
+
 class XrayDataset(Dataset):
     """``dataset[i] -> (image, label)`` for one split of a cache, ready for a model and its loss.
 
@@ -51,14 +56,15 @@ class XrayDataset(Dataset):
         channels: int = 1,
         normalize: str | None = None,
         stats_split: str | None = None,
+        deferred: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self.split_name = split
         self.transform = transform
         self.target_transform = target_transform
         self.raw = raw
-        if raw and (normalize is not None or channels != 1):
-            raise InputError("raw=True hands the stored array to transform; drop channels= and normalize=")
+        if raw and (normalize is not None or channels != 1 or deferred):
+            raise InputError("raw=True hands the stored array to transform; drop channels=, normalize= and deferred=")
         if channels not in (1, 3):
             raise InputError(f"channels={channels!r}; use 1 (gray) or 3 (gray repeated for RGB backbones)")
         probe = Split(self.path, split)  # fails here, in the parent, with a one-line error if wrong
@@ -69,6 +75,8 @@ class XrayDataset(Dataset):
             self._counts = probe.counts()
             # validated and computed once, in the parent (the dataset statistics need a pass over meta)
             self.pixels: PixelFormat = probe.pixel_format(dtype, channels, normalize, stats_split)
+            self.deferred = deferred
+            self._item_pixels = probe.pixel_format(None, 1) if deferred else self.pixels
         finally:
             probe.close()
         self._split: Split | None = None
@@ -100,7 +108,7 @@ class XrayDataset(Dataset):
         if self.raw:
             images: Sequence[Any] = list(pixels)
         else:
-            images = torch.from_numpy(self.pixels.apply(pixels)).unbind(0)
+            images = torch.from_numpy(self._item_pixels.apply(pixels)).unbind(0)
         if self.transform is not None:
             images = [self.transform(image) for image in images]
         if self.target_transform is not None:
@@ -110,6 +118,23 @@ class XrayDataset(Dataset):
             dtype = np.float32 if self.multi_label else np.int64
             targets = torch.from_numpy(stored.astype(dtype)).unbind(0)
         return list(zip(images, targets, strict=True))
+
+    def convert(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch as stored (B, 1, H, W), from a ``deferred=True`` dataset -> this dataset's dtype, channels
+        and normalisation, on the batch's device: ``train.convert(images.to(device, non_blocking=True))``.
+
+        Deferring moves 2 or 4 times fewer bytes from the workers (and to the GPU) than float32 items.
+        """
+        fmt = self.pixels
+        if fmt.dtype is None or fmt.dtype.kind != "f":
+            out = images if fmt.dtype is None else images.to(_torch_dtype(fmt.dtype))
+            return out.repeat(1, fmt.channels, 1, 1) if fmt.channels and fmt.channels > 1 else out
+        dtype = _torch_dtype(fmt.dtype)
+        scaled = images.to(dtype)
+        if len(set(zip(fmt.scale, fmt.offset, strict=True))) == 1:
+            scaled.mul_(fmt.scale[0]).add_(fmt.offset[0])
+            return scaled.repeat(1, len(fmt.scale), 1, 1) if len(fmt.scale) > 1 else scaled
+        return torch.cat([scaled * a + b for a, b in zip(fmt.scale, fmt.offset, strict=True)], dim=1)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
