@@ -240,3 +240,72 @@ def test_deferred_batches_convert_to_what_the_items_are(any_cache: Path, channel
     assert converted.dtype == torch.float32 and converted.shape == (6, channels, 32, 32)
     np.testing.assert_allclose(converted.numpy(), images.numpy(), rtol=1e-6, atol=1e-4 if normalize == "xrv" else 1e-6)
     np.testing.assert_array_equal(labels.numpy(), expected_labels.numpy())
+
+
+# -- dataset.loader(): whole batches read in the workers, straight into shared memory ---------------------
+
+
+@pytest.mark.parametrize("options", [{}, {"channels": 3, "normalize": "dataset"}, {"dtype": None}])
+def test_loader_gives_the_dataloader_batches(any_cache: Path, options: dict[str, object]) -> None:
+    dataset = XrayDataset(any_cache, "train", **options)  # type: ignore[arg-type]
+    fast = collect(dataset.loader(5, num_workers=2))
+    plain = collect(DataLoader(dataset, batch_size=5))
+    np.testing.assert_array_equal(fast[0], plain[0])
+    np.testing.assert_array_equal(fast[1], plain[1])
+    assert fast[0].dtype == plain[0].dtype and fast[1].dtype == plain[1].dtype
+    x, y = expected(any_cache)
+    if options.get("dtype", "float32") == "float32" and not options.get("normalize"):
+        np.testing.assert_allclose(fast[0], x, atol=1e-6)
+    np.testing.assert_array_equal(fast[1], y)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_loader_start_methods_and_persistent_workers(uint16_cache: Path, method: str) -> None:
+    dataset = XrayDataset(uint16_cache, "train", deferred=True)
+    dataset[[0, 1]]  # the parent has read before the workers start
+    loader = dataset.loader(
+        3,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=True,
+        multiprocessing_context=method,
+        generator=torch.Generator().manual_seed(1),
+    )
+    x, y = expected(uint16_cache)
+    orders = []
+    for _ in range(2):
+        stored, labels = zip(*loader, strict=True)
+        images = torch.cat([dataset.convert(batch) for batch in stored]).numpy()
+        rows = images.reshape(len(images), -1)
+        np.testing.assert_allclose(np.unique(rows, axis=0), np.unique(x.reshape(len(x), -1), axis=0), atol=1e-6)
+        orders.append(torch.cat(labels).tolist())
+        assert sorted(orders[-1]) == sorted(y.tolist())
+    assert len(loader) == 3  # 8 images in batches of 3
+
+
+def test_loader_with_distributed_sampler(multilabel_cache: Path) -> None:
+    dataset = XrayDataset(multilabel_cache, "train")
+    x, y = expected(multilabel_cache)
+    seen: list[int] = []
+    for rank in range(2):
+        sampler = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=5)
+        sampler.set_epoch(2)
+        indices = list(sampler)
+        images, labels = collect(dataset.loader(4, sampler=sampler, num_workers=2))
+        np.testing.assert_allclose(images, x[indices], atol=1e-6)
+        np.testing.assert_array_equal(labels, y[indices])
+        seen += indices
+    assert set(seen) == set(range(len(dataset)))
+
+
+def test_loader_with_transforms_and_weighted_sampler(reader_cache: Path) -> None:
+    dataset = XrayDataset(reader_cache, "train", transform=_double)
+    sampler = dataset.weighted_sampler(num_samples=16, generator=torch.Generator().manual_seed(0))
+    indices = list(sampler)
+    sampler.generator = torch.Generator().manual_seed(0)  # draw the same 16 again
+    images, labels = collect(dataset.loader(8, sampler=sampler, num_workers=2))
+    x, y = expected(reader_cache)
+    np.testing.assert_allclose(images, x[indices] * 2, atol=1e-6)
+    np.testing.assert_array_equal(labels, y[indices])
+    with pytest.raises(xraycache.InputError, match="not both"):
+        dataset.loader(8, shuffle=True, sampler=sampler)

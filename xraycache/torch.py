@@ -12,16 +12,42 @@ the B images, one conversion), as ``Split.batches()`` does, whatever the sampler
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+    default_collate,
+    get_worker_info,
+)
 
 from .core.errors import InputError
 from .read.arrays import PixelFormat
 from .read.cache import Split
+
+
+def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor; inside a DataLoader worker, in shared memory, so sending it copies nothing.
+
+    Allocated as torch's own ``default_collate`` allocates its batches in workers; where that storage call
+    is missing (another torch), a plain tensor, which the DataLoader then copies into shared memory.
+    """
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    elem = torch.empty(0, dtype=dtype)
+    try:
+        storage = elem._typed_storage()._new_shared(int(np.prod(shape)), device=elem.device)
+    except AttributeError:
+        return torch.empty(shape, dtype=dtype)
+    return elem.new(storage).resize_(shape)
 
 
 def _torch_dtype(dtype: np.dtype[Any]) -> torch.dtype:
@@ -80,6 +106,7 @@ class XrayDataset(Dataset):
         finally:
             probe.close()
         self._split: Split | None = None
+        self._scratch: np.ndarray | None = None  # stored pixels of the last batch, reused (never returned)
 
     @property
     def num_classes(self) -> int:
@@ -94,10 +121,61 @@ class XrayDataset(Dataset):
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
+    def __getitem__(self, index: Any) -> tuple[Any, Any]:
+        """``dataset[i]`` -> one (image, label); ``dataset[[i, j, ...]]`` -> one batch (images, labels).
+
+        The batch form is what :meth:`loader` asks for: a worker reads the images straight into a batch in
+        shared memory, which reaches the training process without another copy.
+        """
+        if isinstance(index, (list, tuple)) or (isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim):
+            return self._batch(np.asarray(index, dtype=np.int64).reshape(-1))
+        index = int(index)
         if not -self._len <= index < self._len:  # IndexError ends ``for item in dataset``
             raise IndexError(f"index {index} is out of range for {self._len} images")
         return self.__getitems__([index])[0]
+
+    def _batch(self, index: np.ndarray) -> tuple[Any, Any]:
+        if self.raw or self.transform is not None or self.target_transform is not None:
+            return default_collate(self.__getitems__(index.tolist()))  # per-image transforms: as DataLoader does
+        split = self._open()
+        fmt = self._item_pixels
+        n = index.size
+        images = _batch_tensor(fmt.shape((n, *split.shape[1:])), _torch_dtype(fmt.out_dtype))
+        if fmt.dtype is None and fmt.channels == 1:  # as stored: read straight into the batch
+            split.read_into(index, images.numpy()[:, 0])
+        else:  # read into a buffer this process keeps, then convert into the batch
+            if self._scratch is None or self._scratch.shape[0] < n:
+                self._scratch = np.empty((n, *split.shape[1:]), dtype=split.images.dtype)
+            fmt.apply(split.read_into(index, self._scratch[:n]), out=images.numpy())
+        stored = split.labels[index]
+        labels = torch.from_numpy(stored.astype(np.float32 if self.multi_label else np.int64))
+        return images, labels
+
+    def loader(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        sampler: Sampler[int] | Iterable[int] | None = None,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> DataLoader[Any]:
+        """A ``DataLoader`` that reads whole batches: ``for images, labels in train.loader(64, shuffle=True, num_workers=2)``.
+
+        The same batches as ``DataLoader(dataset, batch_size, shuffle=..., sampler=...)``, made cheaper: each
+        worker reads a batch of images straight into shared memory and converts it there (no per-image
+        tensors, no collate copy). ``sampler`` may be any sampler of indices (``DistributedSampler``,
+        :meth:`weighted_sampler`, ...); the other keywords go to ``DataLoader`` (``num_workers``,
+        ``persistent_workers``, ``pin_memory``, ``multiprocessing_context``, ...).
+        """
+        if batch_size < 1:
+            raise InputError(f"batch_size {batch_size} must be at least 1")
+        if sampler is not None and shuffle:
+            raise InputError("give shuffle=True or a sampler, not both (a sampler decides the order)")
+        if sampler is None:
+            sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        batches = BatchSampler(sampler, batch_size, drop_last)
+        return DataLoader(self, batch_size=None, sampler=batches, generator=generator, **kwargs)
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
         """The samples at ``indices``, read together: what ``DataLoader`` workers call for each batch."""
@@ -126,6 +204,8 @@ class XrayDataset(Dataset):
         Deferring moves 2 or 4 times fewer bytes from the workers (and to the GPU) than float32 items.
         """
         fmt = self.pixels
+        if images.device.type == "cpu" and images.ndim == 4 and images.shape[1] == 1:
+            return torch.from_numpy(fmt.apply(images.numpy()[:, 0]))  # the items' own NumPy code, exactly
         if fmt.dtype is None or fmt.dtype.kind != "f":
             out = images if fmt.dtype is None else images.to(_torch_dtype(fmt.dtype))
             return out.repeat(1, fmt.channels, 1, 1) if fmt.channels and fmt.channels > 1 else out
@@ -139,6 +219,7 @@ class XrayDataset(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_split"] = None  # each worker opens its own file
+        state["_scratch"] = None
         return state
 
     def class_weights(self) -> torch.Tensor:

@@ -99,26 +99,43 @@ class PixelFormat:
         offset = tuple(-m / s for m, s in zip(mean, std, strict=True))
         return cls(stored, out, channels, scale, offset)
 
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        """(B, H, W) stored pixels -> (B, C, H, W) (or (B, H, W) for ``channels=None``).
+    def shape(self, stored_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape for stored images of shape (B, H, W)."""
+        if self.channels is None:
+            return stored_shape
+        return (stored_shape[0], self.channels, *stored_shape[1:])
 
-        Float output is a new array; kept integer pixels may be a view of ``images``.
+    @property
+    def out_dtype(self) -> np.dtype[Any]:
+        """The output dtype: ``dtype``, or the stored type when that is kept."""
+        return self.dtype if self.dtype is not None else self.stored
+
+    def apply(self, images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(B, H, W) stored pixels -> (B, C, H, W) (or (B, H, W) for ``channels=None``), into ``out`` if given.
+
+        Without ``out``, float output is a new array and kept integer pixels may be a view of ``images``.
         """
-        if self.dtype is None or self.dtype.kind != "f":  # no scaling: a view of ``images`` where it can be
+        if self.dtype is None or self.dtype.kind != "f":  # no scaling
             data = images if self.dtype is None else images.astype(self.dtype, copy=False)
+            if out is not None:
+                out[...] = data if self.channels is None else data[:, None]  # broadcast over the channels
+                return out
             if self.channels is None:
                 return data
             return np.repeat(data[:, None], self.channels, axis=1) if self.channels > 1 else data[:, None]
         n = self.channels or 1
-        out = np.empty((images.shape[0], n, *images.shape[1:]), dtype=self.dtype)
+        if out is None:
+            target = np.empty((images.shape[0], n, *images.shape[1:]), dtype=self.dtype)
+        else:
+            target = out if self.channels is not None else out[:, None]
         for c in range(n):
             if c and self.scale[c] == self.scale[0] and self.offset[c] == self.offset[0]:
-                out[:, c] = out[:, 0]  # the same map: copy, do not recompute
+                target[:, c] = target[:, 0]  # the same map: copy, do not recompute
                 continue
-            np.multiply(images, self.dtype.type(self.scale[c]), out=out[:, c], dtype=self.dtype)
+            np.multiply(images, self.dtype.type(self.scale[c]), out=target[:, c], dtype=self.dtype)
             if self.offset[c]:
-                out[:, c] += self.dtype.type(self.offset[c])
-        return out if self.channels is not None else out[:, 0]
+                target[:, c] += self.dtype.type(self.offset[c])
+        return target if self.channels is not None else target[:, 0]
 
 
 def label_dtype_for(labels: np.ndarray, label_dtype: str | np.dtype[Any] | type | None) -> np.dtype[Any]:

@@ -324,6 +324,23 @@ class Split:
             out[run] = block[index[run] - start]
         return out
 
+    def read_into(self, index: Any, out: np.ndarray) -> np.ndarray:
+        """Write the images at ``index`` (any order, repeats allowed) into ``out`` (len(index), H, W); returns it.
+
+        No array is allocated for the pixels, so a caller can read into memory it owns: a reused buffer, or
+        a batch in shared memory that a DataLoader worker then sends without copying.
+        """
+        idx = _check_indices(np.asarray(index), len(self), f"split {self.name!r}")
+        if out.shape != (idx.size, *self.shape[1:]) or out.dtype != self.images.dtype:
+            raise InputError(f"out is {out.dtype} {out.shape}; give {self.images.dtype} {(idx.size, *self.shape[1:])}")
+        mapped = self._mapped()
+        if mapped is not None:
+            np.take(mapped, idx, axis=0, out=out, mode="clip")  # checked above; "raise" would buffer
+        elif idx.size:
+            unique, inverse = np.unique(idx, return_inverse=True)
+            out[...] = self._read_sorted(unique)[inverse]
+        return out
+
     def _read_first_axis(self, key: Any) -> np.ndarray:
         n = len(self)
         what = f"split {self.name!r}"
