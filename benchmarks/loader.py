@@ -3,6 +3,7 @@
     python -m benchmarks.loader                       # the real sample if present (else generated), 256 px
     python -m benchmarks.loader --quick               # smoke run on tiny generated data (seconds)
     python -m benchmarks.loader --data DIR --reps 7   # another dataset, more repetitions
+    python -m benchmarks.loader --reps 7 --readme README.md   # and write the table into the README
 
 Builds one cache of DATA, then times shuffled epochs of batches of 64, rep by rep side by side (the
 machine is shared: each rep runs every reader once, in turn; figures are medians of reps, ratios the
@@ -41,6 +42,7 @@ from .common import data_digest, git_commit, machine_info, median, write_small_d
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "loader.jsonl"
 REAL_DATA = REPO.parent / "shared" / "data" / "chest_xray"
+README_START, README_END = "<!-- loader:start -->", "<!-- loader:end -->"
 BATCH = 64
 WORKERS = 2
 REFERENCE = "split.batches(64, dtype='float32'), in process"
@@ -222,6 +224,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=10_000, help="images read per timed rep (default 10,000)")
     p.add_argument("--work", type=Path, help="scratch folder (default: a new one in /tmp, deleted after)")
     p.add_argument("--history", type=Path, default=RESULTS, help="JSON-lines file to append to")
+    p.add_argument("--readme", type=Path, help="also write the table into this README, between the loader markers")
     return p.parse_args(argv)
 
 
@@ -271,7 +274,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with open(args.history, "a") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
     print(markdown(record))
+    if args.readme is not None:
+        write_readme(args.readme, markdown(record))
     return record
+
+
+def write_readme(path: Path, table: str) -> None:
+    """Put ``table`` between README_START and README_END in ``path`` (the README's loader figures)."""
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{path}: no {README_START} ... {README_END} block to write the figures into")
+    head, rest = text.split(README_START, 1)
+    path.write_text(f"{head}{README_START}\n{table}\n{README_END}{rest.split(README_END, 1)[1]}")
 
 
 if __name__ == "__main__":

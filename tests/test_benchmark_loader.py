@@ -21,3 +21,10 @@ def test_quick_run_records_every_reader(tmp_path: Path) -> None:
     assert all(row["images_per_s"] > 0 for row in rows.values())
     assert record["result"]["images_per_rep"] >= 200 and record["fresh_page_us"] > 0
     assert "| reader | images/s |" in loader.markdown(record)
+
+
+def test_table_goes_between_the_readme_markers(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text(f"# x\n\n{loader.README_START}\nold\n{loader.README_END}\n\nrest\n")
+    loader.write_readme(page, "| new |")
+    assert page.read_text() == f"# x\n\n{loader.README_START}\n| new |\n{loader.README_END}\n\nrest\n"
