@@ -1,12 +1,12 @@
-"""Optional PyTorch adapter: a map-style Dataset over one split, with batched reads in ``DataLoader`` workers.
+"""Optional PyTorch adapter: a map-style Dataset over one split, its loss weights, and batched DataLoaders.
 
-Install PyTorch as its own documentation says for your platform (CPU-only or CUDA) first, then the extra:
-``bash scripts/install.sh --extras torch`` (README, "Training with PyTorch"). The dataset holds only the path
-and options; each worker process opens the file itself on first use (a Split reopens after unpickling or
-fork), so no h5py object crosses a process boundary, under the fork, spawn and forkserver start methods.
-With ``DataLoader(batch_size=B)`` the workers read each batch at once (``__getitems__``: one sorted read of
-the B images, one conversion), as ``Split.batches()`` does, whatever the sampler (shuffle,
-``DistributedSampler``, the weighted sampler of :meth:`XrayDataset.weighted_sampler`).
+Install PyTorch for your platform (CPU-only or CUDA) as its documentation says first, then the extra:
+``bash scripts/install.sh --extras torch`` (README, "Training with PyTorch"). The dataset holds only the
+path and options; each worker process opens the file itself on first use (a Split reopens after unpickling
+or fork), so no h5py object crosses a process boundary, under the fork, spawn and forkserver start methods.
+Batches are read whole: ``DataLoader(dataset, batch_size=B)`` calls ``__getitems__`` (one read of the B
+images, one conversion), and :meth:`XrayDataset.loader` has each worker read a batch straight into shared
+memory; both take any sampler (shuffle, ``DistributedSampler``, :meth:`XrayDataset.weighted_sampler`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class XrayDataset(Dataset):
       (torchxrayvision's [-1024, 1024]).
     - label: an int64 class index (``CrossEntropyLoss``), or a float32 (C,) multi-hot vector for a
       multi-label cache (``BCEWithLogitsLoss``).
+
+    ``deferred=True`` keeps items as stored (uint8/uint16, 1 channel) and :meth:`convert` applies ``dtype``,
+    ``channels`` and ``normalize`` to each batch where it is used: 4x fewer bytes leave the workers.
 
     ``transform`` receives the image tensor (or, with ``raw=True``, the stored NumPy array (H, W)) and
     ``target_transform`` the stored label (an int, or the (C,) uint8 multi-hot row); their results are
