@@ -211,3 +211,17 @@ def test_input_errors_name_the_problem_and_the_fix(reader_cache: Path) -> None:
             next(split.batches(0))
         with pytest.raises(InputError, match="no image from"):
             cache.locate("nowhere.jpeg")
+
+
+@pytest.mark.parametrize("which", ["none", "gzip"])
+def test_read_into_fills_a_given_array(reader_cache: Path, reader_cache_gzip: Path, which: str) -> None:
+    with xraycache.open(reader_cache if which == "none" else reader_cache_gzip) as cache:
+        split = cache["train"]
+        index = [7, 3, 3, 39, -1, 0]
+        out = np.zeros((len(index), 32, 32), dtype=np.uint8)
+        assert split.read_into(index, out) is out
+        np.testing.assert_array_equal(out, split.images[index])
+        with pytest.raises(xraycache.InputError, match="out is"):
+            split.read_into(index, np.zeros((2, 32, 32), dtype=np.uint8))
+        with pytest.raises(xraycache.InputError, match="out of range"):
+            split.read_into([40], np.zeros((1, 32, 32), dtype=np.uint8))
