@@ -22,7 +22,7 @@ else:
 from torch.utils.data import DataLoader, DistributedSampler
 
 from xraycache.read.arrays import IMAGENET_MEAN, IMAGENET_STD
-from xraycache.torch import XrayDataset
+from xraycache.torch import XrayDataset, convert_batch
 
 KINDS = ("uint8", "uint16", "multilabel", "sharded")
 
@@ -240,6 +240,11 @@ def test_deferred_batches_convert_to_what_the_items_are(any_cache: Path, channel
     assert converted.dtype == torch.float32 and converted.shape == (6, channels, 32, 32)
     np.testing.assert_allclose(converted.numpy(), images.numpy(), rtol=1e-6, atol=1e-4 if normalize == "xrv" else 1e-6)
     np.testing.assert_array_equal(labels.numpy(), expected_labels.numpy())
+    on_device = convert_batch(stored, deferred.pixels)  # the torch ops a GPU runs, here on the CPU
+    assert on_device.dtype == converted.dtype and on_device.shape == converted.shape
+    np.testing.assert_allclose(
+        on_device.numpy(), converted.numpy(), rtol=1e-5, atol=1e-3 if normalize == "xrv" else 1e-5
+    )
 
 
 # -- dataset.loader(): whole batches read in the workers, straight into shared memory ---------------------

@@ -50,6 +50,19 @@ def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return elem.new(storage).resize_(shape)
 
 
+def convert_batch(images: torch.Tensor, pixels: PixelFormat) -> torch.Tensor:
+    """Apply ``pixels`` (dtype, channels, normalisation) to a stored (B, 1, H, W) batch with torch ops, on
+    the batch's device (a GPU, say): what :meth:`XrayDataset.convert` does off the CPU."""
+    if pixels.dtype is None or pixels.dtype.kind != "f":
+        out = images if pixels.dtype is None else images.to(_torch_dtype(pixels.dtype))
+        return out.repeat(1, pixels.channels, 1, 1) if pixels.channels and pixels.channels > 1 else out
+    scaled = images.to(_torch_dtype(pixels.dtype))
+    if len(set(zip(pixels.scale, pixels.offset, strict=True))) == 1:  # one map for every channel
+        scaled.mul_(pixels.scale[0]).add_(pixels.offset[0])
+        return scaled.repeat(1, len(pixels.scale), 1, 1) if len(pixels.scale) > 1 else scaled
+    return torch.cat([scaled * a + b for a, b in zip(pixels.scale, pixels.offset, strict=True)], dim=1)
+
+
 def _torch_dtype(dtype: np.dtype[Any]) -> torch.dtype:
     """The torch dtype of a NumPy dtype (float32 -> torch.float32, uint16 -> torch.uint16, ...)."""
     return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
@@ -206,18 +219,9 @@ class XrayDataset(Dataset):
 
         Deferring moves 2 or 4 times fewer bytes from the workers (and to the GPU) than float32 items.
         """
-        fmt = self.pixels
         if images.device.type == "cpu" and images.ndim == 4 and images.shape[1] == 1:
-            return torch.from_numpy(fmt.apply(images.numpy()[:, 0]))  # the items' own NumPy code, exactly
-        if fmt.dtype is None or fmt.dtype.kind != "f":
-            out = images if fmt.dtype is None else images.to(_torch_dtype(fmt.dtype))
-            return out.repeat(1, fmt.channels, 1, 1) if fmt.channels and fmt.channels > 1 else out
-        dtype = _torch_dtype(fmt.dtype)
-        scaled = images.to(dtype)
-        if len(set(zip(fmt.scale, fmt.offset, strict=True))) == 1:
-            scaled.mul_(fmt.scale[0]).add_(fmt.offset[0])
-            return scaled.repeat(1, len(fmt.scale), 1, 1) if len(fmt.scale) > 1 else scaled
-        return torch.cat([scaled * a + b for a, b in zip(fmt.scale, fmt.offset, strict=True)], dim=1)
+            return torch.from_numpy(self.pixels.apply(images.numpy()[:, 0]))  # the items' own NumPy code, exactly
+        return convert_batch(images, self.pixels)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
