@@ -225,3 +225,29 @@ def test_read_into_fills_a_given_array(reader_cache: Path, reader_cache_gzip: Pa
             split.read_into(index, np.zeros((2, 32, 32), dtype=np.uint8))
         with pytest.raises(xraycache.InputError, match="out of range"):
             split.read_into([40], np.zeros((1, 32, 32), dtype=np.uint8))
+
+
+def test_batches_channels_labels_and_normalisation(reader_cache: Path) -> None:
+    with xraycache.open(reader_cache) as cache:
+        split = cache["train"]
+        x, _ = split.load()
+        xb, yb = next(split.batches(40, shuffle=False, dtype="float32", channels=3))
+        assert xb.shape == (40, 3, 32, 32) and yb.dtype == np.int64
+        np.testing.assert_array_equal(xb[:, 0], xb[:, 2])
+        mean, std = split.pixel_mean_std()
+        assert mean == pytest.approx(x.mean(), rel=1e-6) and std == pytest.approx(x.std(), rel=1e-5)
+        zb, _ = next(split.batches(40, shuffle=False, dtype="float32", normalize="dataset"))
+        assert abs(float(zb.mean())) < 1e-4 and float(zb.std()) == pytest.approx(1.0, abs=1e-4)
+        vb, _ = next(cache["val"].batches(4, shuffle=False, dtype="float32", normalize="dataset"))
+        np.testing.assert_allclose(vb[:, 0], (cache["val"].load()[0] - mean) / std, atol=1e-5)  # train's statistics
+        xrv, _ = next(split.batches(40, shuffle=False, dtype="float32", normalize="xrv"))
+        np.testing.assert_allclose(xrv[:, 0], x / 255 * 2048 - 1024, atol=1e-3)
+        for options, message in (
+            ({"dtype": None, "normalize": "imagenet"}, "needs a float dtype"),
+            ({"dtype": "float32", "normalize": "minmax"}, "normalize="),
+            ({"channels": 2}, "channels="),
+            ({"dtype": "int8"}, "without wrapping"),
+            ({"label_dtype": "U3"}, "not numeric"),
+        ):
+            with pytest.raises(xraycache.InputError, match=message):
+                next(split.batches(8, **options))  # type: ignore[arg-type]

@@ -176,7 +176,7 @@ class XrayDataset(Dataset):
         generator: torch.Generator | None = None,
         **kwargs: Any,
     ) -> DataLoader[Any]:
-        """A ``DataLoader`` that reads whole batches: ``for images, labels in train.loader(64, shuffle=True, num_workers=2)``.
+        """A ``DataLoader`` whose workers read whole batches, e.g. ``train.loader(64, shuffle=True, num_workers=2)``.
 
         The same batches as ``DataLoader(dataset, batch_size, shuffle=..., sampler=...)``, made cheaper: each
         worker reads a batch of images straight into shared memory and converts it there (no per-image

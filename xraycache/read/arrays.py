@@ -78,14 +78,14 @@ class PixelFormat:
             return cls(stored, out, channels)
         top = float(np.iinfo(stored).max) if stored.kind in "iu" else 1.0  # 255, or 65535 for a uint16 cache
         n = channels or 1
+        mean: tuple[float, ...]
+        std: tuple[float, ...]
         if normalize is None:
             mean, std = (0.0,) * n, (1.0,) * n
-        elif normalize == "imagenet":  # one gray channel: the average of the RGB constants
-            mean, std = (
-                (IMAGENET_MEAN, IMAGENET_STD)
-                if n == 3
-                else ((float(np.mean(IMAGENET_MEAN)),), (float(np.mean(IMAGENET_STD)),))
-            )
+        elif normalize == "imagenet":
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+            if n == 1:  # one gray channel: the average of the RGB constants
+                mean, std = (sum(mean) / 3,), (sum(std) / 3,)
         elif normalize == "xrv":
             mean, std = (0.5,) * n, (0.5 / XRV_RANGE,) * n
         else:
