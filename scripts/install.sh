@@ -6,6 +6,7 @@
 #   bash scripts/install.sh --test     # + test tools (pytest, OpenCV for the notebook baseline, ruff, mypy)
 #   bash scripts/install.sh --bench    # + benchmark tools
 #   bash scripts/install.sh --extras dicom,dask   # any extras of pyproject.toml (dicom, dask, torch, ...)
+#                                                 # (torch: install PyTorch for your platform first, see README)
 #   XRAYCACHE_PIL=pillow bash scripts/install.sh   # force stock Pillow (e.g. to benchmark it)
 #
 # Why a script: pillow-simd and Pillow both install the `PIL` package, matplotlib requires

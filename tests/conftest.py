@@ -116,3 +116,71 @@ def reader_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reader_cache_gzip(reader_cache: Path) -> Path:
     """The same images built with gzip (chunked storage: the h5py read path)."""
     return _build_reader_cache(reader_cache.parent, "gzip")
+
+
+# -- training caches: one of each kind the PyTorch adapter and the exports must read -------------------
+
+FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "No Finding")
+
+
+@pytest.fixture(scope="session")
+def uint16_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``--dtype uint16`` cache of 12-bit DICOMs: train 8 (4 normal, 4 pneumonia), val 4; 32 x 32."""
+    pytest.importorskip("pydicom")
+    from _dicom import chest, write
+
+    import xraycache
+
+    root = tmp_path_factory.mktemp("uint16")
+    for i in range(12):
+        split, label = ("train" if i < 8 else "val"), ("NORMAL", "PNEUMONIA")[i % 2]
+        image = chest(64, 80, seed=i, kind="normal" if i % 2 == 0 else "bacterial").astype(np.uint16) * 16
+        write(root / "src" / split / label / f"IM-{i:04d}-0001.dcm", image, patient=f"PAT-{i}", center=2048, width=4096)
+    out = root / "dicom16.h5"
+    xraycache.build(root / "src", out, size=32, jobs=1, dtype="uint16", keep_identifiers=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def multilabel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An NIH-style multi-label cache (8-bit PNGs, a CSV with ``|``-joined findings, patient-level resplit)."""
+    import xraycache
+
+    root = tmp_path_factory.mktemp("nih")
+    rng = np.random.default_rng(7)
+    lines = ["Image Index,Finding Labels,Patient ID"]
+    for i in range(30):
+        name = f"{i:08d}_000.png"
+        write_image(root / "src" / f"images_{1 + i % 2:03d}" / "images" / name, radiograph(48, 48, 100 + i), fmt="PNG")
+        found = [f for f in FINDINGS[:3] if rng.random() < 0.4] or ["No Finding"]
+        lines.append(f"{name},{'|'.join(found)},{i}")
+    (root / "Data_Entry.csv").write_text("\n".join(lines) + "\n")
+    out = root / "nih.h5"
+    xraycache.build(
+        root / "src",
+        out,
+        size=32,
+        jobs=1,
+        labels=root / "Data_Entry.csv",
+        path_col="Image Index",
+        label_col="Finding Labels",
+        label_sep="|",
+        patient_col="Patient ID",
+        resplit="0.6,0.2,0.2",
+    )  # type: ignore[arg-type]
+    return out
+
+
+@pytest.fixture(scope="session")
+def sharded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache written in 2 shards joined by virtual datasets (no memmap path): train 16, val 8; 32 x 32."""
+    import xraycache
+
+    root = tmp_path_factory.mktemp("sharded")
+    for i in range(24):
+        split, label = ("train" if i % 3 else "val"), ("NORMAL", "PNEUMONIA")[i % 2]
+        name = f"IM-{i:04d}-0001.jpeg" if label == "NORMAL" else f"person{i}_bacteria_{i}.jpeg"
+        write_image(root / "src" / split / label / name, radiograph(50 + i, 40 + i, 200 + i))
+    out = root / "sharded.h5"
+    xraycache.build(root / "src", out, size=32, jobs=1, shards=2)
+    return out

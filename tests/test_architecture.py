@@ -80,7 +80,7 @@ def test_plots_load_matplotlib_only_when_drawing(small_cache: Path) -> None:
 
 
 def test_cli_help_loads_no_heavy_module() -> None:
-    for args in (["--help"], ["build", "--help"], ["show", "--help"]):
+    for args in (["--help"], ["build", "--help"], ["show", "--help"], ["ls", "--help"], ["export", "--help"]):
         result = _loaded_after(
             "from xraycache.cli import app\n"
             f"try:\n    app({args!r}, prog_name='xraycache')\nexcept SystemExit:\n    pass\n"

@@ -100,6 +100,11 @@ def test_build_uint16_cache(tmp_path: Path) -> None:
         assert list(train.meta["window"]) == ["minmax 0-65535", "minmax 0-65535", "none (8-bit)"]
         batch, _ = next(train.batches(8, shuffle=False, dtype="float32"))
         assert batch.max() == pytest.approx(1.0) and batch[2].mean() == pytest.approx(200 / 255)
+        with pytest.raises(xraycache.InputError, match="without wrapping"):  # uint8 would wrap 16-bit values
+            next(train.batches(8, dtype="uint8"))
+        mean, std = train.pixel_mean_std()  # in stored (16-bit) units
+        assert mean == pytest.approx(images.astype(np.float64).mean(), rel=1e-5)
+        assert std == pytest.approx(images.astype(np.float64).std(), rel=1e-4)
         group = train._group()
         assert group["stats/hist"].attrs["bin_width"] == 256 and group["stats/hist"][:].sum() == 3 * SIDE * SIDE
         assert cache.attrs["dtype"] == "uint16"

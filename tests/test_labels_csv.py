@@ -184,3 +184,13 @@ def test_cli_labels_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "1 labels CSV row(s) name no image under SRC" in result.output and "00000099_000.png" in result.output
+
+
+def test_multi_label_batches_are_float_multi_hot(tmp_path: Path) -> None:
+    _, out = build_nih(tmp_path)
+    with xraycache.open(out) as cache:
+        split = cache["images_001"]
+        xb, yb = next(split.batches(3, shuffle=False, dtype="float32"))
+        assert xb.shape == (3, 1, 16, 16) and yb.dtype == np.float32 and yb.shape == (3, len(split.label_names))
+        np.testing.assert_array_equal(yb, split.labels.astype(np.float32))
+        assert next(split.batches(3, shuffle=False, label_dtype="uint8"))[1].dtype == np.uint8

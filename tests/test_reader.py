@@ -109,9 +109,11 @@ def test_batches_cover_the_split_once_and_match_images(reader_cache: Path) -> No
         order = split.order(seed=3)
         assert sorted(order.tolist()) == list(range(40))
         xb, yb = _all(split, batch_size=16, seed=3)
-        np.testing.assert_array_equal(xb, x[order])
+        assert xb.shape == (40, 1, 32, 32) and xb.dtype == np.uint8 and yb.dtype == np.int64  # as the adapter
+        np.testing.assert_array_equal(xb[:, 0], x[order])
         np.testing.assert_array_equal(yb, y[order])
-        xs, _ = _all(split, batch_size=16, shuffle=False)
+        xs, ys = _all(split, batch_size=16, shuffle=False, channels=None, label_dtype="int16")
+        assert xs.shape == (40, 32, 32) and ys.dtype == np.int16  # as stored
         np.testing.assert_array_equal(xs, x)
 
 
@@ -132,7 +134,7 @@ def test_batches_float32_scales_to_unit_range(reader_cache: Path) -> None:
         x, _ = split.load()
         xb, _ = next(split.batches(40, shuffle=False, dtype="float32"))
         assert xb.dtype == np.float32 and xb.min() >= 0.0 and xb.max() <= 1.0
-        np.testing.assert_allclose(xb, x.astype(np.float32) / 255, atol=1e-6)
+        np.testing.assert_allclose(xb[:, 0], x.astype(np.float32) / 255, atol=1e-6)
 
 
 @pytest.mark.parametrize("which", ["none", "gzip"])
@@ -147,7 +149,7 @@ def test_balanced_batches_equalise_classes(reader_cache: Path, reader_cache_gzip
         x, y = split.load()
         xb, yb = _all(split, batch_size=16, seed=0, balanced=True)
         order = split.order(seed=0, balanced=True)
-        np.testing.assert_array_equal(xb, x[order])
+        np.testing.assert_array_equal(xb[:, 0], x[order])
         np.testing.assert_array_equal(yb, y[order])
 
 
@@ -209,3 +211,43 @@ def test_input_errors_name_the_problem_and_the_fix(reader_cache: Path) -> None:
             next(split.batches(0))
         with pytest.raises(InputError, match="no image from"):
             cache.locate("nowhere.jpeg")
+
+
+@pytest.mark.parametrize("which", ["none", "gzip"])
+def test_read_into_fills_a_given_array(reader_cache: Path, reader_cache_gzip: Path, which: str) -> None:
+    with xraycache.open(reader_cache if which == "none" else reader_cache_gzip) as cache:
+        split = cache["train"]
+        index = [7, 3, 3, 39, -1, 0]
+        out = np.zeros((len(index), 32, 32), dtype=np.uint8)
+        assert split.read_into(index, out) is out
+        np.testing.assert_array_equal(out, split.images[index])
+        with pytest.raises(xraycache.InputError, match="out is"):
+            split.read_into(index, np.zeros((2, 32, 32), dtype=np.uint8))
+        with pytest.raises(xraycache.InputError, match="out of range"):
+            split.read_into([40], np.zeros((1, 32, 32), dtype=np.uint8))
+
+
+def test_batches_channels_labels_and_normalisation(reader_cache: Path) -> None:
+    with xraycache.open(reader_cache) as cache:
+        split = cache["train"]
+        x, _ = split.load()
+        xb, yb = next(split.batches(40, shuffle=False, dtype="float32", channels=3))
+        assert xb.shape == (40, 3, 32, 32) and yb.dtype == np.int64
+        np.testing.assert_array_equal(xb[:, 0], xb[:, 2])
+        mean, std = split.pixel_mean_std()
+        assert mean == pytest.approx(x.mean(), rel=1e-6) and std == pytest.approx(x.std(), rel=1e-5)
+        zb, _ = next(split.batches(40, shuffle=False, dtype="float32", normalize="dataset"))
+        assert abs(float(zb.mean())) < 1e-4 and float(zb.std()) == pytest.approx(1.0, abs=1e-4)
+        vb, _ = next(cache["val"].batches(4, shuffle=False, dtype="float32", normalize="dataset"))
+        np.testing.assert_allclose(vb[:, 0], (cache["val"].load()[0] - mean) / std, atol=1e-5)  # train's statistics
+        xrv, _ = next(split.batches(40, shuffle=False, dtype="float32", normalize="xrv"))
+        np.testing.assert_allclose(xrv[:, 0], x / 255 * 2048 - 1024, atol=1e-3)
+        for options, message in (
+            ({"dtype": None, "normalize": "imagenet"}, "needs a float dtype"),
+            ({"dtype": "float32", "normalize": "minmax"}, "normalize="),
+            ({"channels": 2}, "channels="),
+            ({"dtype": "int8"}, "without wrapping"),
+            ({"label_dtype": "U3"}, "not numeric"),
+        ):
+            with pytest.raises(xraycache.InputError, match=message):
+                next(split.batches(8, **options))  # type: ignore[arg-type]

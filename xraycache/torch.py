@@ -1,28 +1,90 @@
-"""Optional PyTorch adapter: a map-style Dataset over one split, safe with ``DataLoader(num_workers=N)``.
+"""Optional PyTorch adapter: a map-style Dataset over one split, its loss weights, and batched DataLoaders.
 
-Install with ``pip install torch==2.13.0`` then ``pip install 'xraycache[torch]'``. The dataset holds only the
-path and split name; each worker process opens the file itself on first use (a Split reopens after
-unpickling or fork), so no h5py object ever crosses a process boundary.
+Install PyTorch for your platform (CPU-only or CUDA) as its documentation says first, then the extra:
+``bash scripts/install.sh --extras torch`` (README, "Training with PyTorch"). The dataset holds only the
+path and options; each worker process opens the file itself on first use (a Split reopens after unpickling
+or fork), so no h5py object crosses a process boundary, under the fork, spawn and forkserver start methods.
+Batches are read whole: ``DataLoader(dataset, batch_size=B)`` calls ``__getitems__`` (one read of the B
+images, one conversion), and :meth:`XrayDataset.loader` has each worker read a batch straight into shared
+memory; both take any sampler (shuffle, ``DistributedSampler``, :meth:`XrayDataset.weighted_sampler`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+    default_collate,
+    get_worker_info,
+)
 
+from .core.errors import InputError
+from .read.arrays import PixelFormat
 from .read.cache import Split
 
 
-class XrayDataset(Dataset):
-    """``dataset[i] -> (image, label)``: image a float32 tensor (1, H, W) in [0, 1], label an int64 tensor.
+def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor; inside a DataLoader worker, in shared memory, so sending it copies nothing.
 
-    ``transform`` receives that tensor (or, with ``raw=True``, the uint8 NumPy array (H, W)) and
-    ``target_transform`` the int label; their results are returned as they are.
+    Allocated as torch's own ``default_collate`` allocates its batches in workers; where that storage call
+    is missing (another torch), a plain tensor, which the DataLoader then copies into shared memory.
+    """
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    elem = torch.empty(0, dtype=dtype)
+    try:
+        storage = elem._typed_storage()._new_shared(int(np.prod(shape)), device=elem.device)
+    except AttributeError:
+        return torch.empty(shape, dtype=dtype)
+    return elem.new(storage).resize_(shape)
+
+
+def convert_batch(images: torch.Tensor, pixels: PixelFormat) -> torch.Tensor:
+    """Apply ``pixels`` (dtype, channels, normalisation) to a stored (B, 1, H, W) batch with torch ops, on
+    the batch's device (a GPU, say): what :meth:`XrayDataset.convert` does off the CPU."""
+    if pixels.dtype is None or pixels.dtype.kind != "f":
+        out = images if pixels.dtype is None else images.to(_torch_dtype(pixels.dtype))
+        return out.repeat(1, pixels.channels, 1, 1) if pixels.channels and pixels.channels > 1 else out
+    scaled = images.to(_torch_dtype(pixels.dtype))
+    if len(set(zip(pixels.scale, pixels.offset, strict=True))) == 1:  # one map for every channel
+        scaled.mul_(pixels.scale[0]).add_(pixels.offset[0])
+        return scaled.repeat(1, len(pixels.scale), 1, 1) if len(pixels.scale) > 1 else scaled
+    return torch.cat([scaled * a + b for a, b in zip(pixels.scale, pixels.offset, strict=True)], dim=1)
+
+
+def _torch_dtype(dtype: np.dtype[Any]) -> torch.dtype:
+    """The torch dtype of a NumPy dtype (float32 -> torch.float32, uint16 -> torch.uint16, ...)."""
+    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+
+
+class XrayDataset(Dataset):
+    """``dataset[i] -> (image, label)`` for one split of a cache, ready for a model and its loss.
+
+    - image: a (C, H, W) tensor, float32 in [0, 1] for uint8 and uint16 caches alike; ``dtype=None``
+      keeps the stored uint8/uint16 (to convert on the GPU); ``channels=3`` repeats the gray channel
+      for ImageNet-pretrained backbones; ``normalize="dataset"`` (the pixel mean and std of
+      ``stats_split``, by default the cache's ``train`` split), ``"imagenet"`` or ``"xrv"``
+      (torchxrayvision's [-1024, 1024]).
+    - label: an int64 class index (``CrossEntropyLoss``), or a float32 (C,) multi-hot vector for a
+      multi-label cache (``BCEWithLogitsLoss``).
+
+    ``deferred=True`` keeps items as stored (uint8/uint16, 1 channel) and :meth:`convert` applies ``dtype``,
+    ``channels`` and ``normalize`` to each batch where it is used: 4x fewer bytes leave the workers.
+
+    ``transform`` receives the image tensor (or, with ``raw=True``, the stored NumPy array (H, W)) and
+    ``target_transform`` the stored label (an int, or the (C,) uint8 multi-hot row); their results are
+    returned as they are.
     """
 
     def __init__(
@@ -30,19 +92,42 @@ class XrayDataset(Dataset):
         path: str | os.PathLike[str],
         split: str = "train",
         transform: Callable[[Any], Any] | None = None,
-        target_transform: Callable[[int], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
         raw: bool = False,
+        dtype: str | None = "float32",
+        channels: int = 1,
+        normalize: str | None = None,
+        stats_split: str | None = None,
+        deferred: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self.split_name = split
         self.transform = transform
         self.target_transform = target_transform
         self.raw = raw
+        if raw and (normalize is not None or channels != 1 or deferred):
+            raise InputError("raw=True hands the stored array to transform; drop channels=, normalize= and deferred=")
+        if channels not in (1, 3):
+            raise InputError(f"channels={channels!r}; use 1 (gray) or 3 (gray repeated for RGB backbones)")
         probe = Split(self.path, split)  # fails here, in the parent, with a one-line error if wrong
-        self._len = len(probe)
-        self.label_names = probe.label_names
-        probe.close()
+        try:
+            self._len = len(probe)
+            self.label_names: tuple[str, ...] = probe.label_names
+            self.multi_label: bool = probe.multi_label
+            self._counts = probe.counts()
+            # validated and computed once, in the parent (the dataset statistics need a pass over meta)
+            self.pixels: PixelFormat = probe.pixel_format(dtype, channels, normalize, stats_split)
+            self.deferred = deferred
+            self._item_pixels = probe.pixel_format(None, 1) if deferred else self.pixels
+        finally:
+            probe.close()
         self._split: Split | None = None
+        self._scratch: np.ndarray | None = None  # stored pixels of the last batch, reused (never returned)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: the size of a model's output layer."""
+        return len(self.label_names)
 
     def _open(self) -> Split:
         if self._split is None:
@@ -52,23 +137,139 @@ class XrayDataset(Dataset):
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
+    def __getitem__(self, index: Any) -> tuple[Any, Any]:
+        """``dataset[i]`` -> one (image, label); ``dataset[[i, j, ...]]`` -> one batch (images, labels).
+
+        The batch form is what :meth:`loader` asks for: a worker reads the images straight into a batch in
+        shared memory, which reaches the training process without another copy.
+        """
+        if isinstance(index, (list, tuple)) or (isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim):
+            return self._batch(np.asarray(index, dtype=np.int64).reshape(-1))
+        index = int(index)
+        if not -self._len <= index < self._len:  # IndexError ends ``for item in dataset``
+            raise IndexError(f"index {index} is out of range for {self._len} images")
+        return self.__getitems__([index])[0]
+
+    def _batch(self, index: np.ndarray) -> tuple[Any, Any]:
+        if self.raw or self.transform is not None or self.target_transform is not None:
+            return default_collate(self.__getitems__(index.tolist()))  # per-image transforms: as DataLoader does
         split = self._open()
-        pixels = split.images[int(index)]
-        label = int(split.labels[int(index)])
-        image: Any = pixels if self.raw else torch.from_numpy(pixels.astype(np.float32) / 255.0).unsqueeze(0)
+        fmt = self._item_pixels
+        n = index.size
+        images = _batch_tensor(fmt.shape((n, *split.shape[1:])), _torch_dtype(fmt.out_dtype))
+        if fmt.dtype is None and fmt.channels == 1:  # as stored: read straight into the batch
+            split.read_into(index, images.numpy()[:, 0])
+        else:  # read into a buffer this process keeps, then convert into the batch
+            if self._scratch is None or self._scratch.shape[0] < n:
+                self._scratch = np.empty((n, *split.shape[1:]), dtype=split.images.dtype)
+            fmt.apply(split.read_into(index, self._scratch[:n]), out=images.numpy())
+        stored = split.labels[index]
+        labels = torch.from_numpy(stored.astype(np.float32 if self.multi_label else np.int64))
+        return images, labels
+
+    def loader(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        sampler: Sampler[int] | Iterable[int] | None = None,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> DataLoader[Any]:
+        """A ``DataLoader`` whose workers read whole batches, e.g. ``train.loader(64, shuffle=True, num_workers=2)``.
+
+        The same batches as ``DataLoader(dataset, batch_size, shuffle=..., sampler=...)``, made cheaper: each
+        worker reads a batch of images straight into shared memory and converts it there (no per-image
+        tensors, no collate copy). ``sampler`` may be any sampler of indices (``DistributedSampler``,
+        :meth:`weighted_sampler`, ...); the other keywords go to ``DataLoader`` (``num_workers``,
+        ``persistent_workers``, ``pin_memory``, ``multiprocessing_context``, ...).
+        """
+        if batch_size < 1:
+            raise InputError(f"batch_size {batch_size} must be at least 1")
+        if sampler is not None and shuffle:
+            raise InputError("give shuffle=True or a sampler, not both (a sampler decides the order)")
+        if sampler is None:
+            sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        batches = BatchSampler(sampler, batch_size, drop_last)
+        return DataLoader(self, batch_size=None, sampler=batches, generator=generator, **kwargs)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
+        """The samples at ``indices``, read together: what ``DataLoader`` workers call for each batch."""
+        split = self._open()
+        index = np.asarray(indices, dtype=np.int64)
+        pixels = split.images[index]  # one sorted read, in the order asked
+        stored = split.labels[index]
+        if self.raw:
+            images: Sequence[Any] = list(pixels)
+        else:
+            images = torch.from_numpy(self._item_pixels.apply(pixels)).unbind(0)
         if self.transform is not None:
-            image = self.transform(image)
+            images = [self.transform(image) for image in images]
         if self.target_transform is not None:
-            return image, self.target_transform(label)
-        return image, torch.tensor(label, dtype=torch.int64)
+            rows = list(stored) if self.multi_label else stored.tolist()
+            targets: Sequence[Any] = [self.target_transform(label) for label in rows]
+        else:
+            dtype = np.float32 if self.multi_label else np.int64
+            targets = torch.from_numpy(stored.astype(dtype)).unbind(0)
+        return list(zip(images, targets, strict=True))
+
+    def convert(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch as stored (B, 1, H, W), from a ``deferred=True`` dataset -> this dataset's dtype, channels
+        and normalisation, on the batch's device: ``train.convert(images.to(device, non_blocking=True))``.
+
+        Deferring moves 2 or 4 times fewer bytes from the workers (and to the GPU) than float32 items.
+        """
+        if images.device.type == "cpu" and images.ndim == 4 and images.shape[1] == 1:
+            return torch.from_numpy(self.pixels.apply(images.numpy()[:, 0]))  # the items' own NumPy code, exactly
+        return convert_batch(images, self.pixels)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_split"] = None  # each worker opens its own file
+        state["_scratch"] = None
         return state
 
     def class_weights(self) -> torch.Tensor:
-        """Per-sample weights inverse to class frequency, for ``WeightedRandomSampler`` (balanced epochs)."""
-        split = self._open()
-        return torch.from_numpy(1.0 / split.counts()[split.labels].astype(np.float64))
+        """Loss weights from the stored label counts, float32 (C,).
+
+        Single-label: inverse class frequency scaled to mean 1 over the classes present (0 for a class
+        with no image), for ``CrossEntropyLoss(weight=...)``. Multi-label: ``negatives / positives`` per
+        class, the ``pos_weight`` of ``BCEWithLogitsLoss`` (1 for a class with no positive image).
+        """
+        counts = self._counts.astype(np.float64)
+        if self.multi_label:
+            negatives = self._len - counts
+            weights = np.divide(negatives, counts, out=np.ones_like(counts), where=counts > 0)
+        else:
+            present = counts > 0
+            weights = np.divide(1.0, counts, out=np.zeros_like(counts), where=present)
+            if present.any():
+                weights /= weights[present].mean()
+        return torch.from_numpy(weights.astype(np.float32))
+
+    def sample_weights(self) -> torch.Tensor:
+        """Per-image weights inverse to its class's frequency (float64 (N,)): each class drawn equally often."""
+        if self.multi_label:
+            raise InputError(
+                "a weighted sampler needs one label per image; this cache is multi-label: "
+                "weight the loss instead, BCEWithLogitsLoss(pos_weight=dataset.class_weights())"
+            )
+        counts = self._counts.astype(np.float64)
+        labels = self._open().labels.astype(np.int64)
+        return torch.from_numpy(1.0 / counts[labels])
+
+    def weighted_sampler(
+        self, num_samples: int | None = None, replacement: bool = True, generator: torch.Generator | None = None
+    ) -> WeightedRandomSampler:
+        """A ``WeightedRandomSampler`` that balances the classes (single-label caches; InputError otherwise).
+
+        Draws ``num_samples`` (default ``len(dataset)``) images per epoch. It samples for one process:
+        under ``DistributedSampler`` training, weight the loss with :meth:`class_weights` instead.
+        """
+        weights = self.sample_weights()
+        n = num_samples or self._len
+        return WeightedRandomSampler(weights, n, replacement=replacement, generator=generator)  # type: ignore[arg-type]  # takes a tensor
+
+    def __repr__(self) -> str:
+        kind = "multi-label" if self.multi_label else "single-label"
+        return f"<xraycache.torch.XrayDataset {self.split_name!r} of {self.path}: {self._len} images, {kind}>"

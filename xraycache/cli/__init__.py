@@ -1,7 +1,7 @@
 """The ``xraycache`` command line: thin typer wrappers around the library, the only code that prints.
 
 Commands are listed in the order a user meets them: build a cache, look at it, inspect how it was built,
-check it, and make sample data to try all of this on. Each command imports the layer it calls only when it
+list and export its images, check it, and make sample data to try all of this on. Each command imports the layer it calls only when it
 runs, so ``--help`` and ``--version`` load neither the build stack nor matplotlib.
 """
 
@@ -15,13 +15,15 @@ from typer.core import TyperGroup
 
 from ..core.version import __version__
 from .build import build_command
+from .export import export_command
 from .info import info_command
+from .ls import ls_command
 from .sample import sample_command
 from .show import show_app
 from .verify import verify_command
 
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
-COMMAND_ORDER = ("build", "show", "info", "verify", "sample")
+COMMAND_ORDER = ("build", "show", "info", "ls", "export", "verify", "sample")
 
 
 class _InUserOrder(TyperGroup):
@@ -85,5 +87,7 @@ def main(
 app.command("build")(build_command)
 app.add_typer(show_app, name="show")
 app.command("info")(info_command)
+app.command("ls")(ls_command)
+app.command("export")(export_command)
 app.command("verify")(verify_command)
 app.command("sample")(sample_command)

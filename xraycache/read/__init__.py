@@ -1,2 +1,3 @@
-"""The read layer: open a cache (``cache.open``), its statistics, figures (``plots``, matplotlib only when
-drawing) and leakage report. Imports only the analysis and core layers: no joblib, PIL or decoders."""
+"""The read layer: open a cache (``cache.open``), turn its pixels and labels into training arrays
+(``arrays``), its statistics, figures (``plots``, matplotlib only when drawing), exports (``export``) and
+leakage report. Imports only the analysis and core layers: no joblib, PIL or decoders."""

@@ -23,6 +23,7 @@ from ..analysis.leakage import LeakageReport, leakage
 from ..core.errors import InputError, NotACacheError, Skipped
 from ..core.format import SKIPPED_COLUMNS, attr_value, damaged, open_cache, read_attrs, read_data, read_text
 from ..core.options import setting_names
+from .arrays import PixelFormat, label_dtype_for, mean_std_from_image_stats
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
 
@@ -344,6 +345,27 @@ class Split:
             out[run] = block[index[run] - start]
         return out
 
+    def read_into(self, index: Any, out: np.ndarray) -> np.ndarray:
+        """Write the images at ``index`` (any order, repeats allowed) into ``out`` (len(index), H, W); returns it.
+
+        No array is allocated for the pixels, so a caller can read into memory it owns: a reused buffer, or
+        a batch in shared memory that a DataLoader worker then sends without copying.
+        """
+        idx = _check_indices(np.asarray(index), len(self), f"split {self.name!r}")
+        if out.shape != (idx.size, *self.shape[1:]) or out.dtype != self.images.dtype:
+            raise InputError(f"out is {out.dtype} {out.shape}; give {self.images.dtype} {(idx.size, *self.shape[1:])}")
+        if not idx.size:
+            return out
+        contiguous = self._contiguous()
+        if contiguous is None or not out.flags.c_contiguous:  # chunked or sharded: whole chunks through h5py
+            unique, inverse = np.unique(idx, return_inverse=True)
+            out[...] = self._read_sorted(unique)[inverse]
+            return out
+        offset, per_image = contiguous
+        for pos in np.argsort(idx, kind="stable").tolist():  # in file order: sequential where the batch is
+            self._pread(out[pos], offset + int(idx[pos]) * per_image)  # one positional read, into its row
+        return out
+
     def _read_first_axis(self, key: Any) -> np.ndarray:
         n = len(self)
         what = f"split {self.name!r}"
@@ -385,6 +407,11 @@ class Split:
             self._labels = read_data(self._dset("labels"))
         return self._labels
 
+    @property
+    def multi_label(self) -> bool:
+        """True for a multi-label cache (labels an (N, C) multi-hot matrix, e.g. NIH with ``--label-sep``)."""
+        return self.labels.ndim == 2
+
     def label_index(self, label: str | int) -> int:
         """A label name (or number) -> its value; InputError listing the names if it is not one."""
         names = self.label_names
@@ -409,6 +436,43 @@ class Split:
             return self.labels.sum(axis=0, dtype=np.int64)
         return np.bincount(self.labels, minlength=len(self.label_names))
 
+    def pixel_mean_std(self) -> tuple[float, float]:
+        """Mean and std of every pixel of the split, in stored units (0-255, or 0-65535 for uint16).
+
+        Exact, from the per-image ``meta/mean`` and ``meta/std`` the build stored (all images have one
+        size), so no pixel is read; a file without those columns costs one pass over the pixels.
+        """
+        if "mean" in self.meta and "std" in self.meta:
+            return mean_std_from_image_stats(self.meta["mean"], self.meta["std"])
+        means, stds = [], []
+        for xb, _ in self.batches(256, shuffle=False, channels=None):
+            values = xb.reshape(len(xb), -1).astype(np.float64)
+            means.append(values.mean(axis=1))
+            stds.append(values.std(axis=1))
+        if not means:
+            return mean_std_from_image_stats(np.zeros(0), np.zeros(0))
+        return mean_std_from_image_stats(np.concatenate(means), np.concatenate(stds))
+
+    def pixel_format(
+        self,
+        dtype: str | np.dtype[Any] | type | None = "float32",
+        channels: int | None = 1,
+        normalize: str | None = None,
+        stats_split: str | None = None,
+    ) -> PixelFormat:
+        """How this split's images become training arrays (see ``batches()``); InputError for a bad option.
+
+        ``normalize="dataset"`` takes the mean and std of ``stats_split``: by default the cache's ``train``
+        split when it has one (so val and test are scaled as the model saw its training data), else this one.
+        """
+        mean_std = None
+        if normalize == "dataset":
+            name = stats_split or ("train" if isinstance(self._handle.file.get("train"), h5py.Group) else self.name)
+            source = self if name == self.name else Split(self.path, name, _handle=self._handle)
+            source._group()  # InputError naming the splits if stats_split is not one
+            mean_std = source.pixel_mean_std()
+        return PixelFormat.make(self.images.dtype, dtype, channels, normalize, mean_std)
+
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole split as NumPy ``(images (N, H, W) uint8, labels (N,))``, read in one large read."""
         dset = self._dset("images")
@@ -430,25 +494,35 @@ class Split:
         seed: int = 0,
         epoch: int = 0,
         balanced: bool = False,
-        dtype: str | np.dtype[Any] | None = None,
+        dtype: str | np.dtype[Any] | type | None = None,
         drop_last: bool = False,
+        channels: int | None = 1,
+        label_dtype: str | np.dtype[Any] | type | None = None,
+        normalize: str | None = None,
+        stats_split: str | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(images, labels)`` batches for one epoch, reading in large sorted blocks.
 
         One global order per (seed, epoch): the same pair gives the same batches, another epoch another
         order. ``balanced=True`` draws ``len(split)`` images with replacement, each with weight inverse to
-        its class frequency. ``dtype=None`` keeps uint8; ``"float32"`` (or any float) scales to [0, 1].
-        The last short batch is kept unless ``drop_last``. Memory stays ~2 x 64 MB whatever the split size.
+        its class frequency. The last short batch is kept unless ``drop_last``. Memory stays ~2 x 64 MB
+        whatever the split size. The arrays are what ``xraycache.torch.XrayDataset`` gives, batched:
+
+        - images (B, C, H, W) with ``channels=1`` or ``3`` (gray repeated), or (B, H, W) with ``None``;
+          ``dtype=None`` keeps the stored uint8/uint16, ``"float32"`` (any float) scales to [0, 1];
+          ``normalize="dataset"`` (the mean and std of ``stats_split``, by default ``train``),
+          ``"imagenet"`` or ``"xrv"`` ([-1024, 1024]) then normalises (float dtypes only);
+        - labels int64 class indices, or float32 multi-hot (B, C) for a multi-label cache;
+          ``label_dtype`` casts them to another type (``"int16"`` as stored).
         """
         if batch_size < 1:
             raise InputError(f"batch_size {batch_size} must be at least 1")
-        order = self.order(shuffle=shuffle, seed=seed, epoch=epoch, balanced=balanced)
-        out_dtype = np.dtype(dtype) if dtype is not None else None
-        if out_dtype is not None and out_dtype.kind not in "fiu":
-            raise InputError(f"dtype {dtype!r} is not numeric; use None (uint8) or 'float32'")
-        n_batches = len(order) // batch_size if drop_last else -(-len(order) // batch_size)
+        pixels = self.pixel_format(dtype, channels, normalize, stats_split)
         labels = self.labels
-        image_bytes = max(1, int(np.prod(self.shape[1:])))
+        out_labels = label_dtype_for(labels, label_dtype)
+        order = self.order(shuffle=shuffle, seed=seed, epoch=epoch, balanced=balanced)
+        n_batches = len(order) // batch_size if drop_last else -(-len(order) // batch_size)
+        image_bytes = max(1, int(np.prod(self.shape[1:])) * self.images.dtype.itemsize)
         per_block = max(1, BLOCK_BYTES // (image_bytes * batch_size))  # batches per sorted read
         for first in range(0, n_batches, per_block):
             last = min(n_batches, first + per_block)
@@ -457,13 +531,8 @@ class Split:
             block = self._read_sorted(unique)
             for b in range(last - first):
                 pick = inverse[b * batch_size : (b + 1) * batch_size]
-                xb = block[pick]
-                if out_dtype is not None and out_dtype.kind == "f":
-                    top = np.iinfo(xb.dtype).max  # 255, or 65535 for a --dtype uint16 cache
-                    xb = np.multiply(xb, out_dtype.type(1.0 / top), dtype=out_dtype)
-                elif out_dtype is not None:
-                    xb = xb.astype(out_dtype)
-                yield xb, labels[idx[b * batch_size : (b + 1) * batch_size]]
+                yb = labels[idx[b * batch_size : (b + 1) * batch_size]]
+                yield pixels.apply(block[pick]), yb.astype(out_labels, copy=False)
 
     def order(self, shuffle: bool = True, seed: int = 0, epoch: int = 0, balanced: bool = False) -> np.ndarray:
         """The image indices one epoch of ``batches()`` visits, in order (deterministic in seed and epoch)."""

@@ -71,7 +71,7 @@ def split_hist(split: Split) -> np.ndarray:
     if stored is not None:
         return stored
     hist = np.zeros((len(split.label_names), 256), dtype=np.int64)  # old or foreign file: one pass
-    for xb, yb in split.batches(256, shuffle=False):
+    for xb, yb in split.batches(256, shuffle=False, channels=None):
         for label in np.unique(yb):
             hist[label] += np.bincount(xb[yb == label].reshape(-1), minlength=256)
     return hist
