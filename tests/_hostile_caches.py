@@ -7,6 +7,7 @@ system's password file) and another HDF5 file with a valid-looking images datase
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -180,6 +181,48 @@ def huge_label_name(path: Path, outside: Path) -> None:
         f.attrs["label_names"] = np.array(["n" * 50_000_000, "pneumonia"], dtype=STR)
 
 
+def a_fifo(path: Path, outside: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def shared_string_heap(path: Path, outside: Path) -> None:
+    """4,096 rows of ``skipped/path`` all pointing at one 1 MB string: 4 GB of text from a 1.5 MB file."""
+    rows = 4096
+    with h5py.File(path, "r+") as f:
+        for name in ("path", "split", "reason"):
+            del f["skipped"][name]
+            first = "x" * 1_000_000 if name == "path" else "r"
+            f["skipped"].create_dataset(name, data=np.array([first] + ["r"] * (rows - 1), dtype=object), dtype=STR)
+        offset = f["skipped/path"].id.get_offset()
+    data = bytearray(path.read_bytes())
+    for i in range(1, rows):  # each row's heap reference = the first row's
+        data[offset + 16 * i : offset + 16 * (i + 1)] = data[offset : offset + 16]
+    path.write_bytes(bytes(data))
+
+
+def huge_fixed_strings(path: Path, outside: Path) -> None:
+    _replace(
+        path,
+        "train/meta/patient",
+        lambda g, shape: g.create_dataset("patient", shape=shape, dtype="S550000000", chunks=(1,), compression="gzip"),
+    )
+
+
+def attribute_numpy_cannot_read(path: Path, outside: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        del f.attrs["command"]
+        h5py.h5a.create(f.id, b"command", h5py.h5t.UNIX_D32LE.copy(), h5py.h5s.create_simple((1,)))  # never written
+
+
+def histogram_of_the_wrong_shape(path: Path, outside: Path) -> None:
+    _replace(path, "train/stats/hist", lambda g, shape: g.create_dataset("hist", data=np.zeros((2, 3), np.int64)))
+
+
+def width_not_a_whole_number(path: Path, outside: Path) -> None:
+    _replace(path, "train/meta/width", lambda g, shape: g.create_dataset("width", data=np.full(shape, np.nan)))
+
+
 def truncated(path: Path, outside: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -210,6 +253,12 @@ CASES: dict[str, Callable[[Path, Path], None]] = {
         many_labels,
         huge_label_name,
         truncated,
+        a_fifo,
+        shared_string_heap,
+        huge_fixed_strings,
+        attribute_numpy_cannot_read,
+        histogram_of_the_wrong_shape,
+        width_not_a_whole_number,
     )
 }
 

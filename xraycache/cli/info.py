@@ -21,6 +21,7 @@ def info_command(
 ) -> None:
     """Print how FILE was built (its attributes), its splits with image counts per class, and skipped files."""
     with cli_errors(), open_for_reading(file) as cache:
+        skipped, leaks = cache.skipped, cache.leakage()  # read all before printing: a bad part is one line
         attrs = Table(title=f"{cache.path} ({cache.path.stat().st_size / 1e6:,.1f} MB)", title_justify="left")
         attrs.add_column("attribute", style="bold")
         attrs.add_column("value", overflow="fold")
@@ -41,8 +42,7 @@ def info_command(
             nbytes = split.shape[0] * int(split.shape[1]) * int(split.shape[2])
             splits.add_row(name, shape, *(f"{c:,}" for c in counts), f"{nbytes / 1e6:,.1f}")
         console.print(splits)
-        skipped = cache.skipped
-        print_leakage(cache.leakage())
+        print_leakage(leaks)
     if not skipped:
         console.print("skipped files: none")
         return

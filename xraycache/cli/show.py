@@ -12,6 +12,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..core.errors import InputError
 from ..core.options import BuildOptions
 from ._common import cli_errors, console, open_for_reading, print_leakage
 
@@ -60,7 +61,14 @@ def _out(file: Path, view: str, out: Path | None) -> Path:
 
 
 def _split_name(cache: Cache, split: str | None) -> str:
-    return split if split is not None else cache.splits[0]
+    return split if split is not None else _nonempty(cache).splits[0]
+
+
+def _nonempty(cache: Cache) -> Cache:
+    """The cache, or InputError when it holds no split (every file of its build was skipped)."""
+    if not cache.splits:
+        raise InputError(f"{cache.path} holds no images (every file of its build was skipped); nothing to draw")
+    return cache
 
 
 def _write(fig: Figure, path: Path) -> None:
@@ -165,14 +173,14 @@ def hist_command(
 ) -> None:
     """Pixel value histograms, from the histograms the build stored (no pass over the pixels)."""
     with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().hist(cache, split=split, by_class=by_class, log=log), _out(file, "hist", out))
+        _write(_plots().hist(_nonempty(cache), split=split, by_class=by_class, log=log), _out(file, "hist", out))
 
 
 @show_app.command("counts")
 def counts_command(file: FileArg, out: OutOpt = None) -> None:
     """Bar chart of images per class and split, with the count and share on each bar."""
     with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().counts(cache), _out(file, "counts", out))
+        _write(_plots().counts(_nonempty(cache)), _out(file, "counts", out))
 
 
 @show_app.command("grid")
@@ -201,4 +209,4 @@ def report_command(
     """Every view on one page: a self-contained HTML file with embedded PNGs, or one PNG when --out ends in .png."""
     target = out if out is not None else Path.cwd() / f"{file.stem}-report.html"
     with cli_errors(), open_for_reading(file) as cache:
-        print(_plots().write_report(cache, target, seed=seed))
+        print(_plots().write_report(_nonempty(cache), target, seed=seed))

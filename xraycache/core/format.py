@@ -188,18 +188,22 @@ def read_text(dset: h5py.Dataset, budget: int, block: int = 4096) -> np.ndarray:
     file could otherwise make a reader allocate far more than the file holds (``budget``: the file's size)."""
     n = dset.shape[0] if dset.shape else 0
     parts: list[np.ndarray] = []
-    total = 0
-    for start in range(0, n, block):
+    total = longest = 0
+    start, rows = 0, 16  # blocks grow from 16 rows while what they could hold stays within the budget
+    while start < n:
         try:
             text = h5py.check_string_dtype(dset.dtype) is not None
-            values = dset.asstr()[start : start + block] if text else dset[start : start + block]
-        except (OSError, ValueError, RuntimeError) as exc:
+            values = dset.asstr()[start : start + rows] if text else dset[start : start + rows]
+        except (OSError, ValueError, RuntimeError, MemoryError) as exc:
             raise damaged(dset, exc) from None
         texts = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
         total += sum(len(t) for t in texts)
         if total > budget:
             raise NotACacheError(f"{dset.file.filename}: {dset.name} holds more text than the file could store")
         parts.append(np.array(texts, dtype=str))
+        start += rows
+        longest = max([longest, *(len(t) for t in texts)])
+        rows = max(16, min(block, 2 * rows, (budget - total) // max(1, longest)))
     return np.concatenate(parts) if parts else np.array([], dtype=str)
 
 
@@ -281,6 +285,10 @@ VLEN_BYTES = 16  # what HDF5 stores per variable-length string in the dataset it
 PER_IMAGE = ("labels", "checksums")  # datasets beside ``images`` with one row per image
 REQUIRED_META = ("path", "patient", "file_hash", "file_size", "mtime_ns", "width", "height", "min", "max")
 STRING_META = frozenset(name for name, dtype in META_COLUMNS.items() if dtype is STR)
+INTEGER_META = frozenset(
+    name for name, dtype in META_COLUMNS.items() if dtype is not STR and np.dtype(dtype).kind in "iu"
+)
+MAX_ITEM_BYTES = 4096  # one value of any dataset (the widest the format writes is a 64-byte hash)
 _LAYOUTS = {h5py.h5d.COMPACT: "compact", h5py.h5d.CONTIGUOUS: "contiguous", h5py.h5d.CHUNKED: "chunked"}
 
 
@@ -301,10 +309,13 @@ def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> h5py
     if path.is_dir():
         raise InputError(f"{path} is a folder; {BUILD_HINT}")
     try:
-        with open(path, "rb") as handle:
+        handle, _ = open_regular(path)  # a FIFO or a device would block, or never end
+        with handle:
             signature = handle.read(len(HDF5_SIGNATURE))
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except DecodeError as exc:
+        raise NotACacheError(f"{path} is {str(exc).removeprefix('not a regular file: ')}, not a cache file") from None
     if signature != HDF5_SIGNATURE:
         raise NotACacheError(f"{path} is not an HDF5 file; {BUILD_HINT}")
     try:
@@ -376,6 +387,11 @@ class _CacheCheck:
             raise NotACacheError(f"{self.path} is an HDF5 file written by another tool, not an xraycache cache")
         if len(self.file.attrs) > MAX_ROOT_ATTRIBUTES:
             raise _Refused("root", f"{len(self.file.attrs):,} attributes (at most {MAX_ROOT_ATTRIBUTES})")
+        for name in self.file.attrs:  # every reader decodes them all (Cache.attrs, info)
+            try:
+                self._attr(name, max_items=MAX_LABELS)
+            except TypeError:
+                raise _Refused(f"attribute {name}", "has a type NumPy cannot represent") from None
         version = self._attr("format_version", default=0)
         if isinstance(version, bool) or not isinstance(version, int):
             raise _Refused("attribute format_version", f"{version!r} is not a whole number")
@@ -460,6 +476,8 @@ class _CacheCheck:
         if dset.is_virtual:
             self._virtual(dset)
             return dset
+        if dset.dtype.itemsize > MAX_ITEM_BYTES:
+            raise _Refused(where, f"has values of {dset.dtype.itemsize:,} bytes each (at most {MAX_ITEM_BYTES:,})")
         layout = dset.id.get_create_plist().get_layout()
         if layout not in _LAYOUTS:
             raise _Refused(where, f"has storage layout {layout}, not one HDF5 stores in the file")
@@ -526,17 +544,17 @@ class _CacheCheck:
             is_string = h5py.check_string_dtype(column.dtype) is not None
             if name in STRING_META and not is_string:
                 raise _Refused(column.name, f"is {column.dtype}, not text")
-            if not is_string and column.dtype.kind not in "iuf":
-                raise _Refused(column.name, f"is {column.dtype}, not a number or text")
+            if not is_string and column.dtype.kind not in ("iu" if name in INTEGER_META else "iuf"):
+                raise _Refused(
+                    column.name, f"is {column.dtype}, not {'whole numbers' if name in INTEGER_META else 'numbers'}"
+                )
             self._rows(column, n)
         if "stats" in group:
             stats = self._member(group, "stats", h5py.Group)
-            for name in self._members(stats):
+            for name, shape in (("hist", (len(self.labels), HIST_BINS)), ("count", (len(self.labels),))):
                 table = self._dataset(stats, name)
-                if table.dtype.kind not in "iu":
-                    raise _Refused(table.name, f"is {table.dtype}, not counts")
-                if self.consistent and table.shape[:1] != (len(self.labels),):
-                    raise _Refused(table.name, f"has {table.shape[:1]} rows for {len(self.labels)} labels")
+                if table.dtype.kind not in "iu" or table.shape != shape:
+                    raise _Refused(table.name, f"is {table.shape} {table.dtype}, not {shape} counts")
 
     def _rows(self, dset: h5py.Dataset, n: int) -> None:
         if self.consistent and dset.shape[0] != n:

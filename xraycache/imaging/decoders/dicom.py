@@ -94,7 +94,12 @@ def read_identifiers(path: str | os.PathLike[str]) -> tuple[str, str]:
     """(PatientID, StudyInstanceUID) from a DICOM header, without reading the pixels; ("", "") if unreadable."""
     pydicom = _pydicom()
     try:
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
+        handle, _ = open_regular(path)  # a FIFO or /dev/zero named .dcm would block or never end
+    except (OSError, DecodeError):
+        return "", ""  # the decoder then skips the file with its reason
+    try:
+        with handle:
+            ds = pydicom.dcmread(handle, force=True, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
     except Exception:
         return "", ""
     return str(ds.get("PatientID", "") or "").strip(), str(ds.get("StudyInstanceUID", "") or "").strip()
