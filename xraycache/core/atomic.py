@@ -81,6 +81,16 @@ class AtomicFile:
             pass
         self._remove_folder()
 
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        """Commit when the block ends normally, abort when it raises."""
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
     def _remove_folder(self) -> None:
         try:
             mine = os.fstat(self._folder)

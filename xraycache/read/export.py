@@ -128,24 +128,22 @@ def export_medmnist(cache: Cache, out: str | os.PathLike[str], to_uint8: bool = 
         )
     label_type = np.uint8 if len(cache.label_names) <= 256 else np.int16
     report = ExportReport(out, "medmnist")
-    target = AtomicFile(out)
-    try:
-        with zipfile.ZipFile(target.tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for name in cache.splits:
-                images, labels = cache[name].load()
-                if images.dtype == np.uint16:
-                    images = (images >> 8).astype(np.uint8)
-                labels = labels.astype(label_type)
-                labels = labels[:, None] if labels.ndim == 1 else labels  # (N, 1), or (N, C) multi-hot
-                for key, array in ((f"{name}_images", images), (f"{name}_labels", labels)):
-                    with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-                report.images[name] = len(images)
-                del images
-        target.commit()
-    except BaseException:
-        target.abort()
-        raise
+    # the file is renamed over OUT when complete, and removed if anything fails
+    with (
+        AtomicFile(out) as target,
+        zipfile.ZipFile(target.tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
+        for name in cache.splits:
+            images, labels = cache[name].load()
+            if images.dtype == np.uint16:
+                images = (images >> 8).astype(np.uint8)
+            labels = labels.astype(label_type)
+            labels = labels[:, None] if labels.ndim == 1 else labels  # (N, 1), or (N, C) multi-hot
+            for key, array in ((f"{name}_images", images), (f"{name}_labels", labels)):
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            report.images[name] = len(images)
+            del images
     report.bytes = out.stat().st_size
     return report
 
@@ -155,22 +153,16 @@ def export_csv(cache: Cache, out: str | os.PathLike[str]) -> ExportReport:
     out = Path(out)
     _check_out(cache, out)
     report = ExportReport(out, "csv")
-    target = AtomicFile(out)
-    try:
-        with open(target.tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_COLUMNS)
-            for name in cache.splits:
-                split = cache[name]
-                meta = split.meta
-                texts = label_texts(split)
-                columns = [meta[c] if c in meta else np.full(len(split), "") for c in CSV_COLUMNS[4:]]
-                for i in range(len(split)):
-                    writer.writerow([name, i, meta["path"][i], texts[i], *(str(column[i]) for column in columns)])
-                report.images[name] = len(split)
-        target.commit()
-    except BaseException:
-        target.abort()
-        raise
+    with AtomicFile(out) as target, open(target.tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for name in cache.splits:
+            split = cache[name]
+            meta = split.meta
+            texts = label_texts(split)
+            columns = [meta[c] if c in meta else np.full(len(split), "") for c in CSV_COLUMNS[4:]]
+            for i in range(len(split)):
+                writer.writerow([name, i, meta["path"][i], texts[i], *(str(column[i]) for column in columns)])
+            report.images[name] = len(split)
     report.bytes = out.stat().st_size
     return report
