@@ -312,3 +312,19 @@ def test_a_cache_without_splits_is_one_line_for_every_figure(valid: tuple[Path, 
         result = CliRunner().invoke(app, ["show", view, str(path), "--out", str(tmp_path / f"{view}.png")])
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and "holds no images" in lines[0], (view, result.output)
+
+
+def test_a_sharded_cache_holding_more_text_than_its_own_file_reads(tmp_path: Path) -> None:
+    """The text bound is the cache with its shards: a sharded cache's own file is small, its rows live in the
+    shards (300 names of 240 characters: 72 KB of paths, a 29 KB joining file)."""
+    src = tmp_path / "src"
+    for i in range(300):
+        write_image(src / "train" / "NORMAL" / (f"IM-{i:04d}-" + "x" * 220 + ".jpeg"), radiograph(24, 24, seed=i))
+    out = tmp_path / "s.h5"
+    xraycache.build(src, out, size=16, jobs=2, shards=2)
+    assert out.stat().st_size < 300 * 240
+    with xraycache.open(out) as cache:
+        assert len(cache["train"].meta["path"]) == 300
+    assert xraycache.build(src, out, size=16, jobs=2, shards=2).mode == "unchanged"
+    (src / "train" / "NORMAL" / ("IM-0000-" + "x" * 220 + ".jpeg")).unlink()
+    assert xraycache.build(src, out, size=16, jobs=2, shards=1).mode == "incremental"  # copies every text column

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from .builder.scan import scan
-from .core.format import file_sha256, open_cache, pixel_checksum, read_attrs, read_text, storable_path
+from .core.format import cache_bytes, file_sha256, open_cache, pixel_checksum, read_attrs, read_text, storable_path
 
 BLOCK_BYTES = 32 << 20  # pixels read per block while checking
 
@@ -84,6 +84,7 @@ def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = Non
 def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) -> tuple[dict[str, bytes], set[str]]:
     """Structure and checksums of every split; returns path -> recorded file hash, and the skipped paths."""
     label_names = list(attrs.get("label_names", []))
+    budget = cache_bytes(Path(file.filename), file.attrs)  # the most text the cache can hold
     size = attrs.get("size")
     cached: dict[str, bytes] = {}
     for split in report.splits:
@@ -112,18 +113,18 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
             count = np.bincount(labels, minlength=len(label_names)) if n else np.zeros(len(label_names), int)
             if not np.array_equal(group["stats/count"][:], count):
                 report.problems.append(Finding(split, "stats", "stats/count does not match the labels"))
-        _check_pixels(group, split, labels, report)
-        paths = read_text(group["meta/path"], Path(file.filename).stat().st_size)
+        paths = read_text(group["meta/path"], budget)
+        _check_pixels(group, split, labels, paths, report)
         hashes = group["meta/file_hash"][:]
         for path, digest in zip(paths, hashes, strict=True):
             cached[str(path)] = bytes(digest)
     skipped: set[str] = set()
     if "skipped" in file and "path" in file["skipped"]:
-        skipped = {str(p) for p in read_text(file["skipped/path"], Path(file.filename).stat().st_size)}
+        skipped = {str(p) for p in read_text(file["skipped/path"], budget)}
     return cached, skipped
 
 
-def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, report: VerifyReport) -> None:
+def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, paths: np.ndarray, report: VerifyReport) -> None:
     """Checksums, per-image min/max and the per-label histogram against the stored pixels, block by block."""
     images = group["images"]
     n = images.shape[0]
@@ -134,7 +135,6 @@ def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, report: Ver
         report.unchecked.append(f"{split}: no stored checksums (file written before they existed)")
     stored_sums = group["checksums"][:] if has_checksums else None
     lows, highs = group["meta/min"][:], group["meta/max"][:]
-    paths = read_text(group["meta/path"], Path(group.file.filename).stat().st_size)
     hist = np.zeros(group["stats/hist"].shape, dtype=np.int64) if "stats/hist" in group else None
     per_image = max(1, int(np.prod(images.shape[1:])) * images.dtype.itemsize)
     block = max(1, BLOCK_BYTES // per_image)

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from ..core.errors import NotACacheError, Skipped
 from ..core.format import (
     CONTEXT_SETTINGS,
     SKIPPED_COLUMNS,
+    cache_bytes,
     file_sha256,
     open_cache,
     read_attrs,
@@ -63,16 +62,13 @@ def read_old_cache(path: Path) -> OldCache:
     """Read the index of the cache at ``path``; NotACacheError if it is not a readable xraycache file."""
     try:
         with open_cache(path) as handle:
-            budget = path.stat().st_size  # all the text a legitimate file holds, over every column
+            budget = cache_bytes(path, handle.attrs)  # all the text a legitimate cache holds
             attrs = read_attrs(handle)
             label_names = tuple(str(name) for name in attrs.get("label_names", ()))
             images: dict[str, OldImage] = {}
             for split in attrs.get("splits", ()):
                 group = handle[split]
                 meta = group["meta"]
-                for name, column in meta.items():  # the rebuild copies every text column: bound them all
-                    if name != "path" and h5py.check_string_dtype(column.dtype) is not None:
-                        budget -= sum(len(text) for text in read_text(column, budget))
                 paths = read_text(meta["path"], budget)
                 budget -= sum(len(p) for p in paths)
                 labels = group["labels"][:]

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.atomic import AtomicFile, current_umask, fsync_dir, remove_stale_temporaries
 from ..core.errors import SkipLog, Skipped
-from ..core.format import STR, shard_count, shard_paths
+from ..core.format import STR, cache_bytes, shard_count, shard_paths
 from ..core.options import Compression, ResizeOptions
 from ..imaging.result import DecodeResult
 from .cluster import parallel_config
@@ -47,13 +47,11 @@ REUSE_WEIGHT = 0.02  # copying a reused image costs ~1/50 of decoding one: used 
 
 def output_bytes(out: Path) -> int:
     """Bytes of the cache at ``out``, its shard files included."""
-    total = out.stat().st_size
     try:
         with h5py.File(out, "r") as handle:
-            total += sum(p.stat().st_size for p in shard_paths(out, handle.attrs) if p.is_file())
+            return cache_bytes(out, handle.attrs)
     except OSError:
-        pass
-    return total
+        return out.stat().st_size
 
 
 def remove_stale_shards(out: Path, keep: Path | None = None) -> None:

@@ -28,12 +28,14 @@ from ..core.format import (
     SKIPPED_COLUMNS,
     STR,
     attribute_rank,
+    cache_bytes,
     hist_bin_width,
     hist_moments,
     meta_columns,
     pixel_checksum,
     pixel_hist,
     pixel_moments,
+    read_text,
     storable_path,
 )
 from ..core.options import Compression
@@ -337,7 +339,7 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
     decoded = plan.decoded
     to_decode = [a.source for a in plan.actions if not a.reuse and a.source.path not in decoded]
     block_rows = max(1, COPY_BLOCK_BYTES // (spec.size * spec.size))
-    old_file = h5py.File(old_path, "r") if old_path is not None else None
+    old = _OldRows(old_path) if old_path is not None else None
     try:
         with CacheWriter(
             job.out,
@@ -354,12 +356,12 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
             for action in plan.actions:
                 if action.reuse:
                     if run and not _extends(run, action, block_rows):
-                        kept += _copy_run(old_file, writer, run, progress)
+                        kept += _copied(old, writer, run, progress)
                         run = []
                     run.append(action)
                     continue
                 if run:
-                    kept += _copy_run(old_file, writer, run, progress)
+                    kept += _copied(old, writer, run, progress)
                     run = []
                 source = action.source
                 result = decoded[source.path] if source.path in decoded else next(results)
@@ -371,14 +373,14 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
                 if progress is not None:
                     progress(1)
             if run:
-                kept += _copy_run(old_file, writer, run, progress)
+                kept += _copied(old, writer, run, progress)
             job.skips.check()  # strict: the writer aborts, OUT is not written
-            if old_file is not None:
-                old_file.close()
+            if old is not None:
+                old.close()
             writer.commit(skipped=job.skips.entries)
     finally:
-        if old_file is not None:
-            old_file.close()
+        if old is not None:
+            old.close()
     return kept
 
 
@@ -390,23 +392,44 @@ def _extends(run: list[Action], action: Action, block_rows: int) -> bool:
     return len(run) < block_rows and now.split == last.split and now.index == last.index + 1
 
 
-def _copy_run(
-    old_file: h5py.File | None, writer: CacheWriter, run: list[Action], progress: ProgressCallback | None
+class _OldRows:
+    """The old cache's file, read in runs of unchanged rows. Its text is read within what the whole cache
+    stores (:func:`cache_bytes`), counted over every run: rows of a hostile file that all point at one
+    large heap string are refused instead of copied again and again."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = h5py.File(path, "r")
+        self.budget = cache_bytes(path, self.file.attrs)
+
+    def copy(self, writer: CacheWriter, run: list[Action]) -> None:
+        """Copy one contiguous run of unchanged images (pixels, provenance, checksums) into ``writer``."""
+        first = run[0].old
+        assert first is not None
+        start, stop = first.index, first.index + len(run)
+        group = self.file[first.split]
+        meta: dict[str, np.ndarray] = {}
+        for name in writer.columns:
+            column = group["meta"][name]
+            if h5py.check_string_dtype(column.dtype) is not None:
+                meta[name] = read_text(column, self.budget, start, stop)
+                self.budget -= sum(len(text) for text in meta[name])
+            else:
+                meta[name] = column[start:stop]
+        meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
+        checksums = group["checksums"][start:stop] if "checksums" in group else None
+        labels = writer.label_rows([a.source for a in run])
+        writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _copied(
+    old: _OldRows | None, writer: CacheWriter, run: list[Action], progress: ProgressCallback | None
 ) -> list[SourceFile]:
-    """Copy one contiguous run of unchanged images (pixels, provenance, checksums) from the old cache."""
-    assert old_file is not None
-    first = run[0].old
-    assert first is not None
-    start, stop = first.index, first.index + len(run)
-    group = old_file[first.split]
-    meta: dict[str, np.ndarray] = {}
-    for name in writer.columns:
-        column = group["meta"][name]
-        meta[name] = column.asstr()[start:stop] if h5py.check_string_dtype(column.dtype) else column[start:stop]
-    meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
-    checksums = group["checksums"][start:stop] if "checksums" in group else None
-    labels = writer.label_rows([a.source for a in run])
-    writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums)
+    """Copy ``run`` from the old cache; returns its files."""
+    assert old is not None
+    old.copy(writer, run)
     if progress is not None:
         progress(len(run))
     return [a.source for a in run]

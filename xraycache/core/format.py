@@ -182,18 +182,22 @@ def damaged(dset: h5py.Dataset, exc: BaseException) -> NotACacheError:
     )
 
 
-def read_text(dset: h5py.Dataset, budget: int, block: int = 4096) -> np.ndarray:
-    """A text column as a NumPy array of str, read in blocks, refused once it holds more than ``budget``
-    characters: variable-length strings live in a heap that many rows may point at, so a small hostile
-    file could otherwise make a reader allocate far more than the file holds (``budget``: the file's size)."""
+def read_text(
+    dset: h5py.Dataset, budget: int, start: int = 0, stop: int | None = None, block: int = 4096
+) -> np.ndarray:
+    """Rows ``start:stop`` of a text column as a NumPy array of str, read in blocks, refused once they hold
+    more than ``budget`` characters: variable-length strings live in a heap that many rows may point at,
+    so a small hostile file could otherwise make a reader allocate far more than the file holds
+    (``budget``: :func:`cache_bytes`, less what was read before)."""
     n = dset.shape[0] if dset.shape else 0
+    n = n if stop is None else min(n, stop)
     parts: list[np.ndarray] = []
     total = longest = 0
-    start, rows = 0, 16  # blocks grow from 16 rows while what they could hold stays within the budget
+    rows = 16  # blocks grow from 16 rows while what they could hold stays within the budget
     while start < n:
         try:
             text = h5py.check_string_dtype(dset.dtype) is not None
-            values = dset.asstr()[start : start + rows] if text else dset[start : start + rows]
+            values = dset.asstr()[start : min(n, start + rows)] if text else dset[start : min(n, start + rows)]
         except (OSError, ValueError, RuntimeError, MemoryError) as exc:
             raise damaged(dset, exc) from None
         texts = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
@@ -201,7 +205,7 @@ def read_text(dset: h5py.Dataset, budget: int, block: int = 4096) -> np.ndarray:
         if total > budget:
             raise NotACacheError(f"{dset.file.filename}: {dset.name} holds more text than the file could store")
         parts.append(np.array(texts, dtype=str))
-        start += rows
+        start += len(texts)
         longest = max([longest, *(len(t) for t in texts)])
         rows = max(16, min(block, 2 * rows, (budget - total) // max(1, longest)))
     return np.concatenate(parts) if parts else np.array([], dtype=str)
@@ -257,6 +261,12 @@ def shard_paths(path: Path, attrs: Any) -> list[Path]:
     return [folder / str(name) for name in names]
 
 
+def cache_bytes(path: Path, attrs: Any) -> int:
+    """Bytes of the cache at ``path`` with its shard files: all a legitimate cache stores, text included
+    (a sharded cache's own file is small; its rows live in the shards)."""
+    return path.stat().st_size + sum(p.stat().st_size for p in shard_paths(path, attrs) if p.is_file())
+
+
 def missing_shard_message(path: Path, attrs: Any) -> str | None:
     """A one-line error when a shard file of the cache at ``path`` is missing, else None."""
     missing = [p for p in shard_paths(path, attrs) if not p.is_file()]
@@ -282,7 +292,6 @@ MAX_MEMBERS = 200  # datasets in one group (meta columns, stats)
 MAX_SHARDS = 4096
 MAX_COMPRESSION = 1024  # logical / stored bytes of a compressed dataset (gzip of a black image: ~700)
 VLEN_BYTES = 16  # what HDF5 stores per variable-length string in the dataset itself (the rest in its heap)
-PER_IMAGE = ("labels", "checksums")  # datasets beside ``images`` with one row per image
 REQUIRED_META = ("path", "patient", "file_hash", "file_size", "mtime_ns", "width", "height", "min", "max")
 STRING_META = frozenset(name for name, dtype in META_COLUMNS.items() if dtype is STR)
 INTEGER_META = frozenset(

@@ -21,7 +21,16 @@ import numpy as np
 
 from ..analysis.leakage import LeakageReport, leakage
 from ..core.errors import InputError, NotACacheError, Skipped
-from ..core.format import SKIPPED_COLUMNS, attr_value, damaged, open_cache, read_attrs, read_data, read_text
+from ..core.format import (
+    SKIPPED_COLUMNS,
+    attr_value,
+    cache_bytes,
+    damaged,
+    open_cache,
+    read_attrs,
+    read_data,
+    read_text,
+)
 from ..core.options import setting_names
 from .arrays import PixelFormat, label_dtype_for, mean_std_from_image_stats
 
@@ -62,8 +71,8 @@ class _Handle:
 
     @property
     def size(self) -> int:
-        """Bytes of the open file (the bound on how much text it can hold)."""
-        return os.fstat(self.raw.fileno()).st_size
+        """Bytes of the cache with its shard files: the bound on how much text it can hold."""
+        return cache_bytes(self.path, self.file.attrs)
 
     def close(self) -> None:
         if self._pid == os.getpid():
