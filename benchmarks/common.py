@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import platform
 import statistics
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,3 +115,10 @@ def write_small_dataset(directory: str | os.PathLike[str], n: int, side: int = 3
         rel = f"train/NORMAL/IM-{i:06d}-0001.jpeg" if i % 3 == 0 else f"train/PNEUMONIA/person{i}_bacteria_{i}.jpeg"
         (root / rel).write_bytes(blobs[i % len(blobs)])
     return root
+
+
+def append_record(history: Path, record: dict[str, Any]) -> None:
+    """Append one run's record to a JSON-lines history file (made, with its folder, if missing)."""
+    history.parent.mkdir(parents=True, exist_ok=True)
+    with open(history, "a") as handle:
+        handle.write(json.dumps(record, sort_keys=True) + "\n")

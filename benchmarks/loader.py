@@ -26,7 +26,6 @@ Appends one JSON line to ``benchmarks/results/loader.jsonl`` and prints a Markdo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -37,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .common import data_digest, git_commit, machine_info, median, write_small_dataset
+from .common import append_record, data_digest, git_commit, machine_info, median, write_small_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "loader.jsonl"
@@ -270,9 +269,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    args.history.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.history, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    append_record(args.history, record)
     print(markdown(record))
     if args.readme is not None:
         write_readme(args.readme, markdown(record))

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .common import git_commit, machine_info, median
+from .common import append_record, git_commit, machine_info, median
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "reads.jsonl"
@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{cache}:")
             for label, figures in summary.items():
                 print(f"  {label}: {figures}")
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with RESULTS.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_record(RESULTS, record)
 
 
 if __name__ == "__main__":

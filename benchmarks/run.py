@@ -36,7 +36,7 @@ import numpy as np
 
 from xraycache.core.options import BuildOptions, FilterName
 
-from .common import data_digest, git_commit, list_images, machine_info, median, write_small_dataset
+from .common import append_record, data_digest, git_commit, list_images, machine_info, median, write_small_dataset
 from .worker import REPLY
 
 DEFAULT_FILTER = BuildOptions().resize.filter
@@ -613,9 +613,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     from .report import markdown, plot_history
 
-    args.history.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.history, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    append_record(args.history, record)
     print(markdown(record))
     plot_history(args.history, args.plot)
     log(f"appended to {args.history}; plot {args.plot}")

@@ -52,11 +52,3 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, os.st
     if len(data) > limit:  # it grew while being read
         raise DecodeError(f"file of more than {limit:,} bytes is over the size limit")
     return data, info
-
-
-def is_regular(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` (following symlinks) is a regular file; stat does not block on FIFOs."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
