@@ -31,6 +31,9 @@ def radiograph(width: int, height: int, seed: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width] / max(width, height)
     body = np.exp(-(((xx - 0.5) / 0.35) ** 2 + ((yy - 0.55) / 0.45) ** 2))
     img = 30 + 180 * body + 20 * np.sin(yy * 40 + rng.uniform(0, 6)) + rng.normal(0, 4, (height, width))
+    for _ in range(12):  # structures placed by the seed: two seeds are two different pictures, not near-duplicates
+        cy, cx, r = rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.15)
+        img += rng.uniform(-100, 100) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / r**2)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

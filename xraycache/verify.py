@@ -2,7 +2,8 @@
 
 On its own: every split's images, labels, meta columns and checksums have the same length; images
 have the recorded shape and dtype; each image's stored checksum matches its pixels, and its meta
-min/max too; ``stats/count`` and ``stats/hist`` match the labels and pixels. Against SRC: every
+min/max too, and its near-duplicate descriptor; ``stats/count`` and ``stats/hist`` match the labels and
+pixels. The summary counts the near-duplicate pairs across splits (leakage, not damage). Against SRC: every
 source file is re-hashed (sha256) and compared with the ``file_hash`` recorded for it, which lists
 files missing from SRC, new in SRC, and changed since the build.
 """
@@ -17,8 +18,18 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .analysis.leakage import leakage
 from .builder.scan import scan
-from .core.format import cache_bytes, file_sha256, open_cache, pixel_checksum, read_attrs, read_text, storable_path
+from .core.format import (
+    cache_bytes,
+    file_sha256,
+    open_cache,
+    pixel_checksum,
+    pixel_descriptor,
+    read_attrs,
+    read_text,
+    storable_path,
+)
 
 BLOCK_BYTES = 32 << 20  # pixels read per block while checking
 
@@ -45,6 +56,8 @@ class VerifyReport:
     new: list[str] = field(default_factory=list)  # in SRC, not in the cache (nor skipped)
     changed: list[str] = field(default_factory=list)  # content differs from the recorded hash
     unchecked: list[str] = field(default_factory=list)  # notes: what could not be checked, and why
+    near_duplicates_across: int | None = None  # near-duplicate pairs across splits; None: not searched
+    near_duplicates_within: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,6 +89,8 @@ def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = Non
         except (KeyError, OSError, ValueError) as exc:
             report.problems.append(Finding(report.out, "unreadable", f"{type(exc).__name__}: {exc}"))
             return report
+        if not report.problems:
+            _count_near_duplicates(file, report)
     if src is not None:
         _check_sources(Path(src), attrs, cached, skipped, report)
     return report
@@ -101,8 +116,9 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
             report.problems.append(Finding(split, "dtype", f"images are {images.dtype}, expected uint8 or uint16"))
         lengths = {"labels": group["labels"].shape[0]}
         lengths.update({f"meta/{name}": column.shape[0] for name, column in group["meta"].items()})
-        if "checksums" in group:
-            lengths["checksums"] = group["checksums"].shape[0]
+        for name in ("checksums", "descriptors"):
+            if name in group:
+                lengths[name] = group[name].shape[0]
         for name, length in lengths.items():
             if length != n:
                 report.problems.append(Finding(split, "count", f"{name} has {length} rows, images {n}"))
@@ -134,16 +150,26 @@ def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, paths: np.n
     if not has_checksums:
         report.unchecked.append(f"{split}: no stored checksums (file written before they existed)")
     stored_sums = group["checksums"][:] if has_checksums else None
+    descriptors = group.get("descriptors")
+    if descriptors is None:
+        report.unchecked.append(f"{split}: no near-duplicate descriptors (file written before they existed)")
     lows, highs = group["meta/min"][:], group["meta/max"][:]
     hist = np.zeros(group["stats/hist"].shape, dtype=np.int64) if "stats/hist" in group else None
     per_image = max(1, int(np.prod(images.shape[1:])) * images.dtype.itemsize)
     block = max(1, BLOCK_BYTES // per_image)
     for start in range(0, n, block):
         pixels = images[start : start + block]
+        stored_descriptors = descriptors[start : start + block] if descriptors is not None else None
         for offset, image in enumerate(pixels):
             row = start + offset
             if stored_sums is not None and pixel_checksum(image) != bytes(stored_sums[row]):
                 report.problems.append(Finding(str(paths[row]), "checksum", f"{split}[{row}]: pixels do not match"))
+            if stored_descriptors is not None and not np.array_equal(
+                pixel_descriptor(image), stored_descriptors[offset]
+            ):
+                report.problems.append(
+                    Finding(str(paths[row]), "descriptor", f"{split}[{row}]: descriptor does not match the pixels")
+                )
             if image.min() != lows[row] or image.max() != highs[row]:
                 report.problems.append(Finding(str(paths[row]), "meta", f"{split}[{row}]: min/max do not match"))
         if hist is not None and labels.ndim == 1 and hist.shape[-1] == 256 and pixels.dtype == np.uint8:
@@ -153,6 +179,21 @@ def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, paths: np.n
     checked_hist = hist is not None and labels.ndim == 1 and hist.shape[-1] == 256 and images.dtype == np.uint8
     if checked_hist and hist is not None and not np.array_equal(hist, group["stats/hist"][:]):
         report.problems.append(Finding(split, "stats", "stats/hist does not match the pixels"))
+
+
+def _count_near_duplicates(file: h5py.File, report: VerifyReport) -> None:
+    """The near-duplicate pairs within and across splits, for the summary (when every split has descriptors)."""
+    if not all("descriptors" in file[split] for split in report.splits):
+        return
+    budget = cache_bytes(Path(file.filename), file.attrs)
+    columns = {
+        split: {name: read_text(file[split]["meta"][name], budget) for name in ("path", "patient")}
+        | {"file_hash": file[split]["meta/file_hash"][:]}
+        for split in report.splits
+    }
+    found = leakage(columns, {split: file[split]["descriptors"][:] for split in report.splits})
+    report.near_duplicates_across = len(found.near_duplicates_across)
+    report.near_duplicates_within = len(found.near_duplicates) - report.near_duplicates_across
 
 
 def _check_sources(

@@ -1,9 +1,11 @@
-"""Leakage between splits: patients in more than one split, and byte-identical images.
+"""Leakage between splits: patients in more than one split, byte-identical files and near-duplicates.
 
 A model evaluated on a patient it was trained on, or on a copy of a training image, scores too well.
-Both are found from per-image columns (``patient``, ``file_hash`` = sha256 of the source file, ``path``),
-here given split by split as any mapping of arrays, e.g. ``{name: cache[name].meta for name in cache}``:
-the report costs no pass over the pixels. Images without a patient id are not grouped.
+Patients and identical files are found from per-image columns (``patient``, ``file_hash`` = sha256 of
+the source file, ``path``), here given split by split as any mapping of arrays, e.g.
+``{name: cache[name].meta for name in cache}``; near-duplicates (the same radiograph re-encoded, resized,
+brightened or cropped a little) from the stored 32 px descriptors (``near_duplicates.py``). The report
+costs no pass over the pixels. Images without a patient id are not grouped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .near_duplicates import THRESHOLD, find_pairs, groups
 
 
 @dataclass
@@ -34,6 +38,27 @@ class DuplicateGroup:
 
 
 @dataclass
+class NearDuplicate:
+    """Two images that show the same radiograph (not byte-identical files): (split, path) of each and the
+    verified similarity (1 = the same pixels; near-duplicates score >= the threshold)."""
+
+    a: tuple[str, str]
+    b: tuple[str, str]
+    score: float
+
+    @property
+    def across_splits(self) -> bool:
+        return self.a[0] != self.b[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": {"split": self.a[0], "path": self.a[1]},
+            "b": {"split": self.b[0], "path": self.b[1]},
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass
 class LeakageReport:
     """Everything ``show stats`` and ``info`` print under "leakage"."""
 
@@ -42,6 +67,10 @@ class LeakageReport:
     images_without_patient: int
     patients_in_several_splits: list[PatientLeak] = field(default_factory=list)
     duplicates: list[DuplicateGroup] = field(default_factory=list)
+    near_duplicates: list[NearDuplicate] = field(default_factory=list)
+    near_duplicate_groups: list[list[tuple[str, str]]] = field(default_factory=list)  # with identical files
+    near_duplicates_unavailable: str = ""  # why they were not searched (a cache built before descriptors)
+    threshold: float = THRESHOLD
 
     @property
     def duplicates_across(self) -> list[DuplicateGroup]:
@@ -52,21 +81,38 @@ class LeakageReport:
         return [d for d in self.duplicates if not d.across_splits]
 
     @property
+    def near_duplicates_across(self) -> list[NearDuplicate]:
+        return [d for d in self.near_duplicates if d.across_splits]
+
+    @property
     def clean(self) -> bool:
-        return not self.patients_in_several_splits and not self.duplicates
+        return not self.patients_in_several_splits and not self.duplicates and not self.near_duplicates
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the counts."""
         data = asdict(self)
         data["duplicate_groups_across_splits"] = len(self.duplicates_across)
         data["duplicate_groups_within_splits"] = len(self.duplicates_within)
+        data["near_duplicates"] = [pair.to_dict() for pair in self.near_duplicates]
+        data["near_duplicate_groups"] = [
+            [{"split": split, "path": path} for split, path in group] for group in self.near_duplicate_groups
+        ]
+        data["near_duplicate_pairs_across_splits"] = len(self.near_duplicates_across)
         return data
 
 
-def leakage(splits: Mapping[str, Mapping[str, np.ndarray]]) -> LeakageReport:
-    """Patients in several splits and duplicate files (same sha256) within and across splits.
+def leakage(
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    descriptors: Mapping[str, np.ndarray] | None = None,
+    *,
+    unavailable: str = "",
+    threshold: float = THRESHOLD,
+) -> LeakageReport:
+    """Patients in several splits, duplicate files (same sha256) and near-duplicate images, within and
+    across splits.
 
-    ``splits`` maps each split name to its ``patient``, ``file_hash`` and ``path`` columns.
+    ``splits`` maps each split name to its ``patient``, ``file_hash`` and ``path`` columns; ``descriptors``
+    each split name to its (N, 32, 32) descriptors (without them, ``unavailable`` says why).
     """
     by_patient: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -90,4 +136,32 @@ def leakage(splits: Mapping[str, Mapping[str, np.ndarray]]) -> LeakageReport:
         for digest, members in sorted(by_hash.items(), key=lambda item: item[1])
         if len(members) > 1
     ]
-    return LeakageReport(images, len(by_patient), without, leaks, duplicates)
+    report = LeakageReport(images, len(by_patient), without, leaks, duplicates, threshold=threshold)
+    if descriptors is None:
+        report.near_duplicates_unavailable = unavailable or "no descriptors given"
+        return report
+    _near_duplicates(report, splits, descriptors, threshold)
+    return report
+
+
+def _near_duplicates(
+    report: LeakageReport,
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    descriptors: Mapping[str, np.ndarray],
+    threshold: float,
+) -> None:
+    """Fill the near-duplicate pairs (identical files left to ``duplicates``) and groups of ``report``."""
+    names = list(splits)
+    where = [(name, str(path)) for name in names for path in splits[name]["path"].tolist()]
+    hashes = [h for name in names for h in splits[name]["file_hash"].tolist()]
+    stacked = [np.asarray(descriptors[name]) for name in names]
+    if not where:
+        return
+    pairs = find_pairs(np.concatenate(stacked), threshold)
+    found = []
+    for a, b, score in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True):
+        if hashes[a] and hashes[a] == hashes[b]:
+            continue
+        found.append(NearDuplicate(where[a], where[b], float(score)))
+    report.near_duplicates = sorted(found, key=lambda d: (not d.across_splits, -d.score, d.a, d.b))
+    report.near_duplicate_groups = [[where[i] for i in members] for members in groups(len(where), pairs)]

@@ -106,6 +106,8 @@ def run_build(
         report.seconds = time.perf_counter() - started
         return report
     _check_output(out_path)
+    if options.sources.drop_duplicates and options.output.shards > 1:
+        raise InputError("--drop-duplicates compares every image with every other: use it without --shards")
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
     probe = found.files[0].path if found.files else None
     shards = options.output.shards
@@ -121,7 +123,17 @@ def run_build(
         old = None if options.output.overwrite or not out_path.exists() else _open_old(out_path, attrs)
         try:
             job = BuildJob(
-                found, out_path, options.resize, n_jobs, options.output.compression, attrs, report, skips, progress
+                found,
+                out_path,
+                options.resize,
+                n_jobs,
+                options.output.compression,
+                attrs,
+                report,
+                skips,
+                progress,
+                drop_duplicates=options.sources.drop_duplicates,
+                group_near_duplicates=options.sources.resplit is not None and shards <= 1,
             )
             if shards > 1 or (old is not None and shard_count(old.attrs) > 1):
                 written = build_sharded(job, old, shards)  # sharded output, or a sharded OUT rewritten

@@ -144,8 +144,12 @@ class Plan:
         return [a.source for a in self.actions if a.reuse]
 
 
-def plan_rebuild(found: ScanResult, old: OldCache) -> Plan:
-    """Compare the scan with the old cache's index (size + mtime; sha256 only where those moved)."""
+def plan_rebuild(found: ScanResult, old: OldCache, *, movable: bool = False) -> Plan:
+    """Compare the scan with the old cache's index (size + mtime; sha256 only where those moved).
+
+    ``movable``: an image may sit in another split than the scan gave it (``--resplit`` moved it to the
+    near-duplicates it joins) and is still reused; the build places it again.
+    """
     actions: list[Action] = []
     plan = Plan(actions)
     old_skipped = {row.path for row in old.skipped}
@@ -165,7 +169,7 @@ def plan_rebuild(found: ScanResult, old: OldCache) -> Plan:
             else:
                 plan.added += 1
             continue
-        same_place = entry.split == source.split and entry.label_name == label_key(
+        same_place = (movable or entry.split == source.split) and entry.label_name == label_key(
             found.label_names, source, found.multi_label
         )
         if stat is None or not same_place or stat.st_size != entry.file_size:
@@ -201,7 +205,7 @@ def plan_build(job: BuildJob, old: OldCache | None, *, same_layout: bool) -> Pla
     found, report = job.found, job.report
     if old is None:
         return Plan([Action(f) for f in found.files], added=len(found.files))
-    plan = plan_rebuild(found, old)
+    plan = plan_rebuild(found, old, movable=job.group_near_duplicates)
     report.mode = "incremental"
     report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
     report.added, report.changed = plan.added, plan.changed

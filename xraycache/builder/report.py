@@ -45,6 +45,8 @@ class BuildReport:
     changed: int = 0  # files whose content changed (decoded again)
     removed: int = 0  # images of the old cache whose file is gone
     csv_rows_without_file: list[str] = field(default_factory=list)  # --labels rows that named no image
+    dropped_duplicates: int = 0  # near-duplicates left out (--drop-duplicates), listed in ``skipped``
+    moved_duplicates: int = 0  # images --resplit moved to the split of the near-duplicates they join
 
     @property
     def images(self) -> int:
@@ -79,3 +81,5 @@ class BuildJob:
     report: BuildReport
     skips: SkipLog
     progress: ProgressCallback | None = None
+    drop_duplicates: bool = False  # keep the first image of each near-duplicate group only
+    group_near_duplicates: bool = False  # --resplit: near-duplicates join their patients' split

@@ -9,6 +9,7 @@ scan order; the single-file build and every shard of a sharded build use it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from ..core.errors import Skipped
 from ..core.format import (
     CHECKSUM,
     CHECKSUM_DESCRIPTION,
+    DESCRIPTOR_DESCRIPTION,
+    DESCRIPTOR_SIDE,
     FORMAT_NAME,
     FORMAT_VERSION,
     SKIPPED_COLUMNS,
@@ -33,6 +36,7 @@ from ..core.format import (
     hist_moments,
     meta_columns,
     pixel_checksum,
+    pixel_descriptor,
     pixel_hist,
     pixel_moments,
     read_text,
@@ -41,6 +45,7 @@ from ..core.format import (
 from ..core.options import Compression
 from ..imaging.result import DecodedImage, DecodeFailure
 from .plan import Action, Plan
+from .regroup import Layout, Rows, regroup
 from .report import BuildJob, ProgressCallback
 from .scan import SourceFile
 from .workers import decode_all
@@ -155,6 +160,9 @@ class CacheWriter:
             meta.create_dataset(name, shape=(capacity,), dtype=dtype)
         checksums = group.create_dataset("checksums", shape=(capacity,), dtype=CHECKSUM)
         checksums.attrs["description"] = CHECKSUM_DESCRIPTION
+        side = DESCRIPTOR_SIDE
+        descriptors = group.create_dataset("descriptors", shape=(capacity, side, side), dtype=np.uint8)
+        descriptors.attrs["description"] = DESCRIPTOR_DESCRIPTION
         self._splits[split] = _SplitState(group, capacity)
         self._buffers[split] = []
         self._hist[split] = np.zeros((len(self.label_names), 256), dtype=np.int64)
@@ -175,10 +183,12 @@ class CacheWriter:
         labels: np.ndarray,
         meta: Mapping[str, np.ndarray],
         checksums: np.ndarray | None = None,
+        descriptors: np.ndarray | None = None,
     ) -> None:
         """Write a block of already-decoded rows (copied from an older cache) after those queued so far.
 
-        ``meta`` holds every META_COLUMNS column for the block; checksums are computed when not given.
+        ``meta`` holds every META_COLUMNS column for the block; checksums and descriptors are computed
+        from the pixels when not given.
         """
         self._flush(split)
         count = len(labels)
@@ -196,13 +206,10 @@ class CacheWriter:
         if checksums is None:
             checksums = np.array([pixel_checksum(image) for image in pixels], dtype=CHECKSUM)
         group["checksums"][start:stop] = checksums
-        hist = self._hist[split]
-        if labels.ndim == 2:  # multi-hot: an image counts for each of its labels
-            for label in np.flatnonzero(labels.any(axis=0)):
-                hist[int(label)] += pixel_hist(pixels[labels[:, label] == 1])
-        else:
-            for label in np.unique(labels):
-                hist[int(label)] += pixel_hist(pixels[labels == label])
+        if descriptors is None:
+            descriptors = np.stack([pixel_descriptor(image) for image in pixels])
+        group["descriptors"][start:stop] = descriptors
+        _add_hist(self._hist[split], pixels, labels)
         state.written = stop
 
     def label_rows(self, sources: list[SourceFile]) -> np.ndarray:
@@ -227,6 +234,7 @@ class CacheWriter:
         for name, dtype in self.columns.items():
             group["meta"][name][start:stop] = np.array([row[name] for row in rows], dtype=dtype)
         group["checksums"][start:stop] = np.array([pixel_checksum(image.pixels) for image, _ in buffer], dtype=CHECKSUM)
+        group["descriptors"][start:stop] = np.stack([image.descriptor for image, _ in buffer])
         state.written = stop
         buffer.clear()
 
@@ -244,16 +252,55 @@ class CacheWriter:
             count = np.bincount(labels, minlength=len(self.label_names))
         stats.create_dataset("count", data=count)
 
-    def commit(self, skipped: Sequence[Skipped] = ()) -> Path:
-        """Finish the file (summaries, the ``/skipped`` list, exact sizes), make it durable, rename it to OUT."""
+    def written_rows(self, split: str) -> Rows:
+        """The rows written to ``split`` so far, as the near-duplicate regrouping reads them."""
+        self._flush(split)
+        state = self._splits[split]
+        group, n = state.group, state.written
+        meta = group["meta"]
+        return Rows(
+            paths=[str(p) for p in meta["path"].asstr()[:n]],
+            patients=[str(p) for p in meta["patient"].asstr()[:n]],
+            descriptors=group["descriptors"][:n],
+            folds=meta["fold"][:n],
+        )
+
+    def commit(self, skipped: Sequence[Skipped] = (), layout: Layout | None = None) -> Path:
+        """Finish the file (summaries, the ``/skipped`` list, exact sizes), make it durable, rename it to OUT.
+
+        With a ``layout`` the file is rewritten with just its rows, in its splits (near-duplicates).
+        """
         for split in self._splits:
             self._finish_split(split)
         write_skipped(self._file, list(skipped))
         needs_compaction = any(s.written < s.capacity for s in self._splits.values())
         self._file.close()
-        if needs_compaction:
+        if layout is not None:
+            self._rearrange(layout)
+        elif needs_compaction:
             self._compact()
         return self._output.commit()
+
+    def _rearrange(self, layout: Layout) -> None:
+        """Copy into a new file whose splits hold the rows ``layout`` lists, in its order, with their
+        statistics counted again: images dropped as near-duplicates, or moved to another split."""
+        out_path = self._output.sibling("compact.tmp")
+        block = max(1, COPY_BLOCK_BYTES // max(1, self.dtype.itemsize * self.image_shape[0] * self.image_shape[1]))
+        try:
+            with h5py.File(self.tmp_path, "r") as src, h5py.File(out_path, "w", libver=("v110", "latest")) as dst:
+                for key, value in src.attrs.items():
+                    dst.attrs[key] = value
+                for name in src:
+                    if name not in self._splits:
+                        src.copy(src[name], dst, name=name)
+                for split, rows in layout.rows.items():
+                    _copy_selected(
+                        src, dst.create_group(split), split, rows, layout.folds, len(self.label_names), block
+                    )
+        except BaseException:
+            out_path.unlink(missing_ok=True)
+            raise
+        self._output.replace_inner("compact.tmp")
 
     def _compact(self) -> None:
         """Copy into a new file whose datasets hold exactly the written rows (files were skipped).
@@ -317,6 +364,76 @@ def _copy_rows(src: h5py.Group, dst: h5py.Group, rows: int, block: int = 1024) -
             out[start:stop] = item[start:stop]
 
 
+def _add_hist(hist: np.ndarray, pixels: np.ndarray, labels: np.ndarray) -> None:
+    """Add a block of images to the per-label histograms (multi-hot: once for each label an image has)."""
+    if labels.ndim == 2:
+        for label in np.flatnonzero(labels.any(axis=0)):
+            hist[int(label)] += pixel_hist(pixels[labels[:, label] == 1])
+    else:
+        for label in np.unique(labels):
+            hist[int(label)] += pixel_hist(pixels[labels == label])
+
+
+def _copy_selected(
+    src: h5py.File,
+    dst: h5py.Group,
+    split: str,
+    rows: list[tuple[str, int]],
+    folds: dict[tuple[str, int], int],
+    n_labels: int,
+    block: int,
+) -> None:
+    """Fill split group ``dst`` with the ``rows`` (written split, row) of ``src``, in order; new ``folds``
+    where given; ``stats`` counted from the copied rows."""
+    template = src[split]
+    for key, value in template.attrs.items():
+        dst.attrs[key] = value
+    datasets: dict[str, h5py.Dataset] = {}
+    for name, item in [*template.items(), *(("meta/" + k, v) for k, v in template["meta"].items())]:
+        if isinstance(item, h5py.Group):
+            continue
+        kwargs: dict[str, Any] = {}
+        if item.chunks is not None and item.compression is not None and rows:
+            kwargs = {"chunks": (min(item.chunks[0], len(rows)), *item.chunks[1:]), "compression": item.compression}
+        out = dst.create_dataset(name, shape=(len(rows), *item.shape[1:]), dtype=item.dtype, **kwargs)
+        for key, value in item.attrs.items():
+            out.attrs[key] = value
+        datasets[name] = out
+    hist = np.zeros((n_labels, 256), dtype=np.int64)
+    for start in range(0, len(rows), block):
+        chunk = rows[start : start + block]
+        for name, out in datasets.items():
+            values = _gather(src, name, chunk)
+            if name == "meta/fold" and folds:
+                values = np.array([folds.get(r, v) for r, v in zip(chunk, values.tolist(), strict=True)], out.dtype)
+            out[start : start + len(chunk)] = values
+        _add_hist(hist, _gather(src, "images", chunk), _gather(src, "labels", chunk))
+    stats = dst.create_group("stats")
+    stats.create_dataset("hist", data=hist)
+    for key, value in template["stats"]["hist"].attrs.items():
+        stats["hist"].attrs[key] = value
+    labels = datasets["labels"][:]
+    count = labels.sum(axis=0, dtype=np.int64) if labels.ndim == 2 else np.bincount(labels, minlength=n_labels)
+    stats.create_dataset("count", data=count)
+
+
+def _gather(src: h5py.File, name: str, rows: list[tuple[str, int]]) -> np.ndarray:
+    """Dataset ``name`` of each (split, row), in the order given; rows of one split come in increasing order."""
+    parts: list[np.ndarray] = []
+    order: list[np.ndarray] = []
+    position = np.arange(len(rows))
+    splits = np.array([split for split, _ in rows], dtype=object)
+    indices = np.array([row for _, row in rows], dtype=np.int64)
+    for split in dict.fromkeys(splits.tolist()):
+        mask = splits == split
+        parts.append(src[split][name][indices[mask]])
+        order.append(position[mask])
+    values = np.concatenate(parts)
+    out = np.empty_like(values)
+    out[np.concatenate(order)] = values
+    return out
+
+
 def write_skipped(file: h5py.File, rows: list[Skipped]) -> None:
     """The ``/skipped`` group: one string column per field of the skipped rows."""
     group = file.create_group("skipped")
@@ -377,19 +494,47 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
             job.skips.check()  # strict: the writer aborts, OUT is not written
             if old is not None:
                 old.close()
-            writer.commit(skipped=job.skips.entries)
+            layout = None
+            if job.drop_duplicates or job.group_near_duplicates:
+                written = {split: writer.written_rows(split) for split in capacities}
+                layout = regroup(written, drop=job.drop_duplicates, resplit=job.group_near_duplicates)
+            if layout is not None:
+                job.skips.extend(layout.dropped)  # after the strict check: dropping is what was asked for
+                kept = _placed(kept, layout)
+                job.report.dropped_duplicates, job.report.moved_duplicates = len(layout.dropped), layout.moved
+            writer.commit(skipped=job.skips.entries, layout=layout)
     finally:
         if old is not None:
             old.close()
     return kept
 
 
+def _placed(kept: list[SourceFile], layout: Layout) -> list[SourceFile]:
+    """The files the final file holds, each with the split (and fold) the layout put it in."""
+    dropped = {row.path for row in layout.dropped}
+    split_of = {}
+    for split, rows in layout.rows.items():
+        for row in rows:
+            split_of[row] = split
+    out = []
+    index = {split: 0 for split in layout.rows}
+    for source in kept:  # written in this order, so the n-th file of a split is its row n
+        row = (source.split, index[source.split])
+        index[source.split] += 1
+        if storable_path(source.path) in dropped:
+            continue
+        fold = layout.folds.get(row, source.fold)
+        out.append(dataclasses.replace(source, split=split_of[row], fold=fold))
+    return out
+
+
 def _extends(run: list[Action], action: Action, block_rows: int) -> bool:
-    """Whether ``action`` continues ``run`` as one contiguous slice of the same old split."""
+    """Whether ``action`` continues ``run`` as one contiguous slice of the same old split, into one split."""
     last = run[-1].old
     now = action.old
     assert last is not None and now is not None
-    return len(run) < block_rows and now.split == last.split and now.index == last.index + 1
+    same_target = action.source.split == run[-1].source.split
+    return len(run) < block_rows and same_target and now.split == last.split and now.index == last.index + 1
 
 
 class _OldRows:
@@ -417,8 +562,9 @@ class _OldRows:
                 meta[name] = column[start:stop]
         meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
         checksums = group["checksums"][start:stop] if "checksums" in group else None
+        descriptors = group["descriptors"][start:stop] if "descriptors" in group else None
         labels = writer.label_rows([a.source for a in run])
-        writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums)
+        writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums, descriptors)
 
     def close(self) -> None:
         self.file.close()

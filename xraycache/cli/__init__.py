@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from ..core.version import __version__
 from .build import build_command
+from .duplicates import duplicates_command
 from .export import export_command
 from .info import info_command
 from .ls import ls_command
@@ -23,7 +24,7 @@ from .show import show_app
 from .verify import verify_command
 
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
-COMMAND_ORDER = ("build", "show", "info", "ls", "export", "verify", "sample")
+COMMAND_ORDER = ("build", "show", "info", "ls", "export", "verify", "duplicates", "sample")
 
 
 class _InUserOrder(TyperGroup):
@@ -87,6 +88,7 @@ def main(
 app.command("build")(build_command)
 app.add_typer(show_app, name="show")
 app.command("info")(info_command)
+app.command("duplicates")(duplicates_command)
 app.command("ls")(ls_command)
 app.command("export")(export_command)
 app.command("verify")(verify_command)

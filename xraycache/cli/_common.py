@@ -103,6 +103,34 @@ def print_leakage(report: LeakageReport, limit: int = 10) -> None:
         if len(report.duplicates) > limit:
             table.add_row(f"... and {len(report.duplicates) - limit} more", "(all in --json)")
         console.print(table)
+    print_near_duplicates(report, limit)
+
+
+def print_near_duplicates(report: LeakageReport, limit: int = 10) -> None:
+    """The near-duplicate lines of the leakage section: a count, then the closest pairs across splits first."""
+    if report.near_duplicates_unavailable:
+        console.print(f"[dim]near-duplicates: not searched: {report.near_duplicates_unavailable}[/]", highlight=False)
+        return
+    pairs = report.near_duplicates
+    across = report.near_duplicates_across
+    style = "yellow" if pairs else "green"
+    console.print(
+        f"[{style}]near-duplicates:[/] {len(across)} pair(s) across splits, {len(pairs) - len(across)} within a "
+        f"split (the same radiograph re-encoded, resized or cropped; score >= {report.threshold:.2f}, "
+        "identical files not counted)",
+        highlight=False,
+    )
+    if not pairs:
+        return
+    table = Table(title="near-duplicate images", title_justify="left", title_style="yellow")
+    table.add_column("score", justify="right")
+    table.add_column("image")
+    table.add_column("looks like")
+    for pair in pairs[:limit]:
+        table.add_row(f"{pair.score:.3f}", f"{pair.a[1]} ({pair.a[0]})", f"{pair.b[1]} ({pair.b[0]})")
+    if len(pairs) > limit:
+        table.add_row("", f"... and {len(pairs) - limit} more", "(all in --json, or xraycache duplicates)")
+    console.print(table)
 
 
 def open_for_reading(path: Path) -> Cache:

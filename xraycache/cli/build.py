@@ -147,6 +147,18 @@ def print_summary(report: BuildReport) -> None:
         f"({report.backend}); {report.out}: {_size(report.output_bytes)}",
         highlight=False,
     )
+    if report.dropped_duplicates:
+        console.print(
+            f"--drop-duplicates: left out {report.dropped_duplicates:,} near-duplicate image(s) "
+            "(listed as skipped, with the image each one copies)",
+            highlight=False,
+        )
+    if report.moved_duplicates:
+        console.print(
+            f"--resplit: moved {report.moved_duplicates:,} image(s) to the split of the near-duplicates "
+            "they join, so no radiograph is in two splits",
+            highlight=False,
+        )
     print_incremental(report)
 
 

@@ -41,6 +41,14 @@ def print_report(report: VerifyReport, limit: int) -> None:
     scope = f"{report.out} against {report.src}" if report.src else report.out
     for note in report.unchecked:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if report.near_duplicates_across is not None:
+        across, within = report.near_duplicates_across, report.near_duplicates_within
+        style = "yellow" if across else "dim"
+        console.print(
+            f"[{style}]near-duplicates:[/] {across} pair(s) across splits, {within} within a split "
+            f"(leakage, not damage: `xraycache duplicates {report.out}` lists them)",
+            highlight=False,
+        )
     if report.ok:
         console.print(
             f"[green]ok[/]: {scope}: {report.images:,} images in {len(report.splits)} split(s) agree", highlight=False

@@ -9,6 +9,7 @@ every reader open a cache through :func:`open_cache`, and read attributes throug
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from .errors import DecodeError, InputError, NotACacheError
 from .files import open_regular
 
 FORMAT_NAME = "xraycache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-image near-duplicate descriptors
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 STR = h5py.string_dtype("utf-8")
 HASH = np.dtype("S64")
@@ -30,6 +31,10 @@ CHECKSUM_DESCRIPTION = "blake2b (16-byte digest, hex) of the stored (H, W) uint8
 HIST_BINS = 256
 HASH_BLOCK = 1 << 20
 SKIPPED_COLUMNS = ("path", "split", "reason")
+DESCRIPTOR_SIDE = 32  # ``descriptors``: a (32, 32) uint8 thumbnail per image, for the near-duplicate search
+DESCRIPTOR_DESCRIPTION = (
+    "32x32 area-average thumbnail of the stored image (uint8): the near-duplicate search compares these"
+)
 
 # Root attributes that are not build options but decide what a build produces: an incremental rebuild
 # reuses an old cache only when these and every recorded option (BuildOptions.settings) match.
@@ -131,6 +136,32 @@ def pixel_checksum(pixels: np.ndarray) -> bytes:
     """Checksum of one stored image (the ``checksums`` dataset), as hex bytes."""
     dtype = np.uint16 if pixels.dtype == np.uint16 else np.uint8
     return hashlib.blake2b(np.ascontiguousarray(pixels, dtype=dtype).data, digest_size=16).hexdigest().encode("ascii")
+
+
+def pixel_descriptor(pixels: np.ndarray) -> np.ndarray:
+    """(32, 32) uint8 area-average thumbnail of one stored image (``descriptors``): what the near-duplicate
+    search compares. Integer arithmetic when the side is a multiple of 32 (every default size), so the
+    same pixels give the same bytes on any machine."""
+    side = DESCRIPTOR_SIDE
+    height, width = pixels.shape
+    if pixels.dtype == np.uint8 and height % side == 0 and width % side == 0:
+        kh, kw = height // side, width // side
+        rows = pixels.reshape(side, kh, width).sum(axis=1, dtype=np.uint32)
+        sums = rows.reshape(side, side, kw).sum(axis=2, dtype=np.uint32)
+        count = kh * kw
+        return ((sums + count // 2) // count).astype(np.uint8)
+    values = pixels.astype(np.float64) / (257.0 if pixels.dtype == np.uint16 else 1.0)
+    thumb = _area_weights(height) @ values @ _area_weights(width).T
+    return np.clip(np.rint(thumb), 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=32)
+def _area_weights(n: int) -> np.ndarray:
+    """(32, n): the fraction of each of n pixels in each of 32 equal cells, normalised per cell."""
+    edges = np.arange(DESCRIPTOR_SIDE + 1) * (n / DESCRIPTOR_SIDE)
+    pixel = np.arange(n)
+    cover = np.minimum(pixel[None, :] + 1, edges[1:, None]) - np.maximum(pixel[None, :], edges[:-1, None])
+    return np.clip(cover, 0.0, None) / (edges[1:] - edges[:-1])[:, None]
 
 
 def hist_bin_width(dtype: str | np.dtype[Any]) -> int:
@@ -540,6 +571,14 @@ class _CacheCheck:
             if checksums.dtype.kind != "S" or checksums.ndim != 1:
                 raise _Refused(checksums.name, f"is {checksums.dtype}, not fixed-length checksums")
             self._rows(checksums, n)
+        if "descriptors" in group:
+            descriptors = self._dataset(group, "descriptors")
+            if descriptors.dtype != np.uint8 or descriptors.shape[1:] != (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE):
+                raise _Refused(
+                    descriptors.name,
+                    f"is {descriptors.shape} {descriptors.dtype}, not (N, {DESCRIPTOR_SIDE}, {DESCRIPTOR_SIDE}) uint8",
+                )
+            self._rows(descriptors, n)
         self._rows(labels, n)
         self._label_values(labels)  # also for verify: an index out of range would crash any reader
         meta = self._member(group, "meta", h5py.Group)

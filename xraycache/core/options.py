@@ -237,6 +237,12 @@ class SourceOptions(_Part):
     )
     seed: int = option(0, "Seed of --resplit and --folds.", panel=LABELS, record=False)
     folds: int = option(0, "Also record a patient-grouped cross-validation fold (0..K-1) per image.", panel=LABELS)
+    drop_duplicates: bool = option(
+        False,
+        "Keep only the first image (in path order) of each group of near-duplicates (the same radiograph "
+        "re-encoded, resized or cropped); the others are listed as skipped, with the image they copy.",
+        panel=LABELS,
+    )
     keep_identifiers: bool = option(
         False,
         "Store DICOM PatientID/StudyInstanceUID as they are instead of keyed pseudonyms.",

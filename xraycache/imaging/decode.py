@@ -13,7 +13,7 @@ import os
 
 from ..core.errors import DecodeError
 from ..core.files import read_regular
-from ..core.format import pixel_hist
+from ..core.format import pixel_descriptor, pixel_hist
 from ..core.options import ResizeOptions
 from .decoders import decode_bytes
 from .result import DecodedImage, DecodeFailure, DecodeResult
@@ -46,6 +46,7 @@ def decode_file(path: str | os.PathLike[str], spec: ResizeOptions) -> DecodedIma
         file_hash=hashlib.sha256(data).hexdigest(),
         mtime_ns=stat.st_mtime_ns,
         hist=pixel_hist(decoded.pixels),
+        descriptor=pixel_descriptor(decoded.pixels),
         info=decoded.info,
     )
 

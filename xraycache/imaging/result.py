@@ -31,6 +31,7 @@ class DecodedImage:
     file_hash: str  # sha256 of the file's bytes, hex
     mtime_ns: int
     hist: np.ndarray  # (256,) int64 histogram of the output pixels (uint16: bins of value >> 8)
+    descriptor: np.ndarray  # (32, 32) uint8 thumbnail of the output pixels, for the near-duplicate search
     info: dict[str, Any] = field(default_factory=dict)
 
 

@@ -117,8 +117,18 @@ class Cache:
         return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
 
     def leakage(self) -> LeakageReport:
-        """Patients in more than one split and identical files, from the stored meta columns (no pixel read)."""
-        return leakage({name: self[name].meta for name in self.splits})
+        """Patients in more than one split, identical files and near-duplicate images, from the stored meta
+        columns and descriptors (no pixel read)."""
+        found = {name: self[name].descriptors for name in self.splits}
+        descriptors = {name: d for name, d in found.items() if d is not None}
+        if len(descriptors) == len(found):
+            return leakage({name: self[name].meta for name in self.splits}, descriptors)
+        version = self.attrs.get("format_version", 0)
+        why = (
+            f"built before near-duplicate descriptors (format {version}); "
+            "rebuild it with --overwrite to search near-duplicates"
+        )
+        return leakage({name: self[name].meta for name in self.splits}, unavailable=why)
 
     def locate(self, source_path: str) -> tuple[str, int]:
         """(split, index) of the image built from ``source_path`` (relative to the source folder, or ending it)."""
@@ -431,6 +441,12 @@ class Split:
         if isinstance(label, str) and label.isdigit() and int(label) < len(names):
             return int(label)
         raise InputError(f"no label {label!r} in {self.path}; use one of: {', '.join(names)}")
+
+    @property
+    def descriptors(self) -> np.ndarray | None:
+        """(N, 32, 32) uint8 thumbnails the near-duplicate search compares, or None (a cache built before them)."""
+        group = self._group()
+        return read_data(group["descriptors"]) if "descriptors" in group else None
 
     def stored_hist(self) -> np.ndarray | None:
         """The (labels, 256) pixel histogram the build stored for this split, or None (a foreign file)."""

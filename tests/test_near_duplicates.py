@@ -1,0 +1,264 @@
+"""Near-duplicates: the descriptor, the two-stage search, and what build, show, info, verify and
+``xraycache duplicates`` do with them."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+from typer.testing import CliRunner
+
+import xraycache
+from xraycache.analysis import near_duplicates as nd
+from xraycache.cli import app
+from xraycache.core.format import DESCRIPTOR_SIDE, pixel_descriptor
+
+runner = CliRunner()
+
+
+def chest(seed: int, size: int = 384) -> np.ndarray:
+    """A radiograph-like image whose structures (lungs, ribs, blobs) are placed at random by ``seed``, so
+    two seeds give different pictures of the same kind, as two patients' radiographs are."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = 40 + 100 * np.exp(-(((xx - 0.5) / rng.uniform(0.3, 0.45)) ** 2 + ((yy - 0.55) / 0.5) ** 2))
+    for side in (-1, 1):  # two lung fields, darker
+        cx, cy = 0.5 + side * rng.uniform(0.15, 0.25), rng.uniform(0.4, 0.6)
+        img -= 50 * np.exp(-(((xx - cx) / rng.uniform(0.08, 0.15)) ** 2 + ((yy - cy) / rng.uniform(0.15, 0.3)) ** 2))
+    img += 15 * np.sin(yy * rng.uniform(25, 45) + rng.uniform(0, 6)) * (np.abs(xx - 0.5) > 0.05)
+    for _ in range(12):  # random bright and dark structures
+        cx, cy, r = rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.95), rng.uniform(0.04, 0.15)
+        img += rng.uniform(-60, 60) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / r**2)
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def altered(pixels: np.ndarray, kind: str) -> Image.Image:
+    """One of the changes a copy of a radiograph carries when it is exported again."""
+    image = Image.fromarray(pixels)
+    w, h = image.size
+    if kind == "jpeg60":
+        return jpeg(image, 60)
+    if kind == "half":
+        return image.resize((w // 2, h // 2), Image.Resampling.BILINEAR)
+    if kind == "bigger":
+        return image.resize((w * 3 // 2, h * 3 // 2), Image.Resampling.BICUBIC)
+    if kind in ("bright+", "bright-"):
+        return ImageEnhance.Brightness(image).enhance(1.1 if kind == "bright+" else 0.9)
+    if kind in ("contrast+", "contrast-"):
+        return ImageEnhance.Contrast(image).enhance(1.1 if kind == "contrast+" else 0.9)
+    if kind == "crop5":
+        return image.crop((w // 20, h // 20, w - w // 20, h - h // 20))
+    if kind == "crop5left":
+        return image.crop((w // 20, 0, w, h))
+    if kind == "shift":
+        return image.transform(image.size, Image.Transform.AFFINE, (1, 0, w // 40, 0, 1, -h // 40), fillcolor=0)
+    raise ValueError(kind)
+
+
+KINDS = ("jpeg60", "half", "bigger", "bright+", "bright-", "contrast+", "contrast-", "crop5", "crop5left", "shift")
+
+
+def stored(image: Image.Image, size: int = 256) -> np.ndarray:
+    """What a build stores (stretched to the square), near enough for the descriptor."""
+    return np.asarray(image.convert("L").resize((size, size), Image.Resampling.BOX))
+
+
+def test_descriptor_is_an_exact_block_mean_and_handles_any_side() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8)
+    expected = np.floor(pixels.reshape(32, 8, 32, 8).mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+    assert np.array_equal(pixel_descriptor(pixels), expected)
+    for side in (20, 100, 250):  # not multiples of 32, smaller than 32 too
+        flat = np.full((side, side), 77, dtype=np.uint8)
+        assert pixel_descriptor(flat).shape == (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE)
+        assert (pixel_descriptor(flat) == 77).all()
+    deep = np.full((64, 64), 65535, dtype=np.uint16)
+    assert (pixel_descriptor(deep) == 255).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_alteration_scores_above_the_threshold(kind: str) -> None:
+    scores = []
+    for seed in range(4):
+        original = chest(seed)
+        a = pixel_descriptor(stored(Image.fromarray(original)))[None]
+        b = pixel_descriptor(stored(altered(original, kind)))[None]
+        scores.append(float(nd.pair_scores(a, b)[0]))
+        assert nd.pair_scores(b, a)[0] == pytest.approx(scores[-1], abs=1e-6)  # symmetric
+    assert min(scores) >= nd.THRESHOLD, (kind, scores)
+
+
+def test_different_images_score_below_the_threshold() -> None:
+    descriptors = np.stack([pixel_descriptor(stored(Image.fromarray(chest(seed)))) for seed in range(40)])
+    a, b = np.triu_indices(len(descriptors), k=1)
+    scores = nd.pair_scores(descriptors[a], descriptors[b])
+    assert scores.max() < nd.THRESHOLD
+    assert nd.pair_scores(descriptors[:1], descriptors[:1])[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_candidate_search_finds_every_planted_copy_among_many() -> None:
+    """Over ALL_PAIRS_UP_TO images the first stage picks the pairs to verify: it must not lose copies."""
+    n = nd.ALL_PAIRS_UP_TO + 100
+    rng = np.random.default_rng(1)
+    originals = [chest(seed, size=256) for seed in range(n)]
+    descriptors = [pixel_descriptor(stored(Image.fromarray(p))) for p in originals]
+    planted = rng.choice(n, size=20, replace=False)
+    for i, index in enumerate(planted):
+        descriptors.append(pixel_descriptor(stored(altered(originals[index], KINDS[i % len(KINDS)]))))
+    pairs = nd.find_pairs(np.stack(descriptors))
+    assert pairs.candidates < n * nd.CANDIDATES  # a candidate search ran, not every pair
+    found = set(zip(pairs.a.tolist(), pairs.b.tolist(), strict=True))
+    expected = {(int(index), n + i) for i, index in enumerate(planted)}
+    assert expected <= found
+    assert found == expected  # and nothing else: the originals are all different
+    assert (pairs.score >= nd.THRESHOLD).all()
+
+
+def test_groups_join_chains_and_keep_singles_out() -> None:
+    pairs = nd.Pairs(np.array([0, 1, 5]), np.array([1, 2, 6]), np.ones(3, np.float32), 3, 8)
+    assert nd.groups(8, pairs) == [[0, 1, 2], [5, 6]]
+
+
+# -- through the build ----------------------------------------------------------------------------
+
+
+def write(path: Path, image: Image.Image | np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    picture.convert("L").save(path, "JPEG", quality=92)
+
+
+@pytest.fixture
+def leaky(tmp_path: Path) -> Path:
+    """Kaggle folders with a cropped, brightened copy of a training image in test, under a new patient."""
+    src = tmp_path / "src"
+    for i in range(6):
+        write(src / "train" / "NORMAL" / f"IM-{i:04d}-0001.jpeg", chest(100 + i))
+        write(src / "train" / "PNEUMONIA" / f"person{i}_bacteria_{i}.jpeg", chest(200 + i))
+    write(src / "test" / "NORMAL" / "IM-0900-0001.jpeg", chest(300))
+    copy = ImageEnhance.Brightness(altered(chest(102), "crop5")).enhance(1.08)
+    write(src / "test" / "NORMAL" / "IM-0901-0001.jpeg", copy)
+    return src
+
+
+def test_show_stats_info_verify_and_duplicates_report_the_copy(leaky: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.h5"
+    assert runner.invoke(app, ["build", str(leaky), str(out), "--size", "64", "-q"]).exit_code == 0
+    with xraycache.open(out) as cache:
+        assert cache["train"].descriptors.shape == (12, 32, 32)
+        report = cache.leakage()
+    assert [(d.a, d.b) for d in report.near_duplicates] == [
+        (("train", "train/NORMAL/IM-0002-0001.jpeg"), ("test", "test/NORMAL/IM-0901-0001.jpeg"))
+    ]
+    result = runner.invoke(app, ["show", "stats", str(out), "--json"])
+    listed = json.loads(result.stdout)["leakage"]["near_duplicates"]
+    assert listed == [
+        {
+            "a": {"split": "train", "path": "train/NORMAL/IM-0002-0001.jpeg"},
+            "b": {"split": "test", "path": "test/NORMAL/IM-0901-0001.jpeg"},
+            "score": listed[0]["score"],
+        }
+    ]
+    assert nd.THRESHOLD <= listed[0]["score"] <= 1
+    assert "near-duplicates: 1 pair(s) across splits" in runner.invoke(app, ["show", "stats", str(out)]).stdout
+    assert "near-duplicates: 1 pair(s) across splits" in runner.invoke(app, ["info", str(out)]).stdout
+    verified = runner.invoke(app, ["verify", str(out)])
+    assert verified.exit_code == 0 and "near-duplicates: 1 pair(s) across splits" in verified.stdout
+    groups = json.loads(runner.invoke(app, ["duplicates", str(out), "--json"]).stdout)["near_duplicate_groups"]
+    assert groups == [
+        [
+            {"split": "test", "path": "test/NORMAL/IM-0901-0001.jpeg"},
+            {"split": "train", "path": "train/NORMAL/IM-0002-0001.jpeg"},
+        ]
+    ] or groups == [
+        [
+            {"split": "train", "path": "train/NORMAL/IM-0002-0001.jpeg"},
+            {"split": "test", "path": "test/NORMAL/IM-0901-0001.jpeg"},
+        ]
+    ]
+    text = runner.invoke(app, ["duplicates", str(out)]).stdout
+    assert "1 group(s) of near-duplicates" in text and "IM-0901-0001.jpeg" in text
+
+
+def test_drop_duplicates_keeps_the_first_in_path_order(leaky: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.h5"
+    result = runner.invoke(app, ["build", str(leaky), str(out), "--size", "64", "--drop-duplicates", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dropped_duplicates"] == 1 and data["images"] == 13
+    [row] = data["skipped"]
+    assert row["path"] == "train/NORMAL/IM-0002-0001.jpeg"  # "test/..." comes first in path order
+    assert "near-duplicate of test/NORMAL/IM-0901-0001.jpeg" in row["reason"]
+    with xraycache.open(out) as cache:
+        assert cache.skipped[0].path == row["path"]
+        assert len(cache["train"]) == 11 and "train/NORMAL/IM-0002-0001.jpeg" not in cache["train"].meta["path"]
+        assert cache["train"].counts().tolist() == [5, 6]
+        assert cache["train"].stored_hist().sum() == 11 * 64 * 64
+        assert cache.leakage().near_duplicates == []
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def test_resplit_keeps_a_near_duplicate_group_in_one_split(leaky: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.h5"
+    args = ["build", str(leaky), str(out), "--size", "64", "--resplit", "0.5,0.5", "--json"]
+    for seed in range(8):  # a seed where hashing alone puts the two patients apart
+        result = runner.invoke(app, [*args, "--seed", str(seed), "--overwrite"])
+        assert result.exit_code == 0, result.output
+        if json.loads(result.stdout)["moved_duplicates"]:
+            break
+    else:
+        pytest.fail("no seed split the copy from its original")
+    with xraycache.open(out) as cache:
+        assert cache.leakage().near_duplicates_across == []
+        assert len(cache.leakage().near_duplicates) == 1
+        assert sum(len(cache[s]) for s in cache.splits) == 14
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    again = runner.invoke(app, [*args, "--seed", str(seed)])
+    assert json.loads(again.stdout)["mode"] == "unchanged"  # a moved image is reused where it is
+
+
+def test_a_cache_without_descriptors_says_to_rebuild(leaky: Path, tmp_path: Path) -> None:
+    out = tmp_path / "old.h5"
+    assert runner.invoke(app, ["build", str(leaky), str(out), "--size", "64", "-q"]).exit_code == 0
+    with h5py.File(out, "r+") as file:  # what a format-1 cache looks like
+        file.attrs["format_version"] = 1
+        for split in ("train", "test"):
+            del file[split]["descriptors"]
+    with xraycache.open(out) as cache:
+        assert "--overwrite" in cache.leakage().near_duplicates_unavailable
+    result = runner.invoke(app, ["duplicates", str(out)])
+    assert result.exit_code == 2 and "rebuild it with --overwrite" in result.stdout
+    assert "near-duplicates: not searched" in runner.invoke(app, ["show", "stats", str(out)]).stdout
+    rebuild = runner.invoke(app, ["build", str(leaky), str(out), "--size", "64"])
+    assert rebuild.exit_code == 2 and "format_version 1 -> 2" in rebuild.output and "--overwrite" in rebuild.output
+
+
+def test_verify_finds_a_descriptor_that_does_not_match_its_pixels(leaky: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.h5"
+    assert runner.invoke(app, ["build", str(leaky), str(out), "--size", "64", "-q"]).exit_code == 0
+    with h5py.File(out, "r+") as file:
+        file["train/descriptors"][3] = 255 - file["train/descriptors"][3]
+    result = runner.invoke(app, ["verify", str(out), "--json"])
+    assert result.exit_code == 1
+    assert [p["kind"] for p in json.loads(result.stdout)["problems"]] == ["descriptor"]
+
+
+def test_a_descriptor_dataset_of_the_wrong_shape_is_refused(leaky: Path, tmp_path: Path) -> None:
+    out = tmp_path / "h.h5"
+    assert runner.invoke(app, ["build", str(leaky), str(out), "--size", "64", "-q"]).exit_code == 0
+    with h5py.File(out, "r+") as file:
+        del file["train/descriptors"]
+        file["train"].create_dataset("descriptors", data=np.zeros((12, 4, 4), np.uint8))
+    result = runner.invoke(app, ["duplicates", str(out)])
+    assert result.exit_code != 0 and "descriptors" in result.output and "Traceback" not in result.output

@@ -1,0 +1,138 @@
+"""After the decode: near-duplicate groups decide what ``--drop-duplicates`` drops and where ``--resplit``
+puts an image that copies another.
+
+Splits and folds are settled per patient before any pixel is decoded (``splits.py``); near-duplicates are
+known only from the decoded pixels. So the writer writes every image where its patient's hash put it,
+and this module then says which rows the final file keeps, and in which split:
+
+- ``--drop-duplicates``: in each group of near-duplicates (identical files included) the first image in
+  path order stays; the others are listed in ``/skipped`` with the image they copy.
+- ``--resplit``: a near-duplicate group and the patients of its images form one unit that must not
+  straddle splits. Every patient keeps the split (and fold) its hash gave it unless such a unit joins
+  patients from several splits; then the unit goes where its largest patient (most images; ties: the
+  first key) already is, so only the smaller patients move.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..analysis.near_duplicates import Pairs, find_pairs, groups, pair_scores
+from ..core.errors import Skipped
+from .splits import group_key
+
+
+@dataclass
+class Rows:
+    """What the regrouping needs of the rows written to one split: path order, patients, descriptors, folds."""
+
+    paths: list[str]
+    patients: list[str]
+    descriptors: np.ndarray  # (N, 32, 32) uint8
+    folds: np.ndarray  # (N,) int16
+
+
+@dataclass
+class Layout:
+    """The final file's rows: per split, (written split, row) in path order; new folds of moved rows; the
+    dropped images; how many images moved."""
+
+    rows: dict[str, list[tuple[str, int]]]
+    folds: dict[tuple[str, int], int] = field(default_factory=dict)
+    dropped: list[Skipped] = field(default_factory=list)
+    moved: int = 0
+
+
+def regroup(written: dict[str, Rows], *, drop: bool, resplit: bool) -> Layout | None:
+    """The layout the near-duplicates ask for, or None when every row stays where it was written."""
+    where = [(split, row) for split, rows in written.items() for row in range(len(rows.paths))]
+    if len(where) < 2:
+        return None
+    descriptors = np.concatenate([rows.descriptors for rows in written.values()])
+    paths = [p for rows in written.values() for p in rows.paths]
+    pairs = find_pairs(descriptors)
+    if not len(pairs):
+        return None
+    split_of = [split for split, _ in where]
+    dropped: set[int] = set()
+    drops: list[Skipped] = []
+    if drop:
+        for members in groups(len(where), pairs):
+            members = sorted(members, key=lambda i: paths[i])
+            kept, others = members[0], members[1:]
+            scores = pair_scores(descriptors[[kept] * len(others)], descriptors[others])
+            for other, score in zip(others, scores.tolist(), strict=True):
+                dropped.add(other)
+                reason = f"near-duplicate of {paths[kept]} ({split_of[kept]}, score {score:.3f}): --drop-duplicates"
+                drops.append(Skipped(paths[other], split_of[other], reason))
+    target = list(split_of)
+    folds = np.concatenate([rows.folds for rows in written.values()]).astype(np.int64)
+    new_folds: dict[tuple[str, int], int] = {}
+    moved = 0
+    if resplit and not drop:  # after dropping, no two kept images are near-duplicates
+        patients = [p for rows in written.values() for p in rows.patients]
+        moved = _units(where, paths, patients, pairs, target, folds, new_folds)
+    if not dropped and not moved and not new_folds:
+        return None
+    layout: dict[str, list[tuple[str, int]]] = {split: [] for split in written}
+    for i in sorted(range(len(where)), key=lambda i: paths[i]):
+        if i not in dropped:
+            layout[target[i]].append(where[i])
+    drops.sort(key=lambda s: s.path)
+    return Layout(layout, new_folds, drops, moved)
+
+
+def _units(
+    where: list[tuple[str, int]],
+    paths: list[str],
+    patients: list[str],
+    pairs: Pairs,
+    target: list[str],
+    folds: np.ndarray,
+    new_folds: dict[tuple[str, int], int],
+) -> int:
+    """Join patients linked by near-duplicates; move each joined unit to its largest patient's split (and
+    fold). Changes ``target`` and ``new_folds`` in place; returns the images moved."""
+    keys = [group_key(patient, path) for patient, path in zip(patients, paths, strict=True)]
+    index = {key: k for k, key in enumerate(sorted(set(keys)))}
+    parent = list(range(len(index)))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in zip(pairs.a.tolist(), pairs.b.tolist(), strict=True):
+        ra, rb = root(index[keys[a]]), root(index[keys[b]])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    size = Counter(keys)
+    first_image: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first_image.setdefault(key, i)
+    units: dict[int, list[str]] = {}
+    for key in index:
+        units.setdefault(root(index[key]), []).append(key)
+    moved = 0
+    home: dict[str, tuple[str, int]] = {}
+    for members in units.values():
+        if len(members) < 2:
+            continue
+        largest = min(members, key=lambda key: (-size[key], key))
+        lead = first_image[largest]
+        for key in members:
+            home[key] = (target[lead], int(folds[lead]))
+    for i, key in enumerate(keys):
+        if key not in home:
+            continue
+        split, fold = home[key]
+        if split != target[i]:
+            target[i] = split
+            moved += 1
+        if fold != folds[i]:
+            new_folds[where[i]] = fold
+    return moved
