@@ -11,9 +11,9 @@ import os
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from ..core.version import __version__
+from ._usage import TidyCommand, TidyGroup
 from .build import build_command
 from .export import export_command
 from .info import info_command
@@ -26,7 +26,7 @@ QUIET_RESOURCE_TRACKER = "ignore::UserWarning:joblib.externals.loky.backend.reso
 COMMAND_ORDER = ("build", "show", "info", "ls", "export", "verify", "sample")
 
 
-class _InUserOrder(TyperGroup):
+class _InUserOrder(TidyGroup):
     """Lists the commands in the order a user meets them (typer would put the ``show`` group last)."""
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -84,10 +84,10 @@ def main(
     os.environ.setdefault("PYTHONWARNINGS", QUIET_RESOURCE_TRACKER)
 
 
-app.command("build")(build_command)
+app.command("build", cls=TidyCommand)(build_command)
 app.add_typer(show_app, name="show")
-app.command("info")(info_command)
-app.command("ls")(ls_command)
-app.command("export")(export_command)
-app.command("verify")(verify_command)
-app.command("sample")(sample_command)
+app.command("info", cls=TidyCommand)(info_command)
+app.command("ls", cls=TidyCommand)(ls_command)
+app.command("export", cls=TidyCommand)(export_command)
+app.command("verify", cls=TidyCommand)(verify_command)
+app.command("sample", cls=TidyCommand)(sample_command)

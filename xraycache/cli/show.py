@@ -15,6 +15,7 @@ from rich.table import Table
 from ..core.errors import InputError
 from ..core.options import BuildOptions
 from ._common import cli_errors, console, open_for_reading, print_leakage
+from ._usage import TidyCommand, TidyGroup
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,6 +40,7 @@ def _plots() -> ModuleType:
 
 show_app = typer.Typer(
     name="show",
+    cls=TidyGroup,
     help="Look at a cache: statistics, one image, histograms, class counts, a random grid, a report.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -76,7 +78,7 @@ def _write(fig: Figure, path: Path) -> None:
     print(written)
 
 
-@show_app.command("stats")
+@show_app.command("stats", cls=TidyCommand)
 def stats_command(
     file: FileArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON, for scripts.")] = False,
@@ -141,7 +143,7 @@ def _print_skipped(skipped: list[Skipped], limit: int = 20) -> None:
     console.print(table)
 
 
-@show_app.command("image")
+@show_app.command("image", cls=TidyCommand)
 def image_command(
     file: FileArg,
     split: SplitOpt = None,
@@ -161,7 +163,7 @@ def image_command(
         _write(_plots().image(cache[name], index), _out(file, "image", out))
 
 
-@show_app.command("hist")
+@show_app.command("hist", cls=TidyCommand)
 def hist_command(
     file: FileArg,
     split: Annotated[
@@ -176,14 +178,14 @@ def hist_command(
         _write(_plots().hist(_nonempty(cache), split=split, by_class=by_class, log=log), _out(file, "hist", out))
 
 
-@show_app.command("counts")
+@show_app.command("counts", cls=TidyCommand)
 def counts_command(file: FileArg, out: OutOpt = None) -> None:
     """Bar chart of images per class and split, with the count and share on each bar."""
     with cli_errors(), open_for_reading(file) as cache:
         _write(_plots().counts(_nonempty(cache)), _out(file, "counts", out))
 
 
-@show_app.command("grid")
+@show_app.command("grid", cls=TidyCommand)
 def grid_command(
     file: FileArg,
     n: Annotated[int, typer.Option("--n", min=1, max=100, help="Number of images.")] = 9,
@@ -197,7 +199,7 @@ def grid_command(
         _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), _out(file, "grid", out))
 
 
-@show_app.command("report")
+@show_app.command("report", cls=TidyCommand)
 def report_command(
     file: FileArg,
     out: Annotated[
