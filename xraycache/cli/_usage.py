@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -54,18 +53,11 @@ class TidyGroup(TyperGroup):
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return _tidy_usage(super().collect_usage_pieces(ctx))
 
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(*args, standalone_mode=False, **kwargs)
         except _click_errors.ClickException as exc:
             if type(exc).__name__ != "NoArgsIsHelpError":  # the help itself, already printed
                 print(f"error: {usage_error_line(exc)}", file=sys.stderr)
