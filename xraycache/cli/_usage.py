@@ -54,10 +54,12 @@ class TidyGroup(TyperGroup):
         return _tidy_usage(super().collect_usage_pieces(ctx))
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        if not kwargs.pop("standalone_mode", True):
-            return super().main(*args, standalone_mode=False, **kwargs)
+        standalone = kwargs.get("standalone_mode", True)
+        kwargs["standalone_mode"] = False  # errors come back here, to be printed as one line
+        if not standalone:
+            return super().main(*args, **kwargs)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, **kwargs)
         except _click_errors.ClickException as exc:
             if type(exc).__name__ != "NoArgsIsHelpError":  # the help itself, already printed
                 print(f"error: {usage_error_line(exc)}", file=sys.stderr)
