@@ -52,14 +52,27 @@ FileArg = Annotated[
 OutOpt = Annotated[
     Path | None,
     typer.Option(
-        "--out", "-o", help="Figure to write; default FILE-stem-VIEW.png in the current folder.", show_default=False
+        "--out",
+        "-o",
+        help="Figure to write, .png, .pdf or .svg (the suffix picks the format); default FILE-stem-VIEW.png here.",
+        show_default=False,
     ),
+]
+DEFAULT_DPI = 150  # = read.plots.DEFAULT_DPI, written out so that --help loads no plotting code
+DpiOpt = Annotated[
+    int,
+    typer.Option("--dpi", min=30, max=1200, help="Dots per inch of PNG figures (and of the images in a PDF or SVG)."),
 ]
 SplitOpt = Annotated[str | None, typer.Option("--split", "-s", help="Split to show (default: the first, e.g. train).")]
 
 
-def _out(file: Path, view: str, out: Path | None) -> Path:
-    return out if out is not None else Path.cwd() / f"{file.stem}-{view}.png"
+def _out(file: Path, view: str, out: Path | None, report: bool = False) -> Path:
+    """Where a view goes: ``--out`` (refused before any work unless its suffix names a format), else a default."""
+    if out is None:
+        return Path.cwd() / f"{file.stem}-{view}.{'html' if report else 'png'}"
+    plots = _plots()
+    plots.output_format(out, plots.REPORT_FORMATS if report else plots.FIGURE_FORMATS)
+    return out
 
 
 def _split_name(cache: Cache, split: str | None) -> str:
@@ -73,8 +86,8 @@ def _nonempty(cache: Cache) -> Cache:
     return cache
 
 
-def _write(fig: Figure, path: Path) -> None:
-    written = _plots().save(fig, path)
+def _write(fig: Figure, path: Path, dpi: int) -> None:
+    written = _plots().save(fig, path, dpi=dpi)
     print(written)
 
 
@@ -153,14 +166,17 @@ def image_command(
         typer.Option("--path", help="Pick the image by its source path instead, e.g. train/NORMAL/IM-0133-0001.jpeg."),
     ] = None,
     out: OutOpt = None,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
     """One image with a colorbar and its size/min/max/mean/std, and its pixel histogram beside it."""
-    with cli_errors(), open_for_reading(file) as cache:
-        if path is not None:
-            name, index = cache.locate(path)
-        else:
-            name = _split_name(cache, split)
-        _write(_plots().image(cache[name], index), _out(file, "image", out))
+    with cli_errors():
+        target = _out(file, "image", out)
+        with open_for_reading(file) as cache:
+            if path is not None:
+                name, index = cache.locate(path)
+            else:
+                name = _split_name(cache, split)
+            _write(_plots().image(cache[name], index), target, dpi)
 
 
 @show_app.command("hist", cls=TidyCommand)
@@ -172,17 +188,22 @@ def hist_command(
     by_class: Annotated[bool, typer.Option("--by-class", help="One curve per class instead of per split.")] = False,
     log: Annotated[bool, typer.Option("--log", help="Logarithmic y axis (shows rare dark and bright values).")] = False,
     out: OutOpt = None,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
     """Pixel value histograms, from the histograms the build stored (no pass over the pixels)."""
-    with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().hist(_nonempty(cache), split=split, by_class=by_class, log=log), _out(file, "hist", out))
+    with cli_errors():
+        target = _out(file, "hist", out)
+        with open_for_reading(file) as cache:
+            _write(_plots().hist(_nonempty(cache), split=split, by_class=by_class, log=log), target, dpi)
 
 
 @show_app.command("counts", cls=TidyCommand)
-def counts_command(file: FileArg, out: OutOpt = None) -> None:
+def counts_command(file: FileArg, out: OutOpt = None, dpi: DpiOpt = DEFAULT_DPI) -> None:
     """Bar chart of images per class and split, with the count and share on each bar."""
-    with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().counts(_nonempty(cache)), _out(file, "counts", out))
+    with cli_errors():
+        target = _out(file, "counts", out)
+        with open_for_reading(file) as cache:
+            _write(_plots().counts(_nonempty(cache)), target, dpi)
 
 
 @show_app.command("grid", cls=TidyCommand)
@@ -193,10 +214,13 @@ def grid_command(
     split: SplitOpt = None,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only images of this class, e.g. normal.")] = None,
     out: OutOpt = None,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
     """A grid of random images, with label and patient above each."""
-    with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), _out(file, "grid", out))
+    with cli_errors():
+        target = _out(file, "grid", out)
+        with open_for_reading(file) as cache:
+            _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), target, dpi)
 
 
 @show_app.command("report", cls=TidyCommand)
@@ -204,11 +228,21 @@ def report_command(
     file: FileArg,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="x.html (self-contained; default FILE-stem-report.html) or x.png."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="x.html (self-contained page; default FILE-stem-report.html here), or one x.png, x.pdf or x.svg figure.",
+            show_default=False,
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the grid.")] = 0,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
-    """Every view on one page: a self-contained HTML file with embedded PNGs, or one PNG when --out ends in .png."""
-    target = out if out is not None else Path.cwd() / f"{file.stem}-report.html"
-    with cli_errors(), open_for_reading(file) as cache:
-        print(_plots().write_report(_nonempty(cache), target, seed=seed))
+    """Every view on one page: statistics, leakage, skipped files and every figure; HTML, or one PNG/PDF/SVG figure.
+
+    The format follows the suffix of --out: .html (a self-contained page with embedded PNGs), .png, .pdf or .svg.
+    """
+    with cli_errors():
+        target = _out(file, "report", out, report=True)
+        with open_for_reading(file) as cache:
+            print(_plots().write_report(_nonempty(cache), target, seed=seed, dpi=dpi))
