@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,53 @@ def test_no_arguments_still_shows_help() -> None:
     result = run()
     assert "Usage: xraycache [OPTIONS] COMMAND" in result.stdout + result.stderr
     assert "error:" not in result.stderr
+
+
+def _build(*args: str) -> subprocess.CompletedProcess[str]:
+    return run("build", *args, "--size", "16", "--jobs", "1")
+
+
+def test_cold_build_json_counts_the_images_added(kaggle: Path, tmp_path: Path) -> None:
+    (kaggle / "train/NORMAL/IM-0999-0001.jpeg").write_bytes(b"junk")  # skipped: not added
+    result = runner.invoke(app, ["build", str(kaggle), str(tmp_path / "c.h5"), "--size", "16", "-j", "1", "--json"])
+    report = json.loads(result.stdout)
+    assert report["mode"] == "cold" and report["images"] == 10 and report["added"] == 10
+    assert len(report["skipped"]) == 1
+
+
+def test_unchanged_rebuild_prints_one_honest_line(kaggle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.h5"
+    assert _build(str(kaggle), str(out)).returncode == 0
+    result = _build(str(kaggle), str(out))
+    assert result.returncode == 0 and result.stderr == ""
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    assert lines[0].startswith("up to date, nothing to do: ") and "already holds these 10 images" in lines[0]
+    assert "images/s" not in result.stdout and "built" not in result.stdout
+
+
+def test_dry_run_says_what_the_real_run_would_do(kaggle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.h5"
+    cold = _build(str(kaggle), str(out), "--dry-run")
+    assert cold.returncode == 0 and "would build (dry run)" in cold.stdout and not out.exists()
+    assert _build(str(kaggle), str(out)).returncode == 0
+    before = out.stat().st_mtime_ns
+    # up to date: the real run does nothing, and the dry run says so
+    same = _build(str(kaggle), str(out), "--dry-run")
+    assert same.returncode == 0 and same.stdout.startswith("up to date, nothing to do (dry run): ")
+    assert "would build" not in same.stdout
+    # other settings: the real run exits 2 asking for --overwrite; so does the dry run, with the same line
+    real = run("build", str(kaggle), str(out), "--size", "32", "--jobs", "1")
+    dry = run("build", str(kaggle), str(out), "--size", "32", "--jobs", "1", "--dry-run")
+    assert real.returncode == dry.returncode == 2
+    assert dry.stderr == real.stderr and "--overwrite" in dry.stderr and len(dry.stderr.strip().splitlines()) == 1
+    assert "would build" not in dry.stdout
+    # with --overwrite it would build from scratch
+    over = run("build", str(kaggle), str(out), "--size", "32", "--jobs", "1", "--dry-run", "--overwrite")
+    assert over.returncode == 0 and "would build (dry run)" in over.stdout
+    # a change: the dry run names what the real run would reuse, add and remove
+    (kaggle / "val/NORMAL/IM-0200-0001.jpeg").unlink()
+    some = runner.invoke(app, ["build", str(kaggle), str(out), "--size", "16", "--dry-run", "--json"])
+    report = json.loads(some.stdout)
+    assert (report["would"], report["reused"], report["removed"], report["added"]) == ("incremental", 9, 1, 0)
+    assert out.stat().st_mtime_ns == before

@@ -28,8 +28,9 @@ BINARY_LABELS = ("normal", "pneumonia")
 THREE_LABELS = ("normal", "bacterial", "viral")
 
 _PATIENT_PATTERNS = (
-    re.compile(r"^(person\d+)_", re.IGNORECASE),
-    re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),
+    re.compile(r"^(person\d+)_", re.IGNORECASE),  # Kaggle pneumonia: person12_bacteria_47.jpeg
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),  # Kaggle normal: IM-0115-0001.jpeg
+    re.compile(r"^(\d{8})_\d{3}\.[a-z]+$", re.IGNORECASE),  # NIH ChestX-ray14: 00001315_006.png, follow-up 6
 )
 _KIND_PATTERN = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)
 
@@ -85,7 +86,11 @@ def order_splits(names: set[str] | list[str]) -> tuple[str, ...]:
 
 
 def patient_id(filename: str) -> str:
-    """Patient id encoded in a Kaggle file name (``person12``, ``IM-0115``), or ``""``."""
+    """Patient id encoded in a file name, or ``""``: Kaggle's ``person12``, ``IM-0115``; NIH's ``00001315``.
+
+    NIH ChestX-ray14 names an image ``<patient>_<follow-up>.png`` (``00001315_006.png``: patient 00001315,
+    follow-up 6), so ``--resplit`` keeps every follow-up of a patient in one split.
+    """
     for pattern in _PATIENT_PATTERNS:
         match = pattern.match(filename)
         if match:

@@ -115,7 +115,10 @@ def _size(nbytes: int) -> str:
 
 
 def print_summary(report: BuildReport) -> None:
-    """Images per split and class, then skipped/ignored files and speed."""
+    """Images per split and class, then skipped/ignored files and speed; one line when OUT is up to date."""
+    if report.mode == "unchanged" or report.would == "unchanged":
+        print_up_to_date(report)
+        return
     title = "would build (dry run)" if report.dry_run else f"built {report.out}"
     table = Table(title=f"{title}: {report.layout} layout", title_justify="left")
     table.add_column("split")
@@ -141,6 +144,14 @@ def print_summary(report: BuildReport) -> None:
     line = f"{report.images:,} images, {len(report.skipped)} skipped, {len(report.ignored)} non-image files ignored"
     if report.dry_run:
         console.print(line + " (nothing decoded or written)")
+        if report.would == "incremental":
+            retried = f", retry {report.retried:,} skipped last time" if report.retried else ""
+            touched = f" ({report.touched:,} touched: same content, new mtime)" if report.touched else ""
+            console.print(
+                f"would update {report.out}: reuse {report.reused:,}{touched}, add {report.added:,}, "
+                f"decode {report.changed:,} changed, remove {report.removed:,}{retried}",
+                highlight=False,
+            )
         return
     console.print(
         f"{line}; {report.seconds:.1f} s, {report.images_per_second:,.0f} images/s on {report.jobs} worker(s) "
@@ -152,11 +163,20 @@ def print_summary(report: BuildReport) -> None:
 
 def print_incremental(report: BuildReport) -> None:
     """For a rebuild of an existing cache: what was reused, added, changed and removed."""
-    if report.mode not in ("incremental", "unchanged"):
+    if report.mode != "incremental":
         return
     touched = f" ({report.touched:,} touched: same content, new mtime)" if report.touched else ""
     counts = f"reused {report.reused:,}{touched}, added {report.added:,}, changed {report.changed:,}, removed {report.removed:,}"
-    if report.mode == "unchanged":
-        console.print(f"up to date: {counts}; {report.out} not rewritten", highlight=False)
-    else:
-        console.print(f"incremental: {counts}", highlight=False)
+    console.print(f"incremental: {counts}", highlight=False)
+
+
+def print_up_to_date(report: BuildReport) -> None:
+    """The one line of a rebuild (or dry run) that finds OUT already holding this build."""
+    skipped = f", {len(report.skipped):,} skipped as before" if report.skipped else ""
+    what = " (dry run)" if report.dry_run else ""
+    console.print(
+        f"up to date, nothing to do{what}: {report.out} already holds these {report.reused:,} images{skipped}; "
+        "not rewritten",
+        highlight=False,
+        soft_wrap=True,
+    )
