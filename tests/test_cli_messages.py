@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import radiograph, write_image
 from typer.testing import CliRunner
 
 from xraycache.cli import app
@@ -107,3 +108,42 @@ def test_dry_run_says_what_the_real_run_would_do(kaggle: Path, tmp_path: Path) -
     report = json.loads(some.stdout)
     assert (report["would"], report["reused"], report["removed"], report["added"]) == ("incremental", 9, 1, 0)
     assert out.stat().st_mtime_ns == before
+
+
+def test_empty_folder_names_every_format_read(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run("build", str(tmp_path / "empty"), str(tmp_path / "c.h5"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "no images under" in result.stderr and ".jpeg/.jpg/.png and DICOM" in result.stderr
+
+
+@pytest.mark.parametrize("layout", ["flat", "one-folder"])
+def test_one_class_build_warns(tmp_path: Path, layout: str) -> None:
+    src = tmp_path / "src"
+    for i in range(3):
+        folder = src if layout == "flat" else src / "images"
+        write_image(folder / f"{i:08d}_000.png", radiograph(32, 32, i), fmt="PNG")
+    result = run("build", str(src), str(tmp_path / "c.h5"), "--size", "16", "-j", "1")
+    assert result.returncode == 0
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1, result.stderr
+    name = "unlabeled" if layout == "flat" else "images"
+    assert f"one class only: every image is labelled '{name}'" in warning[0] and "--labels" in warning[0]
+    report = json.loads(run("build", str(src), str(tmp_path / "d.h5"), "--size", "16", "--json").stdout)
+    assert report["warnings"] == [warning[0].removeprefix("warning: ")]
+    assert run("build", str(src), str(tmp_path / "e.h5"), "--size", "16", "-q").stderr == ""
+
+
+def test_several_classes_do_not_warn(kaggle: Path, tmp_path: Path) -> None:
+    result = run("build", str(kaggle), str(tmp_path / "c.h5"), "--size", "16", "-j", "1")
+    assert result.returncode == 0 and "warning" not in result.stderr
+
+
+def test_sample_into_a_file_is_one_line(tmp_path: Path) -> None:
+    existing = tmp_path / "real.h5"
+    existing.write_bytes(b"not a folder")
+    result = run("sample", str(existing), "--n", "5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: {existing} is a file, not a folder")
+    assert existing.read_bytes() == b"not a folder"

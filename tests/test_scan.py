@@ -130,7 +130,7 @@ def test_non_images_are_ignored_and_litter_is_invisible(kaggle: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({}, "no .jpeg/.jpg/.png images under"),
+        ({}, "no images under"),
         ({"a.jpeg": (30, 30), "cls/b.jpeg": (30, 30)}, "mixed folder depths"),
         ({"x/y/z/a.jpeg": (30, 30)}, "3 folders deep"),
     ],

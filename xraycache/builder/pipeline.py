@@ -102,6 +102,9 @@ def run_build(
         mode="dry-run" if dry_run else "cold",
         csv_rows_without_file=prepared.rows_without_file,
     )
+    warning = None if options.sources.labels else found.one_class_warning()
+    if warning is not None:
+        report.warnings.append(warning)
     _check_output(out_path)
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
     if dry_run:  # what the real run would do, or the error it would stop with; nothing decoded or written

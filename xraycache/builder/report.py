@@ -48,6 +48,7 @@ class BuildReport:
     retried: int = 0  # dry run: files skipped last time that the real run would try again
     would: str = ""  # dry run: what the real run would do (cold, incremental, unchanged)
     csv_rows_without_file: list[str] = field(default_factory=list)  # --labels rows that named no image
+    warnings: list[str] = field(default_factory=list)  # e.g. a build of one class only: said, not fatal
 
     @property
     def images(self) -> int:

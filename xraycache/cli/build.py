@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 
 from ..core.options import BuildOptions, flag_of, hints_of, info_of
-from ._common import cli_errors, console, progress_bar
+from ._common import cli_errors, console, err_console, progress_bar
 
 if typing.TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -100,6 +100,9 @@ def build_command(
                 dry_run=dry_run,
                 command=command,
             )
+    if not quiet:
+        for warning in report.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
