@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,19 @@ def test_sample_into_a_file_is_one_line(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"error: {existing} is a file, not a folder")
     assert existing.read_bytes() == b"not a folder"
+
+
+def test_show_stats_at_80_columns_cuts_no_number(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    sizes = [("Pleural_Thickening", 1024, 1100), ("Pleural_Thickening", 3056, 2048), ("No Finding", 1010, 2990)]
+    for i, (label, width, height) in enumerate(sizes):
+        write_image(src / "train" / label / f"{i:08d}_000.png", radiograph(width, height, i), fmt="PNG")
+    out = tmp_path / "wide.h5"
+    assert run("build", str(src), str(out), "--size", "16", "-j", "1", "-q").returncode == 0
+    env = {**os.environ, "COLUMNS": "80"}
+    result = run("show", "stats", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "…" not in result.stdout
+    for cell in ("1010-3056", "1100-2990", "1024-3056", "1100-2048", "100.0%"):
+        assert cell in result.stdout, (cell, result.stdout)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..core.errors import Skipped
     from ..read.cache import Cache
 
+STATS_COLUMNS = ("class", "images", "share", "min", "max", "mean", "std", "width px", "height px")
 ALWAYS_SHOWN = (
     "size",
     "fit",
@@ -115,11 +116,16 @@ def stats_command(
     console.print(f"[bold]{stats.path}[/]: {shape} px {dtype} images; {settings}", highlight=False)
     for s in stats.splits:
         title = f"{s.split}: {s.count:,} images, imbalance {s.imbalance:.2f} (largest/smallest class)"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-        for column in ("class", "images", "share", "min", "max", "mean", "std", "width px", "height px"):
-            table.add_column(column, justify="left" if column == "class" else "right")
-        for g in [*s.classes, s.total]:
-            table.add_row(
+        table = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        rows = [
+            [
                 g.label,
                 f"{g.count:,}",
                 f"{100 * g.share:.1f}%",
@@ -127,10 +133,19 @@ def stats_command(
                 str(g.pixel_max),
                 f"{g.pixel_mean:.1f}",
                 f"{g.pixel_std:.1f}",
-                f"{g.width_min}-{g.width_max}",
-                f"{g.height_min}-{g.height_max}",
-                style="bold" if g.label == "all" else None,
-            )
+                _span(g.width_min, g.width_max),
+                _span(g.height_min, g.height_max),
+            ]
+            for g in [*s.classes, s.total]
+        ]
+        for i, column in enumerate(STATS_COLUMNS):
+            if column == "class":  # the one column that may wrap on a narrow terminal
+                table.add_column(column, overflow="fold")
+            else:  # numbers are never cut: at least as wide as their widest value
+                widest = max(len(column), *(len(row[i]) for row in rows))
+                table.add_column(column, justify="right", no_wrap=True, min_width=widest)
+        for row in rows:
+            table.add_row(*row, style="bold" if row[0] == "all" else None)
         console.print(table)
     console.print(
         "min/max/mean/std: pixel values (0-255"
@@ -140,6 +155,11 @@ def stats_command(
     )
     _print_skipped(stats.skipped)
     print_leakage(leaks)
+
+
+def _span(low: int, high: int) -> str:
+    """``1024-3056``, or ``1024`` when every image had the same size."""
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _print_skipped(skipped: list[Skipped], limit: int = 20) -> None:
