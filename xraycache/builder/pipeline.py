@@ -28,6 +28,7 @@ from ..core.errors import InputError, NotACacheError, SkipLog
 from ..core.format import FORMAT_VERSION, hdf5_versions, shard_count, storable_path
 from ..core.options import BuildOptions
 from ..core.version import __version__
+from ..imaging.pil_install import pil_problem
 from ..imaging.stack import imaging_stack
 from .cluster import dask_cluster, scheduler_address
 from .plan import OldCache, plan_build, plan_rebuild, read_old_cache, settings_diff, up_to_date
@@ -105,6 +106,9 @@ def run_build(
     warning = None if options.sources.labels else found.one_class_warning()
     if warning is not None:
         report.warnings.append(warning)
+    pil = pil_problem()  # here PIL imports: only "both Pillow and Pillow-SIMD installed" is left to say
+    if pil is not None:
+        report.warnings.append(pil[0])
     _check_output(out_path)
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
     if dry_run:  # what the real run would do, or the error it would stop with; nothing decoded or written

@@ -65,7 +65,16 @@ def version_text() -> str:
 
 def _version(value: bool) -> None:
     if value:
+        from ..imaging.pil_install import pil_problem  # no PIL import of its own: works when PIL is broken
+
+        problem = pil_problem()
+        if problem is not None and problem[1]:  # PIL unusable: say what can be said without it
+            typer.echo(f"xraycache {__version__}")
+            typer.echo(f"error: {problem[0]}", err=True)
+            raise typer.Exit(1)
         typer.echo(version_text())
+        if problem is not None:
+            typer.echo(f"warning: {problem[0]}", err=True)
         raise typer.Exit()
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..core.errors import XrayCacheError
 from ..core.options import BuildOptions, flag_of, hints_of, info_of
 from ._common import cli_errors, console, err_console, progress_bar
 
@@ -85,9 +86,10 @@ def build_command(
 
     Example: xraycache build chest_xray train.h5 --classes three
     """
-    from ..builder.pipeline import run_build  # the build stack, only when a build runs
-
     with cli_errors():
+        _check_pil()
+        from ..builder.pipeline import run_build  # the build stack, only when a build runs
+
         chosen = BuildOptions.from_flat(**options)
         command = shlex.join(["xraycache", *sys.argv[1:]])
         with progress_bar("building", None, enabled=not (dry_run or quiet or as_json)) as progress:
@@ -107,6 +109,15 @@ def build_command(
         print(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
         print_summary(report)
+
+
+def _check_pil() -> None:
+    """Stop with one line on how to repair PIL when it cannot decode (before the build stack imports it)."""
+    from ..imaging.pil_install import pil_problem
+
+    problem = pil_problem()
+    if problem is not None and problem[1]:
+        raise XrayCacheError(problem[0])
 
 
 def _size(nbytes: int) -> str:
