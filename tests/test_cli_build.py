@@ -49,7 +49,7 @@ def test_dry_run(kaggle: Path, tmp_path: Path) -> None:
         (["build", "{tmp}/nope", "{tmp}/c.h5"], "does not exist"),
         (["build", "{src}", "{tmp}/no/such/dir/c.h5"], "does not exist"),
         (["build", "{src}", "{exists}"], "pass --overwrite"),
-        (["build", "{empty}", "{tmp}/c.h5"], "no .jpeg/.jpg/.png images"),
+        (["build", "{empty}", "{tmp}/c.h5"], "no images under"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(kaggle: Path, tmp_path: Path, args: list[str], message: str) -> None:

@@ -71,14 +71,14 @@ def test_csv_has_one_row_per_image(multilabel_cache: Path, tmp_path: Path) -> No
             assert row["file_hash"] == split.meta["file_hash"][i] and len(row["file_hash"]) == 64
 
 
-def test_ls_lists_split_index_label_path(reader_cache: Path) -> None:
+def test_ls_lists_split_index_label_path(reader_cache: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["ls", str(reader_cache)])
     assert result.exit_code == 0, result.output
     lines = [line.split("\t") for line in result.stdout.splitlines()]
     assert len(lines) == 50 and all(len(fields) == 4 for fields in lines)
     split, index, label, path = lines[0]
     assert (split, index, label) == ("train", "0", "normal")
-    shown = runner.invoke(app, ["show", "image", str(reader_cache), "--path", path, "--out", "/dev/null"])
+    shown = runner.invoke(app, ["show", "image", str(reader_cache), "--path", path, "--out", str(tmp_path / "i.png")])
     assert shown.exit_code == 0, shown.output  # what `show image --path` takes
     val = runner.invoke(app, ["ls", str(reader_cache), "--split", "val", "--label", "pneumonia"]).stdout
     assert [line.split("\t")[:3] for line in val.splitlines()] == [["val", "2", "pneumonia"], ["val", "3", "pneumonia"]]

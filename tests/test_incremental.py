@@ -198,7 +198,8 @@ def test_cli_summary_names_reused_added_changed_removed(kaggle: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     assert '"mode": "incremental"' in result.output and '"removed": 1' in result.output
     result = runner.invoke(app, ["build", str(kaggle), str(out), "-j", "1"])
-    assert result.exit_code == 0 and "up to date: reused 9, added 0, changed 0, removed 0" in result.output
+    assert result.exit_code == 0 and "up to date, nothing to do: " in result.output
+    assert "already holds these 9 images" in " ".join(result.output.split())
     (kaggle / "train/NORMAL/IM-0115-0001.jpeg").unlink()
     result = runner.invoke(app, ["build", str(kaggle), str(out), "-j", "1"])
     assert "incremental: reused 8, added 0, changed 0" in " ".join(result.output.split())

@@ -20,6 +20,10 @@ from xraycache.core.errors import InputError
         ("IM-0467-0001-0002.jpeg", "IM-0467"),
         ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427"),
         ("NORMAL2-IM-0983-0001-0001.jpeg", "NORMAL2-IM-0983"),
+        ("00001315_006.png", "00001315"),  # NIH: patient 00001315, follow-up 6
+        ("00000001_000.PNG", "00000001"),
+        ("0001315_006.png", ""),  # not NIH's 8 + 3 digits
+        ("00001315_006_b.png", ""),
         ("scan_001.png", ""),
         ("personal.jpeg", ""),
     ],
@@ -126,7 +130,7 @@ def test_non_images_are_ignored_and_litter_is_invisible(kaggle: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({}, "no .jpeg/.jpg/.png images under"),
+        ({}, "no images under"),
         ({"a.jpeg": (30, 30), "cls/b.jpeg": (30, 30)}, "mixed folder depths"),
         ({"x/y/z/a.jpeg": (30, 30)}, "3 folders deep"),
     ],

@@ -28,9 +28,10 @@ from ..core.errors import InputError, NotACacheError, SkipLog
 from ..core.format import FORMAT_VERSION, hdf5_versions, shard_count, storable_path
 from ..core.options import BuildOptions
 from ..core.version import __version__
+from ..imaging.pil_install import pil_problem
 from ..imaging.stack import imaging_stack
 from .cluster import dask_cluster, scheduler_address
-from .plan import OldCache, plan_build, read_old_cache, settings_diff
+from .plan import OldCache, plan_build, plan_rebuild, read_old_cache, settings_diff, up_to_date
 from .prepare import prepare
 from .report import BuildJob, BuildReport, ProgressCallback
 from .scan import ScanResult, SourceFile, scan
@@ -102,13 +103,20 @@ def run_build(
         mode="dry-run" if dry_run else "cold",
         csv_rows_without_file=prepared.rows_without_file,
     )
-    if dry_run:
-        report.seconds = time.perf_counter() - started
-        return report
+    warning = None if options.sources.labels else found.one_class_warning()
+    if warning is not None:
+        report.warnings.append(warning)
+    pil = pil_problem()  # here PIL imports: only "both Pillow and Pillow-SIMD installed" is left to say
+    if pil is not None:
+        report.warnings.append(pil[0])
     _check_output(out_path)
     if options.sources.drop_duplicates and options.output.shards > 1:
         raise InputError("--drop-duplicates compares every image with every other: use it without --shards")
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
+    if dry_run:  # what the real run would do, or the error it would stop with; nothing decoded or written
+        _plan_dry_run(report, found, out_path, attrs, options)
+        report.seconds = time.perf_counter() - started
+        return report
     probe = found.files[0].path if found.files else None
     shards = options.output.shards
     write_dir = out_path.parent.absolute() if shards > 1 else None
@@ -143,6 +151,8 @@ def run_build(
             raise InputError(f"cannot write {out_path}: {os_reason(exc)}") from None
         remove_stale_shards(out_path)
     report.counts = _count(found, written)
+    if report.mode == "cold":
+        report.added = len(written)  # every image written was decoded
     report.input_bytes = sum(_size_or_zero(found.root / f.path) for f in written)
     report.output_bytes = output_bytes(out_path)  # with its shard files, if any
     report.seconds = time.perf_counter() - started
@@ -155,6 +165,24 @@ def _build_single(job: BuildJob, old: OldCache | None) -> list[SourceFile]:
     if plan.up_to_date:
         return plan.reused_files
     return write_plan(job, plan, None if old is None else old.path)
+
+
+def _plan_dry_run(
+    report: BuildReport, found: ScanResult, out: Path, attrs: dict[str, Any], options: BuildOptions
+) -> None:
+    """Fill a dry run's report with what the real run would do (``report.would``): a cold build, an
+    incremental one (and its counts) or nothing (OUT up to date); InputError where the real run stops."""
+    if options.output.overwrite or not out.exists():
+        report.would, report.added = "cold", len(found.files)
+        return
+    old = _open_old(out, attrs)
+    plan = plan_rebuild(found, old)
+    report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
+    report.added, report.changed = plan.added, plan.changed
+    report.retried = len(plan.retried)
+    same_layout = shard_count(old.attrs) == options.output.shards
+    unchanged = same_layout and not plan.retried and up_to_date(found, old, plan)
+    report.would = "unchanged" if unchanged else "incremental"
 
 
 def _check_output(out: Path) -> None:
@@ -277,6 +305,13 @@ def _open_old(out: Path, attrs: dict[str, Any]) -> OldCache:
         old = read_old_cache(out)
     except NotACacheError as exc:
         raise InputError(f"{out} exists and is not a cache this build can update ({exc}); pass --overwrite") from None
+    version = old.attrs.get("format_version")
+    if isinstance(version, int) and version < FORMAT_VERSION:
+        raise InputError(
+            f"{out} was written in cache format {version}, older than this xraycache's {FORMAT_VERSION} "
+            "(which stores near-duplicate descriptors and reads patient ids from NIH file names); "
+            "pass --overwrite to rebuild it from scratch"
+        )
     diffs = settings_diff(old.attrs, attrs)
     if diffs:
         raise InputError(

@@ -212,7 +212,7 @@ def plan_build(job: BuildJob, old: OldCache | None, *, same_layout: bool) -> Pla
     results = decode_all(str(found.root), plan.retried, job.resize, job.n_jobs)
     plan.decoded = dict(zip((f.path for f in plan.retried), results, strict=True))
     report.added += sum(1 for result in plan.decoded.values() if not isinstance(result, DecodeFailure))
-    if not (same_layout and _up_to_date(found, old, plan)):
+    if not (same_layout and up_to_date(found, old, plan)):
         return plan
     plan.up_to_date = True
     report.mode = "unchanged"
@@ -223,7 +223,7 @@ def plan_build(job: BuildJob, old: OldCache | None, *, same_layout: bool) -> Pla
     return plan
 
 
-def _up_to_date(found: ScanResult, old: OldCache, plan: Plan) -> bool:
+def up_to_date(found: ScanResult, old: OldCache, plan: Plan) -> bool:
     """True when a rebuild would write the same datasets the old cache holds."""
     if plan.added or plan.changed or plan.removed or plan.touched:
         return False

@@ -21,7 +21,8 @@ class BuildReport:
     """What a build did: counts per split and label, what it skipped and ignored, and how fast.
 
     ``mode`` is ``cold`` (everything decoded), ``incremental`` (an old cache reused in part),
-    ``unchanged`` (the old cache was up to date: nothing written) or ``dry-run``.
+    ``unchanged`` (the old cache was up to date: nothing written) or ``dry-run``. A dry run says in
+    ``would`` what the real run would do (``cold``, ``incremental`` or ``unchanged``), with its counts.
     """
 
     src: str
@@ -41,12 +42,15 @@ class BuildReport:
     mode: str = "cold"
     reused: int = 0  # images copied from the old cache (touched ones included)
     touched: int = 0  # reused although their mtime moved: same content hash
-    added: int = 0  # files new since the old cache (decoded)
+    added: int = 0  # images decoded and written: files new since the old cache; every image of a cold build
     changed: int = 0  # files whose content changed (decoded again)
     removed: int = 0  # images of the old cache whose file is gone
+    retried: int = 0  # dry run: files skipped last time that the real run would try again
+    would: str = ""  # dry run: what the real run would do (cold, incremental, unchanged)
     csv_rows_without_file: list[str] = field(default_factory=list)  # --labels rows that named no image
     dropped_duplicates: int = 0  # near-duplicates left out (--drop-duplicates), listed in ``skipped``
     moved_duplicates: int = 0  # images --resplit moved to the split of the near-duplicates they join
+    warnings: list[str] = field(default_factory=list)  # e.g. a build of one class only: said, not fatal
 
     @property
     def images(self) -> int:

@@ -28,8 +28,9 @@ BINARY_LABELS = ("normal", "pneumonia")
 THREE_LABELS = ("normal", "bacterial", "viral")
 
 _PATIENT_PATTERNS = (
-    re.compile(r"^(person\d+)_", re.IGNORECASE),
-    re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),
+    re.compile(r"^(person\d+)_", re.IGNORECASE),  # Kaggle pneumonia: person12_bacteria_47.jpeg
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),  # Kaggle normal: IM-0115-0001.jpeg
+    re.compile(r"^(\d{8})_\d{3}\.[a-z]+$", re.IGNORECASE),  # NIH ChestX-ray14: 00001315_006.png, follow-up 6
 )
 _KIND_PATTERN = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)
 
@@ -61,6 +62,21 @@ class ScanResult:
     unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): no label, or an unreadable folder
     multi_label: bool = False  # labels from a CSV with --label-sep: SourceFile.labels holds them all
 
+    def one_class_warning(self) -> str | None:
+        """A warning when the folders give every image the same label, or None (several classes)."""
+        if len(self.label_names) != 1 or self.multi_label:
+            return None
+        name = self.label_names[0]
+        where = (
+            "SRC holds the images directly, with no class folders"
+            if self.layout == "flat"
+            else f"{name}/ is the only class folder"
+        )
+        return (
+            f"one class only: every image is labelled {name!r} ({where}); for classes, put the images "
+            "in SRC/CLASS/ or SRC/SPLIT/CLASS/ folders, or give --labels CSV"
+        )
+
     @property
     def splits(self) -> tuple[str, ...]:
         """Split names in the canonical order: train, val, test, then the rest sorted."""
@@ -85,7 +101,11 @@ def order_splits(names: set[str] | list[str]) -> tuple[str, ...]:
 
 
 def patient_id(filename: str) -> str:
-    """Patient id encoded in a Kaggle file name (``person12``, ``IM-0115``), or ``""``."""
+    """Patient id encoded in a file name, or ``""``: Kaggle's ``person12``, ``IM-0115``; NIH's ``00001315``.
+
+    NIH ChestX-ray14 names an image ``<patient>_<follow-up>.png`` (``00001315_006.png``: patient 00001315,
+    follow-up 6), so ``--resplit`` keeps every follow-up of a patient in one split.
+    """
     for pattern in _PATIENT_PATTERNS:
         match = pattern.match(filename)
         if match:
@@ -178,8 +198,9 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
     images, ignored, unreadable = _walk(root)
     if not images:
         raise InputError(
-            f"no .jpeg/.jpg/.png images under {root} ({_describe(root)}); expected "
-            "[split/]CLASS/*.jpeg folders such as chest_xray/train/NORMAL/, or images directly in it"
+            f"no images under {root} ({_describe(root)}); xraycache reads .jpeg/.jpg/.png and DICOM "
+            "(.dcm/.dicom/.dic, or DICOM files without a suffix), in [split/]CLASS/ folders such as "
+            "chest_xray/train/NORMAL/, or directly in it"
         )
     depths = Counter(len(parts) - 1 for parts in images)
     if len(depths) > 1:

@@ -11,9 +11,9 @@ import os
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from ..core.version import __version__
+from ._usage import TidyCommand, TidyGroup
 from .build import build_command
 from .duplicates import duplicates_command
 from .export import export_command
@@ -27,7 +27,7 @@ QUIET_RESOURCE_TRACKER = "ignore::UserWarning:joblib.externals.loky.backend.reso
 COMMAND_ORDER = ("build", "show", "info", "ls", "export", "verify", "duplicates", "sample")
 
 
-class _InUserOrder(TyperGroup):
+class _InUserOrder(TidyGroup):
     """Lists the commands in the order a user meets them (typer would put the ``show`` group last)."""
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -66,7 +66,16 @@ def version_text() -> str:
 
 def _version(value: bool) -> None:
     if value:
+        from ..imaging.pil_install import pil_problem  # no PIL import of its own: works when PIL is broken
+
+        problem = pil_problem()
+        if problem is not None and problem[1]:  # PIL unusable: say what can be said without it
+            typer.echo(f"xraycache {__version__}")
+            typer.echo(f"error: {problem[0]}", err=True)
+            raise typer.Exit(1)
         typer.echo(version_text())
+        if problem is not None:
+            typer.echo(f"warning: {problem[0]}", err=True)
         raise typer.Exit()
 
 
@@ -85,11 +94,11 @@ def main(
     os.environ.setdefault("PYTHONWARNINGS", QUIET_RESOURCE_TRACKER)
 
 
-app.command("build")(build_command)
+app.command("build", cls=TidyCommand)(build_command)
 app.add_typer(show_app, name="show")
-app.command("info")(info_command)
-app.command("duplicates")(duplicates_command)
-app.command("ls")(ls_command)
-app.command("export")(export_command)
-app.command("verify")(verify_command)
-app.command("sample")(sample_command)
+app.command("info", cls=TidyCommand)(info_command)
+app.command("ls", cls=TidyCommand)(ls_command)
+app.command("export", cls=TidyCommand)(export_command)
+app.command("verify", cls=TidyCommand)(verify_command)
+app.command("duplicates", cls=TidyCommand)(duplicates_command)
+app.command("sample", cls=TidyCommand)(sample_command)

@@ -18,8 +18,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..core.errors import XrayCacheError
 from ..core.options import BuildOptions, flag_of, hints_of, info_of
-from ._common import cli_errors, console, progress_bar
+from ._common import cli_errors, console, err_console, progress_bar
 
 if typing.TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -85,9 +86,10 @@ def build_command(
 
     Example: xraycache build chest_xray train.h5 --classes three
     """
-    from ..builder.pipeline import run_build  # the build stack, only when a build runs
-
     with cli_errors():
+        _check_pil()
+        from ..builder.pipeline import run_build  # the build stack, only when a build runs
+
         chosen = BuildOptions.from_flat(**options)
         command = shlex.join(["xraycache", *sys.argv[1:]])
         with progress_bar("building", None, enabled=not (dry_run or quiet or as_json)) as progress:
@@ -100,10 +102,22 @@ def build_command(
                 dry_run=dry_run,
                 command=command,
             )
+    if not quiet:
+        for warning in report.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
         print_summary(report)
+
+
+def _check_pil() -> None:
+    """Stop with one line on how to repair PIL when it cannot decode (before the build stack imports it)."""
+    from ..imaging.pil_install import pil_problem
+
+    problem = pil_problem()
+    if problem is not None and problem[1]:
+        raise XrayCacheError(problem[0])
 
 
 def _size(nbytes: int) -> str:
@@ -115,7 +129,10 @@ def _size(nbytes: int) -> str:
 
 
 def print_summary(report: BuildReport) -> None:
-    """Images per split and class, then skipped/ignored files and speed."""
+    """Images per split and class, then skipped/ignored files and speed; one line when OUT is up to date."""
+    if report.mode == "unchanged" or report.would == "unchanged":
+        print_up_to_date(report)
+        return
     title = "would build (dry run)" if report.dry_run else f"built {report.out}"
     table = Table(title=f"{title}: {report.layout} layout", title_justify="left")
     table.add_column("split")
@@ -141,6 +158,14 @@ def print_summary(report: BuildReport) -> None:
     line = f"{report.images:,} images, {len(report.skipped)} skipped, {len(report.ignored)} non-image files ignored"
     if report.dry_run:
         console.print(line + " (nothing decoded or written)")
+        if report.would == "incremental":
+            retried = f", retry {report.retried:,} skipped last time" if report.retried else ""
+            touched = f" ({report.touched:,} touched: same content, new mtime)" if report.touched else ""
+            console.print(
+                f"would update {report.out}: reuse {report.reused:,}{touched}, add {report.added:,}, "
+                f"decode {report.changed:,} changed, remove {report.removed:,}{retried}",
+                highlight=False,
+            )
         return
     console.print(
         f"{line}; {report.seconds:.1f} s, {report.images_per_second:,.0f} images/s on {report.jobs} worker(s) "
@@ -164,11 +189,20 @@ def print_summary(report: BuildReport) -> None:
 
 def print_incremental(report: BuildReport) -> None:
     """For a rebuild of an existing cache: what was reused, added, changed and removed."""
-    if report.mode not in ("incremental", "unchanged"):
+    if report.mode != "incremental":
         return
     touched = f" ({report.touched:,} touched: same content, new mtime)" if report.touched else ""
     counts = f"reused {report.reused:,}{touched}, added {report.added:,}, changed {report.changed:,}, removed {report.removed:,}"
-    if report.mode == "unchanged":
-        console.print(f"up to date: {counts}; {report.out} not rewritten", highlight=False)
-    else:
-        console.print(f"incremental: {counts}", highlight=False)
+    console.print(f"incremental: {counts}", highlight=False)
+
+
+def print_up_to_date(report: BuildReport) -> None:
+    """The one line of a rebuild (or dry run) that finds OUT already holding this build."""
+    skipped = f", {len(report.skipped):,} skipped as before" if report.skipped else ""
+    what = " (dry run)" if report.dry_run else ""
+    console.print(
+        f"up to date, nothing to do{what}: {report.out} already holds these {report.reused:,} images{skipped}; "
+        "not rewritten",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..core.errors import InputError
 from ._common import cli_errors, console, progress_bar
 
 
@@ -25,6 +26,13 @@ def sample_command(
     """
     from ..sample import write_sample
 
-    with cli_errors(), progress_bar("drawing", n, enabled=True) as progress:
-        root = write_sample(directory, n=n, seed=seed, jobs=jobs, progress=progress)
+    with cli_errors():
+        if directory.exists() and not directory.is_dir():
+            raise InputError(f"{directory} is a file, not a folder; give a folder to create, e.g. sample/")
+        with progress_bar("drawing", n, enabled=True) as progress:
+            try:
+                root = write_sample(directory, n=n, seed=seed, jobs=jobs, progress=progress)
+            except OSError as exc:  # e.g. a file where a folder of the sample goes, a full or read-only disk
+                reason = exc.strerror or str(exc)
+                raise InputError(f"cannot write the sample under {directory}: {reason}") from None
     console.print(f"wrote {n} images to {root}", highlight=False)

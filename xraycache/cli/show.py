@@ -15,6 +15,7 @@ from rich.table import Table
 from ..core.errors import InputError
 from ..core.options import BuildOptions
 from ._common import cli_errors, console, open_for_reading, print_leakage
+from ._usage import TidyCommand, TidyGroup
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..core.errors import Skipped
     from ..read.cache import Cache
 
+STATS_COLUMNS = ("class", "images", "share", "min", "max", "mean", "std", "width px", "height px")
 ALWAYS_SHOWN = (
     "size",
     "fit",
@@ -39,6 +41,7 @@ def _plots() -> ModuleType:
 
 show_app = typer.Typer(
     name="show",
+    cls=TidyGroup,
     help="Look at a cache: statistics, one image, histograms, class counts, a random grid, a report.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -50,14 +53,27 @@ FileArg = Annotated[
 OutOpt = Annotated[
     Path | None,
     typer.Option(
-        "--out", "-o", help="Figure to write; default FILE-stem-VIEW.png in the current folder.", show_default=False
+        "--out",
+        "-o",
+        help="Figure to write, .png, .pdf or .svg (the suffix picks the format); default FILE-stem-VIEW.png here.",
+        show_default=False,
     ),
+]
+DEFAULT_DPI = 150  # = read.plots.DEFAULT_DPI, written out so that --help loads no plotting code
+DpiOpt = Annotated[
+    int,
+    typer.Option("--dpi", min=30, max=1200, help="Dots per inch of PNG figures (and of the images in a PDF or SVG)."),
 ]
 SplitOpt = Annotated[str | None, typer.Option("--split", "-s", help="Split to show (default: the first, e.g. train).")]
 
 
-def _out(file: Path, view: str, out: Path | None) -> Path:
-    return out if out is not None else Path.cwd() / f"{file.stem}-{view}.png"
+def _out(file: Path, view: str, out: Path | None, report: bool = False) -> Path:
+    """Where a view goes: ``--out`` (refused before any work unless its suffix names a format), else a default."""
+    if out is None:
+        return Path.cwd() / f"{file.stem}-{view}.{'html' if report else 'png'}"
+    plots = _plots()
+    plots.output_format(out, plots.REPORT_FORMATS if report else plots.FIGURE_FORMATS)
+    return out
 
 
 def _split_name(cache: Cache, split: str | None) -> str:
@@ -71,12 +87,12 @@ def _nonempty(cache: Cache) -> Cache:
     return cache
 
 
-def _write(fig: Figure, path: Path) -> None:
-    written = _plots().save(fig, path)
+def _write(fig: Figure, path: Path, dpi: int) -> None:
+    written = _plots().save(fig, path, dpi=dpi)
     print(written)
 
 
-@show_app.command("stats")
+@show_app.command("stats", cls=TidyCommand)
 def stats_command(
     file: FileArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON, for scripts.")] = False,
@@ -100,11 +116,16 @@ def stats_command(
     console.print(f"[bold]{stats.path}[/]: {shape} px {dtype} images; {settings}", highlight=False)
     for s in stats.splits:
         title = f"{s.split}: {s.count:,} images, imbalance {s.imbalance:.2f} (largest/smallest class)"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-        for column in ("class", "images", "share", "min", "max", "mean", "std", "width px", "height px"):
-            table.add_column(column, justify="left" if column == "class" else "right")
-        for g in [*s.classes, s.total]:
-            table.add_row(
+        table = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        rows = [
+            [
                 g.label,
                 f"{g.count:,}",
                 f"{100 * g.share:.1f}%",
@@ -112,10 +133,19 @@ def stats_command(
                 str(g.pixel_max),
                 f"{g.pixel_mean:.1f}",
                 f"{g.pixel_std:.1f}",
-                f"{g.width_min}-{g.width_max}",
-                f"{g.height_min}-{g.height_max}",
-                style="bold" if g.label == "all" else None,
-            )
+                _span(g.width_min, g.width_max),
+                _span(g.height_min, g.height_max),
+            ]
+            for g in [*s.classes, s.total]
+        ]
+        for i, column in enumerate(STATS_COLUMNS):
+            if column == "class":  # the one column that may wrap on a narrow terminal
+                table.add_column(column, overflow="fold")
+            else:  # numbers are never cut: at least as wide as their widest value
+                widest = max(len(column), *(len(row[i]) for row in rows))
+                table.add_column(column, justify="right", no_wrap=True, min_width=widest)
+        for row in rows:
+            table.add_row(*row, style="bold" if row[0] == "all" else None)
         console.print(table)
     console.print(
         "min/max/mean/std: pixel values (0-255"
@@ -125,6 +155,11 @@ def stats_command(
     )
     _print_skipped(stats.skipped)
     print_leakage(leaks)
+
+
+def _span(low: int, high: int) -> str:
+    """``1024-3056``, or ``1024`` when every image had the same size."""
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _print_skipped(skipped: list[Skipped], limit: int = 20) -> None:
@@ -141,7 +176,7 @@ def _print_skipped(skipped: list[Skipped], limit: int = 20) -> None:
     console.print(table)
 
 
-@show_app.command("image")
+@show_app.command("image", cls=TidyCommand)
 def image_command(
     file: FileArg,
     split: SplitOpt = None,
@@ -151,17 +186,20 @@ def image_command(
         typer.Option("--path", help="Pick the image by its source path instead, e.g. train/NORMAL/IM-0133-0001.jpeg."),
     ] = None,
     out: OutOpt = None,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
     """One image with a colorbar and its size/min/max/mean/std, and its pixel histogram beside it."""
-    with cli_errors(), open_for_reading(file) as cache:
-        if path is not None:
-            name, index = cache.locate(path)
-        else:
-            name = _split_name(cache, split)
-        _write(_plots().image(cache[name], index), _out(file, "image", out))
+    with cli_errors():
+        target = _out(file, "image", out)
+        with open_for_reading(file) as cache:
+            if path is not None:
+                name, index = cache.locate(path)
+            else:
+                name = _split_name(cache, split)
+            _write(_plots().image(cache[name], index), target, dpi)
 
 
-@show_app.command("hist")
+@show_app.command("hist", cls=TidyCommand)
 def hist_command(
     file: FileArg,
     split: Annotated[
@@ -170,20 +208,25 @@ def hist_command(
     by_class: Annotated[bool, typer.Option("--by-class", help="One curve per class instead of per split.")] = False,
     log: Annotated[bool, typer.Option("--log", help="Logarithmic y axis (shows rare dark and bright values).")] = False,
     out: OutOpt = None,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
     """Pixel value histograms, from the histograms the build stored (no pass over the pixels)."""
-    with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().hist(_nonempty(cache), split=split, by_class=by_class, log=log), _out(file, "hist", out))
+    with cli_errors():
+        target = _out(file, "hist", out)
+        with open_for_reading(file) as cache:
+            _write(_plots().hist(_nonempty(cache), split=split, by_class=by_class, log=log), target, dpi)
 
 
-@show_app.command("counts")
-def counts_command(file: FileArg, out: OutOpt = None) -> None:
+@show_app.command("counts", cls=TidyCommand)
+def counts_command(file: FileArg, out: OutOpt = None, dpi: DpiOpt = DEFAULT_DPI) -> None:
     """Bar chart of images per class and split, with the count and share on each bar."""
-    with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().counts(_nonempty(cache)), _out(file, "counts", out))
+    with cli_errors():
+        target = _out(file, "counts", out)
+        with open_for_reading(file) as cache:
+            _write(_plots().counts(_nonempty(cache)), target, dpi)
 
 
-@show_app.command("grid")
+@show_app.command("grid", cls=TidyCommand)
 def grid_command(
     file: FileArg,
     n: Annotated[int, typer.Option("--n", min=1, max=100, help="Number of images.")] = 9,
@@ -191,22 +234,35 @@ def grid_command(
     split: SplitOpt = None,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only images of this class, e.g. normal.")] = None,
     out: OutOpt = None,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
     """A grid of random images, with label and patient above each."""
-    with cli_errors(), open_for_reading(file) as cache:
-        _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), _out(file, "grid", out))
+    with cli_errors():
+        target = _out(file, "grid", out)
+        with open_for_reading(file) as cache:
+            _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), target, dpi)
 
 
-@show_app.command("report")
+@show_app.command("report", cls=TidyCommand)
 def report_command(
     file: FileArg,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="x.html (self-contained; default FILE-stem-report.html) or x.png."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="x.html (self-contained page; default FILE-stem-report.html here), or one x.png, x.pdf or x.svg figure.",
+            show_default=False,
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the grid.")] = 0,
+    dpi: DpiOpt = DEFAULT_DPI,
 ) -> None:
-    """Every view on one page: a self-contained HTML file with embedded PNGs, or one PNG when --out ends in .png."""
-    target = out if out is not None else Path.cwd() / f"{file.stem}-report.html"
-    with cli_errors(), open_for_reading(file) as cache:
-        print(_plots().write_report(_nonempty(cache), target, seed=seed))
+    """Every view on one page: statistics, leakage, skipped files and every figure; HTML, or one PNG/PDF/SVG figure.
+
+    The format follows the suffix of --out: .html (a self-contained page with embedded PNGs), .png, .pdf or .svg.
+    """
+    with cli_errors():
+        target = _out(file, "report", out, report=True)
+        with open_for_reading(file) as cache:
+            print(_plots().write_report(_nonempty(cache), target, seed=seed, dpi=dpi))

@@ -22,7 +22,7 @@ from .errors import DecodeError, InputError, NotACacheError
 from .files import open_regular
 
 FORMAT_NAME = "xraycache"
-FORMAT_VERSION = 2  # 2: per-image near-duplicate descriptors
+FORMAT_VERSION = 2  # 2: near-duplicate descriptors; patient ids from NIH file names (00001315_006.png: 00001315)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 STR = h5py.string_dtype("utf-8")
 HASH = np.dtype("S64")

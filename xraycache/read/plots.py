@@ -27,31 +27,49 @@ if TYPE_CHECKING:  # matplotlib itself is imported when the first figure is draw
 
     from matplotlib.figure import Figure, SubFigure
 
+    from ..analysis.leakage import LeakageReport
+    from ..core.errors import Skipped
+
     Canvas: TypeAlias = Figure | SubFigure
 
 GRAY: dict[str, Any] = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
 RANGE_NOTE = "gray colormap, display range 0 (black) to 255 (white)"
 PIXEL_AXIS = "pixel value (0 = black, 255 = white)"
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+DEFAULT_DPI = 150  # sharp on a laptop screen and in a paper; --dpi changes it
+FIGURE_FORMATS = (".png", ".pdf", ".svg")  # what --out may end in: matplotlib picks the format by suffix
+REPORT_FORMATS = (".html", *FIGURE_FORMATS)  # the report also as a self-contained HTML page
+MULTI_LABEL_NOTE = "multi-label: an image with several labels counts once per label, so shares add to more than 100%"
+
+
+def output_format(out: str | os.PathLike[str], formats: tuple[str, ...] = FIGURE_FORMATS) -> str:
+    """The format ``out`` asks for by its suffix (``.png`` ...), or InputError naming the suffixes that work."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in formats:
+        said = f"ends in {suffix!r}" if suffix else "has no suffix"
+        wanted = ", ".join(formats[:-1]) + f" or {formats[-1]}"
+        raise InputError(f"--out {os.fspath(out)} {said}; give a file name ending in {wanted}")
+    return suffix
 
 
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DEFAULT_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def save(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG (or any format matplotlib knows by extension); InputError if OUT is not writable."""
+def save(fig: Figure, out: str | os.PathLike[str], dpi: int = DEFAULT_DPI) -> Path:
+    """Write ``fig`` as PNG, PDF or SVG, by the suffix of ``out``; InputError for another suffix or an unwritable OUT."""
     path = Path(out)
+    suffix = output_format(path)
     try:
-        fig.savefig(path, dpi=dpi, facecolor="white")
+        fig.savefig(path, format=suffix[1:], dpi=dpi, facecolor="white")
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        raise InputError(f"cannot write {path}: {reason}; give --out a writable path ending in .png") from None
+        raise InputError(f"cannot write {path}: {reason}; give --out a writable path") from None
     return path
 
 
@@ -61,6 +79,7 @@ def _display(pixels: np.ndarray) -> np.ndarray:
 
 
 def _fmt_label(split: Split, index: int) -> tuple[str, str]:
+    """The label (``a|b`` when multi-label) and the patient id (``""`` when the image has none)."""
     row = split.labels[index]
     if row.ndim == 1:  # multi-label (N, C) multi-hot
         label = "|".join(name for name, on in zip(split.label_names, row, strict=True) if on) or "(none)"
@@ -119,9 +138,9 @@ def _draw_image(fig: Canvas, split: Split, index: int) -> None:
         mode, f"mode {mode}"
     )
     original = f"{int(meta['width'][index])} x {int(meta['height'][index])} px, {kind}"
+    who = f", patient {patient}" if patient else ""
     fig.suptitle(
-        f"{split.name}[{index}]: {label}, patient {patient}\n"
-        f"source {meta['path'][index]} (original {original}); {RANGE_NOTE}",
+        f"{split.name}[{index}]: {label}{who}\nsource {meta['path'][index]} (original {original}); {RANGE_NOTE}",
         fontsize=10,
     )
 
@@ -194,9 +213,11 @@ def _draw_counts(fig: Canvas, cache: Cache) -> None:
     width = 0.8 / max(1, len(splits))
     x = np.arange(len(labels))
     top = 1
+    over = False  # multi-label: some split's shares add to more than 100%
     for k, name in enumerate(splits):
         counts = cache[name].counts()
         total = max(1, len(cache[name]))  # images, not label counts: a multi-label image counts once per label
+        over = over or int(counts.sum()) > len(cache[name])
         bars = ax.bar(x + (k - (len(splits) - 1) / 2) * width, counts, width, color=COLORS[k % len(COLORS)], label=name)
         ax.bar_label(bars, [f"{c:,}\n{100 * c / total:.0f}%" for c in counts], fontsize=8, padding=2)
         top = max(top, int(counts.max()) if counts.size else 0)
@@ -207,6 +228,8 @@ def _draw_counts(fig: Canvas, cache: Cache) -> None:
     ax.legend(title="split", fontsize=8, frameon=False, loc="upper left", ncols=max(1, len(splits)))
     ax.grid(axis="y", alpha=0.3)
     ax.set_title("Images per class and split (count, and % of the split)", fontsize=10)
+    if over:
+        ax.set_xlabel(f"class\n({MULTI_LABEL_NOTE})")
 
 
 def counts(cache: Cache) -> Figure:
@@ -234,18 +257,14 @@ def _draw_grid(fig: Canvas, split: Split, n: int, seed: int, label: str | int | 
     cols = int(np.ceil(np.sqrt(len(chosen))))
     rows = int(np.ceil(len(chosen) / cols))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
-    shown = None
     for ax, index, img in zip(axes, chosen, pixels, strict=False):
         lab, patient = _fmt_label(split, int(index))
-        shown = ax.imshow(img, **GRAY)
-        ax.set_title(f"{lab}\npatient {patient} (#{index})", fontsize=8)
+        ax.imshow(img, **GRAY)  # no colour bar: the fixed display range is stated in the title
+        ax.set_title(f"{lab}\npatient {patient} (#{index})" if patient else f"{lab}\n#{index}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[len(chosen) :]:
         ax.axis("off")
-    if shown is not None:
-        bar = fig.colorbar(shown, ax=list(axes), shrink=0.6, pad=0.02)
-        bar.set_label("pixel value (0-255)")
     side = pixels.shape[1:] if pixels.ndim == 3 else ()
     size = f"{side[1]} x {side[0]} px each" if side else ""
     fig.suptitle(
@@ -258,74 +277,181 @@ def grid(split: Split, n: int = 9, seed: int = 0, label: str | int | None = None
     """A random grid of ``n`` images (optionally of one label), with label and patient in each title."""
     cols = int(np.ceil(np.sqrt(max(1, n))))
     rows = int(np.ceil(max(1, n) / cols))
-    fig = _figure(2.3 * cols + 1.2, 2.6 * rows + 0.9)
+    fig = _figure(2.3 * cols + 0.4, 2.6 * rows + 0.9)
     _draw_grid(fig, split, n, seed, label)
     return fig
 
 
 # -- report -----------------------------------------------------------------------------------------------
-def _png(fig: Figure) -> str:
+def _png(fig: Figure, dpi: int) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
+    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+STATS_COLUMNS = ("split", "class", "images", "share", "pixel min", "max", "mean", "std", "width (px)", "height (px)")
+
+
+def _stats_rows(stats: CacheStats) -> list[tuple[bool, list[str]]]:
+    """(is the split's total, cells) per class and split: the table of ``show stats``."""
+    return [
+        (
+            g.label == "all",
+            [
+                s.split,
+                g.label,
+                f"{g.count:,}",
+                f"{100 * g.share:.1f}%",
+                str(g.pixel_min),
+                str(g.pixel_max),
+                f"{g.pixel_mean:.1f}",
+                f"{g.pixel_std:.1f}",
+                f"{g.width_min:,}-{g.width_max:,}",
+                f"{g.height_min:,}-{g.height_max:,}",
+            ],
+        )
+        for s in stats.splits
+        for g in [*s.classes, s.total]
+    ]
+
+
+def _shares_over_100(stats: CacheStats) -> bool:
+    """True when some split's class shares add to more than 100% (multi-label images)."""
+    return any(sum(g.share for g in s.classes) > 1.0 + 1e-9 for s in stats.splits)
+
+
+def _words(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _plain(value: Any) -> str:
+    """Any JSON value of a report as short text: dicts as ``k: v``, pairs as ``a: b``, lists joined by ``;``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value):
+            return "; ".join(f"{_plain(a)}: {_plain(b)}" for a, b in value)
+        return "; ".join(_plain(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def leakage_summary(leaks: LeakageReport) -> str:
+    """One sentence: every count the leakage report holds (whatever groups it carries)."""
+    data = leaks.to_dict()
+    counts = [f"{_words(k)}: {_plain(v)}" for k, v in data.items() if not isinstance(v, (list, dict))]
+    counts += [f"{_words(k)}: {len(v):,}" for k, v in data.items() if isinstance(v, list)]
+    verdict = "no leakage found" if leaks.clean else "leakage found"
+    return f"{verdict} ({'; '.join(counts)})"
+
+
+def _records_html(name: str, rows: list[Any], limit: int) -> str:
+    """One list of the leakage report as a table (a list of records) or a list."""
+    title = f"<h3>{html.escape(_words(name))}: {len(rows):,}</h3>"
+    if not rows:
+        return title + "<p>none</p>"
+    more = (
+        f"<p>... and {len(rows) - limit:,} more (all in <code>show stats --json</code>)</p>"
+        if len(rows) > limit
+        else ""
+    )
+    if all(isinstance(r, dict) for r in rows):
+        columns = list(dict.fromkeys(k for r in rows[:limit] for k in r))
+        head = "".join(f"<th>{html.escape(_words(c))}</th>" for c in columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_plain(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+            for r in rows[:limit]
+        )
+        return f'{title}<table class="records"><tr>{head}</tr>{body}</table>{more}'
+    items = "".join(f"<li>{html.escape(_plain(r))}</li>" for r in rows[:limit])
+    return f"{title}<ul>{items}</ul>{more}"
+
+
+def _leakage_html(leaks: LeakageReport, limit: int = 50) -> str:
+    """The leakage section: the summary, then each list the report holds (patients, duplicate groups, ...)."""
+    data = leaks.to_dict()
+    lists = "".join(_records_html(k, v, limit) for k, v in data.items() if isinstance(v, list))
+    style = "clean" if leaks.clean else "warn"
+    return f'<p class="{style}">{html.escape(leakage_summary(leaks))}</p>{lists}'
+
+
 def _stats_html(stats: CacheStats) -> str:
-    head = (
-        "<tr><th>split</th><th>class</th><th>images</th><th>share</th><th>pixel min</th><th>max</th>"
-        "<th>mean</th><th>std</th><th>original width (px)</th><th>original height (px)</th></tr>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in STATS_COLUMNS)
+    total_row = ' class="total"'
+    rows = "".join(
+        f"<tr{total_row if total else ''}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+        for total, cells in _stats_rows(stats)
     )
-    rows = []
-    for s in stats.splits:
-        for g in [*s.classes, s.total]:
-            bold = ' class="total"' if g.label == "all" else ""
-            rows.append(
-                f"<tr{bold}><td>{html.escape(s.split)}</td><td>{html.escape(g.label)}</td><td>{g.count:,}</td>"
-                f"<td>{100 * g.share:.1f}%</td><td>{g.pixel_min}</td><td>{g.pixel_max}</td><td>{g.pixel_mean:.1f}</td>"
-                f"<td>{g.pixel_std:.1f}</td><td>{g.width_min:,}-{g.width_max:,}</td><td>{g.height_min:,}-{g.height_max:,}</td></tr>"
-            )
     imbalance = "; ".join(f"{s.split}: {s.imbalance:.2f}" for s in stats.splits)
-    skipped = "".join(
-        f"<li>{html.escape(s['path'])} ({html.escape(s['split'] or 'no split')}): {html.escape(s['reason'])}</li>"
-        for s in stats.skipped[:50]
-    )
-    more = f"<li>... and {len(stats.skipped) - 50} more</li>" if len(stats.skipped) > 50 else ""
+    note = f"<p>{html.escape(MULTI_LABEL_NOTE)}.</p>" if _shares_over_100(stats) else ""
     return (
-        f"<table>{head}{''.join(rows)}</table>"
-        f"<p>Imbalance ratio (largest class / smallest class): {html.escape(imbalance)}</p>"
-        f"<p>Skipped files: {len(stats.skipped)}</p>" + (f"<ul>{skipped}{more}</ul>" if skipped else "")
+        f"<table><tr>{head}</tr>{rows}</table>{note}"
+        f"<p>Imbalance ratio (largest class / smallest class): {html.escape(imbalance)}. "
+        "Width and height: of the original files.</p>"
     )
 
 
-def report_html(cache: Cache, image_index: int = 0, seed: int = 0) -> str:
-    """A self-contained HTML page: build settings, statistics table, and every figure as an embedded PNG."""
+def _skipped_html(skipped: list[Skipped], limit: int = 200) -> str:
+    if not skipped:
+        return "<p>none: every image file under the source folder is in the cache</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(s.path)}</td><td>{html.escape(s.split or '-')}</td><td>{html.escape(s.reason)}</td></tr>"
+        for s in skipped[:limit]
+    )
+    more = (
+        f"<p>... and {len(skipped) - limit:,} more (all in <code>xraycache info</code>)</p>"
+        if len(skipped) > limit
+        else ""
+    )
+    return f'<table class="records"><tr><th>file</th><th>split</th><th>reason</th></tr>{rows}</table>{more}'
+
+
+REPORT_STYLE = (
+    "body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin-bottom:.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:right}table.records td,table.records th{text-align:left}tr.total{font-weight:bold;background:#f3f3f3}"
+    "img{max-width:100%;display:block;margin-bottom:1em}.warn{color:#9a5b00}.clean{color:#1a7f37}"
+)
+
+
+def report_html(cache: Cache, image_index: int = 0, seed: int = 0, dpi: int = DEFAULT_DPI) -> str:
+    """A self-contained HTML page: build settings, statistics, leakage, skipped files, every figure as a PNG."""
     stats = summarize(cache)
+    leaks = cache.leakage()
     first = cache[cache.splits[0]]
     figures = [
-        ("Images per class and split", counts(cache)),
-        ("Pixel distribution per split", hist(cache)),
-        ("Pixel distribution per class", hist(cache, by_class=True)),
-        (f"Random images ({first.name})", grid(first, n=9, seed=seed)),
-        (f"One image ({first.name}[{image_index}])", image(first, image_index)),
+        ("counts", "Images per class and split", counts(cache)),
+        ("hist-split", "Pixel distribution per split", hist(cache)),
+        ("hist-class", "Pixel distribution per class", hist(cache, by_class=True)),
+        ("grid", f"Random images ({first.name})", grid(first, n=9, seed=seed)),
+        ("image", f"One image ({first.name}[{image_index}])", image(first, image_index)),
     ]
+    sections = [
+        ("statistics", "Statistics (from the stored histograms)", _stats_html(stats)),
+        ("leakage", "Leakage between splits", _leakage_html(leaks)),
+        ("skipped", f"Skipped files: {len(stats.skipped):,}", _skipped_html(stats.skipped)),
+    ] + [
+        (key, title, f'<img alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig, dpi)}">')
+        for key, title, fig in figures
+    ]
+    body = "".join(
+        f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>' for key, title, content in sections
+    )
     settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
     shape = " x ".join(str(s) for s in stats.image_shape[::-1])
-    body = "".join(
-        f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig)}">'
-        for title, fig in figures
-    )
-    style = (
-        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "tr.total{font-weight:bold;background:#f3f3f3}img{max-width:100%;display:block;margin-bottom:1em}"
-    )
+    dtype = str(cache.attrs.get("dtype", "uint8"))
+    name = html.escape(cache.path.name)
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>xraycache report: {html.escape(cache.path.name)}"
-        f"</title><style>{style}</style></head><body><h1>xraycache report: {html.escape(cache.path.name)}</h1>"
-        f"<p>{html.escape(str(cache.path))}: images {html.escape(shape)} px uint8; {html.escape(settings)}; "
-        f"built {html.escape(str(cache.attrs.get('created', '?')))} with xraycache "
-        f"{html.escape(str(cache.attrs.get('tool_version', '?')))}</p>"
-        f"<h2>Statistics (from the stored histograms)</h2>{_stats_html(stats)}{body}</body></html>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>xraycache report: {name}</title>"
+        f"<style>{REPORT_STYLE}</style></head><body><h1>xraycache report: {name}</h1>"
+        f"<p>{html.escape(str(cache.path))}: images {html.escape(shape)} px {html.escape(dtype)}; "
+        f"{html.escape(settings)}; built {html.escape(str(cache.attrs.get('created', '?')))} with xraycache "
+        f"{html.escape(str(cache.attrs.get('tool_version', '?')))}</p>{body}</body></html>"
     )
 
 
@@ -334,11 +460,46 @@ def _subfigures(parent: Canvas, rows: int, cols: int, **kwargs: Any) -> list[Sub
     return list(np.atleast_1d(np.asarray(parent.subfigures(rows, cols, **kwargs), dtype=object)).reshape(-1))
 
 
+def _draw_stats(fig: Canvas, stats: CacheStats, leaks: LeakageReport) -> None:
+    """The statistics table of ``show stats``, then one line each on leakage and skipped files."""
+    from matplotlib.transforms import Bbox
+
+    ax = fig.subplots()
+    ax.axis("off")
+    rows = _stats_rows(stats)
+    notes = [leakage_summary(leaks)]
+    skipped = stats.skipped
+    listed = ", ".join(f"{s.path} ({s.reason})" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+    notes.append(f"skipped files: {len(skipped):,}" + (f": {listed}" if skipped else ""))
+    if _shares_over_100(stats):
+        notes.append(MULTI_LABEL_NOTE)
+    text_share = 0.1 * len(notes) * 13 / (len(rows) + 3)
+    table = ax.table(
+        cellText=[cells for _, cells in rows],
+        colLabels=list(STATS_COLUMNS),
+        cellLoc="right",
+        colLoc="right",
+        bbox=Bbox.from_bounds(0.0, text_share, 1.0, 1.0 - text_share),
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_edgecolor("0.8")
+        if row == 0 or (row > 0 and rows[row - 1][0]):
+            cell.set_text_props(fontweight="bold")
+    ax.set_title("Statistics (from the stored histograms); width/height: of the originals", fontsize=10)
+    ax.text(0, 0, "\n".join(notes), transform=ax.transAxes, fontsize=8, va="bottom", ha="left", wrap=True)
+
+
 def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
-    """One tall figure with every view: counts, histograms per split and class, a grid and one image."""
+    """One tall figure with every view: the statistics table, counts, histograms per split and class, a grid
+    and one image."""
     first = cache[cache.splits[0]]
-    fig = _figure(12, 22)
-    top, middle, grid_fig, bottom = _subfigures(fig, 4, 1, height_ratios=[4.2, 4.2, 8.5, 4.6])
+    stats = summarize(cache)
+    table_height = 1.2 + 0.22 * (len(_stats_rows(stats)) + 1)
+    fig = _figure(12, 22 + table_height)
+    table_fig, top, middle, grid_fig, bottom = _subfigures(fig, 5, 1, height_ratios=[table_height, 4.2, 4.2, 8.5, 4.6])
+    _draw_stats(table_fig, stats, cache.leakage())
     left, right = _subfigures(top, 1, 2)
     _draw_counts(left, cache)
     _draw_hist(right, cache, None, False, False)
@@ -352,13 +513,15 @@ def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
     return fig
 
 
-def write_report(cache: Cache, out: str | os.PathLike[str], image_index: int = 0, seed: int = 0) -> Path:
-    """Write the report: one PNG when OUT ends in .png, else a self-contained HTML page."""
+def write_report(
+    cache: Cache, out: str | os.PathLike[str], image_index: int = 0, seed: int = 0, dpi: int = DEFAULT_DPI
+) -> Path:
+    """Write the report by the suffix of ``out``: a self-contained HTML page (.html), or one PNG, PDF or SVG figure."""
     path = Path(out)
-    if path.suffix.lower() == ".png":
-        return save(report(cache, image_index, seed), path)
+    if output_format(path, REPORT_FORMATS) != ".html":
+        return save(report(cache, image_index, seed), path, dpi=dpi)
     try:
-        path.write_text(report_html(cache, image_index, seed), encoding="utf-8")
+        path.write_text(report_html(cache, image_index, seed, dpi), encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}; give --out a writable path (.html or .png)") from None
+        raise InputError(f"cannot write {path}: {exc.strerror}; give --out a writable path") from None
     return path

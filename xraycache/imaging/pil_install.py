@@ -1,0 +1,59 @@
+"""Is the installed PIL whole? Pillow and Pillow-SIMD both install the ``PIL`` package, and pip does not know.
+
+``pip install torchvision`` (or anything that requires ``pillow``) on top of Pillow-SIMD installs stock
+Pillow over it: both distributions are then listed and Pillow silently wins; ``pip uninstall pillow-simd``
+afterwards deletes files Pillow shares, and PIL no longer imports. :func:`pil_problem` finds both states
+cheaply (package metadata, then one import) and says in one line how to repair them. It imports nothing
+at module level, so that it can run when PIL itself is broken.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+
+REPAIR = (
+    "repair it with `bash scripts/install.sh` in the xraycache folder, or "
+    "`pip uninstall -y pillow pillow-simd && pip install --force-reinstall pillow`"
+)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def pil_broken() -> str | None:
+    """Why PIL cannot decode here (not importable, or its C module ``_imaging`` broken), or None."""
+    try:
+        pil = importlib.import_module("PIL")
+        importlib.import_module("PIL._imaging")
+        image = importlib.import_module("PIL.Image")
+        image.new("L", (4, 4)).resize((2, 2))
+    except Exception as exc:  # ImportError, OSError of a missing .so, AttributeError of a half-deleted package
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"PIL is broken ({reason})"
+    del pil
+    return None
+
+
+def pil_problem() -> tuple[str, bool] | None:
+    """``(one line saying what is wrong and how to repair it, fatal)``, or None when PIL is whole.
+
+    Fatal: PIL cannot be used (a build cannot decode). Not fatal: both ``pillow`` and ``pillow-simd``
+    are installed; PIL works, but which one runs is an accident of install order.
+    """
+    broken = pil_broken()
+    simd, pillow = _version("pillow-simd"), _version("pillow")
+    if broken is not None:
+        installed = ", ".join(f"{n} {v}" for n, v in (("pillow", pillow), ("pillow-simd", simd)) if v) or "none"
+        return f"{broken}; installed: {installed}; {REPAIR}", True
+    if simd is not None and pillow is not None:
+        return (
+            f"both Pillow {pillow} and Pillow-SIMD {simd} are installed (something installed `pillow` over "
+            f"Pillow-SIMD); {REPAIR}",
+            False,
+        )
+    return None
