@@ -20,23 +20,31 @@ Small sets (<= ``ALL_PAIRS_UP_TO`` images) skip the first stage and verify every
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from ..core.format import DESCRIPTOR_SIDE
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 THRESHOLD = 0.96  # verified score of a near-duplicate pair (README "Near-duplicates": measured rates)
-CANDIDATES = 8  # nearest later images per image sent to verification
+CANDIDATES = 6  # nearest later images per image sent to verification
 CANDIDATE_FLOOR = 0.65  # cosine in the projected space below which a pair is never a candidate
 ALL_PAIRS_UP_TO = 400  # images: up to this many, every pair is verified
 PROJECTION_DIMS = 32
 FIT_IMAGES = 4096  # images the projection is fitted on (evenly spaced over the set)
 FIT_WARPS = 4  # simulated copies per fitted image
 ROW_BLOCK = 256  # rows of the similarity matrix (and moving images of the verification) computed at once
-PAIR_BLOCK = 4096  # pairs verified at once
+SECOND_LOOK = 0.08  # how close to the threshold one direction must come for the other to be tried
+PAIR_BLOCK = 4096
+MAX_THREADS = 8  # pairs verified at once
 BORDER = 4  # descriptor cells left out at each side when comparing (crops and shifts move content there)
 SCALES = np.linspace(0.88, 1.12, 9)  # scale per axis searched in verification (5% crops: 0.9-1.11)
 SHIFTS = np.linspace(-0.07, 0.07, 11)  # shift per axis, in image widths
@@ -66,7 +74,7 @@ def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD) -> Pairs:
         a, b = np.triu_indices(n, k=1)
     else:
         a, b = candidate_pairs(images)
-    scores = indexed_scores(images, a, b)
+    scores = indexed_scores(images, a, b, threshold)
     keep = scores >= threshold
     return Pairs(a[keep].astype(np.int64), b[keep].astype(np.int64), scores[keep], len(a), n)
 
@@ -144,33 +152,36 @@ def candidate_pairs(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(a, b), a < b: for each image, its ``CANDIDATES`` most similar later images above the floor."""
     mean, matrix = projection(images)
     e = embed(images, mean, matrix).astype(np.float32)
-    found_a: list[np.ndarray] = []
-    found_b: list[np.ndarray] = []
-    for a, b in _blocks(e):
-        found_a.append(a)
-        found_b.append(b)
-    if not found_a:
+    found = _in_threads(functools.partial(_nearest_later, e), range(0, max(0, len(e) - 1), ROW_BLOCK))
+    if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(found_a), np.concatenate(found_b)
+    return np.concatenate([a for a, _ in found]), np.concatenate([b for _, b in found])
 
 
-def _blocks(e: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    n = len(e)
-    for start in range(0, n - 1, ROW_BLOCK):
-        stop = min(n, start + ROW_BLOCK)
-        sim = e[start:stop] @ e[start:].T  # columns from ``start``: only later images count
-        block = stop - start
-        sim[:, :block][np.tril_indices(block)] = -1.0  # each image itself, and earlier images of the block
-        flat = np.flatnonzero(sim > CANDIDATE_FLOOR)  # row-major: 4x faster than a 2-D nonzero
-        if not len(flat):
-            continue
-        r, c = np.divmod(flat, sim.shape[1])
-        score = sim.ravel()[flat]
-        order = np.argsort(r * 4.0 - score, kind="stable")  # by row, best first (0 < score <= 1)
-        r, c = r[order], c[order]
-        first = np.searchsorted(r, r, side="left")
-        keep = np.arange(len(r)) - first < CANDIDATES
-        yield (r[keep] + start).astype(np.int64), (c[keep] + start).astype(np.int64)
+def _nearest_later(e: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs of rows ``start`` .. ``start + ROW_BLOCK`` of the similarity matrix."""
+    stop = min(len(e), start + ROW_BLOCK)
+    sim = e[start:stop] @ e[start:].T  # columns from ``start``: only later images count
+    block = stop - start
+    sim[:, :block][np.tril_indices(block)] = -1.0  # each image itself, and earlier images of the block
+    flat = np.flatnonzero(sim > CANDIDATE_FLOOR)  # row-major: 4x faster than a 2-D nonzero
+    r, c = np.divmod(flat, sim.shape[1])
+    score = sim.ravel()[flat]
+    order = np.argsort(r * 4.0 - score, kind="stable")  # by row, best first (0 < score <= 1)
+    r, c = r[order], c[order]
+    first = np.searchsorted(r, r, side="left")
+    keep = np.arange(len(r)) - first < CANDIDATES
+    return (r[keep] + start).astype(np.int64), (c[keep] + start).astype(np.int64)
+
+
+def _in_threads(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[work(item) for item in items]`` on one thread per core: the matrix products and array passes
+    release the GIL, so the cores share the search."""
+    workers = min(len(os.sched_getaffinity(0)), MAX_THREADS) if hasattr(os, "sched_getaffinity") else 1
+    if workers <= 1:
+        return [work(item) for item in items]
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(work, items))
 
 
 # -- stage 2: verification ----------------------------------------------------------------------
@@ -210,11 +221,18 @@ def _profiles(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return images[:, BORDER : n - BORDER, :].mean(axis=1), images[:, :, BORDER : n - BORDER].mean(axis=2)
 
 
-def _moved_profiles(profiles: np.ndarray) -> np.ndarray:
-    """(N, K, 24) each profile under every warp of the search, centred and of unit norm per warp."""
+@functools.cache
+def _profile_warps() -> np.ndarray:
+    """(32, K * 24) float32, C order: ``_warps()`` as one matrix that warps a profile every way at once."""
     table = _warps()
     k, m, n = table.shape
-    return _unit((profiles @ table.reshape(k * m, n).T).reshape(len(profiles), k, m))
+    return np.ascontiguousarray(table.reshape(k * m, n).T)
+
+
+def _moved_profiles(profiles: np.ndarray) -> np.ndarray:
+    """(N, K, 24) each profile under every warp of the search, centred and of unit norm per warp."""
+    k, m, _ = _warps().shape
+    return _unit((profiles @ _profile_warps()).reshape(len(profiles), k, m))
 
 
 def _best_warps(profiles: np.ndarray, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
@@ -252,23 +270,43 @@ def _aligned(
     return out
 
 
-def indexed_scores(images: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def indexed_scores(images: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
     """(P,) alignment-tolerant similarity of the pairs (images[a], images[b]) of (N, 32, 32) float32
     descriptors: 1 for the same image. The better of warping b onto a's centre and a onto b's, so the score
     does not depend on the order of the pair (one direction alone lost a copy cropped unevenly on the real
-    sample: 0.952 one way, 0.966 the other)."""
-    if not len(a):
-        return np.zeros(0, dtype=np.float32)
-    moving, fixed = np.concatenate([b, a]), np.concatenate([a, b])
+    sample: 0.952 one way, 0.966 the other). The second direction is tried only where the first came within
+    ``SECOND_LOOK`` of ``threshold`` (copies differed by at most 0.04 between the two): below it a pair is
+    no near-duplicate either way, and its score is the first direction's."""
     columns, rows = _profiles(images)
-    warp_columns = _best_warps(columns, moving, fixed)
-    warp_rows = _best_warps(rows, moving, fixed)
-    both = _aligned(images, moving, fixed, warp_rows, warp_columns)
-    return np.maximum(both[: len(a)], both[len(a) :])
+    score = _one_way(images, columns, rows, b, a)
+    again = np.flatnonzero(score >= threshold - SECOND_LOOK)
+    score[again] = np.maximum(score[again], _one_way(images, columns, rows, a[again], b[again]))
+    return score
+
+
+def _one_way(
+    images: np.ndarray, columns: np.ndarray, rows: np.ndarray, moving: np.ndarray, fixed: np.ndarray
+) -> np.ndarray:
+    """Correlation of each fixed image's centre with the moving image warped onto it (in threads, each
+    taking the pairs of a run of moving images)."""
+    out = np.zeros(len(moving), dtype=np.float32)
+    if not len(moving):
+        return out
+    order = np.argsort(moving, kind="stable")
+    parts = np.array_split(order, max(1, min(len(order) // PAIR_BLOCK, 4 * MAX_THREADS)))
+
+    def one(part: np.ndarray) -> np.ndarray:
+        warp_columns = _best_warps(columns, moving[part], fixed[part])
+        warp_rows = _best_warps(rows, moving[part], fixed[part])
+        return _aligned(images, moving[part], fixed[part], warp_rows, warp_columns)
+
+    for part, scores in zip(parts, _in_threads(one, parts), strict=True):
+        out[part] = scores
+    return out
 
 
 def pair_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(P,) :func:`indexed_scores` of descriptor pairs given as two stacks (P, 32, 32)."""
+    """(P,) symmetric similarity of descriptor pairs given as two stacks (P, 32, 32): both directions always."""
     images = np.concatenate([a, b]).astype(np.float32, copy=False)
     p = len(a)
-    return indexed_scores(images, np.arange(p), np.arange(p, 2 * p))
+    return indexed_scores(images, np.arange(p), np.arange(p, 2 * p), threshold=-1.0)

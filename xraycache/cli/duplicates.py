@@ -17,10 +17,11 @@ def duplicates_command(
     limit: Annotated[int, typer.Option(min=1, help="Groups to print (all are in --json).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the pairs and groups as JSON.")] = False,
 ) -> None:
-    """List the groups of near-duplicate images in FILE: the same radiograph re-encoded, resized, brightened
-    or cropped a little (identical files too), each with the splits it is in. Groups across splits are
-    leakage; `xraycache build --drop-duplicates` keeps one image per group, `--resplit` keeps groups
-    together."""
+    """List the groups of near-duplicate images in FILE, across splits first.
+
+    A near-duplicate is the same radiograph again: re-encoded, resized, brightened or cropped a little
+    (identical files count too). A group across splits is leakage: `xraycache build --drop-duplicates`
+    keeps one image per group, `--resplit` keeps each group in one split."""
     with cli_errors(), open_for_reading(file) as cache:
         report = cache.leakage()
     if report.near_duplicates_unavailable:

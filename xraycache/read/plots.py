@@ -344,6 +344,9 @@ def _plain(value: Any) -> str:
 def leakage_summary(leaks: LeakageReport) -> str:
     """One sentence: every count the leakage report holds (whatever groups it carries)."""
     data = leaks.to_dict()
+    data.pop("near_duplicate_groups", None)  # the pairs, grouped: counted once
+    if not data.get("near_duplicates_unavailable"):
+        data.pop("near_duplicates_unavailable", None)
     counts = [f"{_words(k)}: {_plain(v)}" for k, v in data.items() if not isinstance(v, (list, dict))]
     counts += [f"{_words(k)}: {len(v):,}" for k, v in data.items() if isinstance(v, list)]
     verdict = "no leakage found" if leaks.clean else "leakage found"
@@ -375,7 +378,18 @@ def _records_html(name: str, rows: list[Any], limit: int) -> str:
 def _leakage_html(leaks: LeakageReport, limit: int = 50) -> str:
     """The leakage section: the summary, then each list the report holds (patients, duplicate groups, ...)."""
     data = leaks.to_dict()
+    data.pop("near_duplicate_groups", None)  # the same pairs, grouped
+    data["near_duplicates"] = [
+        {
+            "image": f"{pair.a[1]} ({pair.a[0]})",
+            "looks like": f"{pair.b[1]} ({pair.b[0]})",
+            "score": f"{pair.score:.3f}",
+        }
+        for pair in leaks.near_duplicates
+    ]
     lists = "".join(_records_html(k, v, limit) for k, v in data.items() if isinstance(v, list))
+    if leaks.near_duplicates_unavailable:
+        lists += f"<p>near-duplicates not searched: {html.escape(leaks.near_duplicates_unavailable)}</p>"
     style = "clean" if leaks.clean else "warn"
     return f'<p class="{style}">{html.escape(leakage_summary(leaks))}</p>{lists}'
 
