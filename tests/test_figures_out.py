@@ -162,13 +162,13 @@ def test_png_report_has_the_statistics_table(leaky_cache: Path) -> None:
 
 
 def test_leakage_summary_renders_any_counts_and_lists(leaky_cache: Path) -> None:
-    """Groups the report gains later (e.g. near-duplicates) appear without changes to the report code."""
+    """Groups the report gains later appear without changes to the report code."""
     with xraycache.open(leaky_cache) as cache:
         leaks = cache.leakage()
     extra = leaks.to_dict()
-    extra["near_duplicate_groups"] = [{"images": [["train", "a.png"], ["val", "b.png"]], "distance": 3}]
+    extra["similar_groups"] = [{"images": [["train", "a.png"], ["val", "b.png"]], "distance": 3}]
     leaks.to_dict = lambda: extra  # type: ignore[method-assign]
     section = plots._leakage_html(leaks)
-    assert "near duplicate groups: 1" in section and "train: a.png; val: b.png" in section
+    assert "similar groups: 1" in section and "train: a.png; val: b.png" in section
     summary = plots.leakage_summary(leaks)
-    assert "near duplicate groups: 1" in summary and "images: 7" in summary
+    assert "similar groups: 1" in summary and "images: 7" in summary

@@ -262,3 +262,13 @@ def test_a_descriptor_dataset_of_the_wrong_shape_is_refused(leaky: Path, tmp_pat
         file["train"].create_dataset("descriptors", data=np.zeros((12, 4, 4), np.uint8))
     result = runner.invoke(app, ["duplicates", str(out)])
     assert result.exit_code != 0 and "descriptors" in result.output and "Traceback" not in result.output
+
+
+def test_the_report_page_lists_the_pair(leaky: Path, tmp_path: Path) -> None:
+    out, page = tmp_path / "c.h5", tmp_path / "r.html"
+    assert runner.invoke(app, ["build", str(leaky), str(out), "--size", "64", "-q"]).exit_code == 0
+    assert runner.invoke(app, ["show", "report", str(out), "--out", str(page)]).exit_code == 0
+    html = page.read_text()
+    assert "<h3>near duplicates: 1</h3>" in html
+    assert "<th>image</th><th>looks like</th><th>score</th>" in html
+    assert "train/NORMAL/IM-0002-0001.jpeg (train)" in html and "test/NORMAL/IM-0901-0001.jpeg (test)" in html
