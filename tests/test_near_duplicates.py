@@ -272,3 +272,23 @@ def test_the_report_page_lists_the_pair(leaky: Path, tmp_path: Path) -> None:
     assert "<h3>near duplicates: 1</h3>" in html
     assert "<th>image</th><th>looks like</th><th>score</th>" in html
     assert "train/NORMAL/IM-0002-0001.jpeg (train)" in html and "test/NORMAL/IM-0901-0001.jpeg (test)" in html
+
+
+def test_folds_keep_a_near_duplicate_group_in_one_fold(leaky: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.h5"
+    copy, original = "test/NORMAL/IM-0901-0001.jpeg", "train/NORMAL/IM-0002-0001.jpeg"
+    seen_apart = False
+    for seed in range(12):
+        args = ["build", str(leaky), str(out), "--size", "64", "--folds", "3", "--seed", str(seed), "--overwrite", "-q"]
+        assert runner.invoke(app, args).exit_code == 0
+        with xraycache.open(out) as cache:
+            fold = {}
+            for split in cache.splits:
+                for path, value in zip(cache[split].meta["path"], cache[split].meta["fold"], strict=True):
+                    fold[str(path)] = int(value)
+            assert fold[copy] == fold[original], seed
+            assert sorted(cache.splits) == ["test", "train"] and len(cache["test"]) == 2  # splits stay the folders'
+        from xraycache.builder.splits import assign_fold
+
+        seen_apart |= assign_fold("patient:IM-0901", 3, seed) != assign_fold("patient:IM-0002", 3, seed)
+    assert seen_apart  # some seed hashed the two patients into different folds, and they were joined

@@ -142,6 +142,7 @@ def run_build(
                 progress,
                 drop_duplicates=options.sources.drop_duplicates,
                 group_near_duplicates=options.sources.resplit is not None and shards <= 1,
+                group_folds=options.sources.folds > 0 and shards <= 1,
             )
             if shards > 1 or (old is not None and shard_count(old.attrs) > 1):
                 written = build_sharded(job, old, shards)  # sharded output, or a sharded OUT rewritten

@@ -7,8 +7,8 @@ and this module then says which rows the final file keeps, and in which split:
 
 - ``--drop-duplicates``: in each group of near-duplicates (identical files included) the first image in
   path order stays; the others are listed in ``/skipped`` with the image they copy.
-- ``--resplit``: a near-duplicate group and the patients of its images form one unit that must not
-  straddle splits. Every patient keeps the split (and fold) its hash gave it unless such a unit joins
+- ``--resplit`` (and ``--folds``): a near-duplicate group and the patients of its images form one unit
+  that must not straddle splits (or folds). Every patient keeps the split (and fold) its hash gave it unless such a unit joins
   patients from several splits; then the unit goes where its largest patient (most images; ties: the
   first key) already is, so only the smaller patients move.
 """
@@ -46,7 +46,7 @@ class Layout:
     moved: int = 0
 
 
-def regroup(written: dict[str, Rows], *, drop: bool, resplit: bool) -> Layout | None:
+def regroup(written: dict[str, Rows], *, drop: bool, resplit: bool, folds: bool = False) -> Layout | None:
     """The layout the near-duplicates ask for, or None when every row stays where it was written."""
     where = [(split, row) for split, rows in written.items() for row in range(len(rows.paths))]
     if len(where) < 2:
@@ -69,12 +69,12 @@ def regroup(written: dict[str, Rows], *, drop: bool, resplit: bool) -> Layout | 
                 reason = f"near-duplicate of {paths[kept]} ({split_of[kept]}, score {score:.3f}): --drop-duplicates"
                 drops.append(Skipped(paths[other], split_of[other], reason))
     target = list(split_of)
-    folds = np.concatenate([rows.folds for rows in written.values()]).astype(np.int64)
+    fold_of = np.concatenate([rows.folds for rows in written.values()]).astype(np.int64)
     new_folds: dict[tuple[str, int], int] = {}
     moved = 0
-    if resplit and not drop:  # after dropping, no two kept images are near-duplicates
+    if (resplit or folds) and not drop:  # after dropping, no two kept images are near-duplicates
         patients = [p for rows in written.values() for p in rows.patients]
-        moved = _units(where, paths, patients, pairs, target, folds, new_folds)
+        moved = _units(where, paths, patients, pairs, target, fold_of, new_folds, move_splits=resplit)
     if not dropped and not moved and not new_folds:
         return None
     layout: dict[str, list[tuple[str, int]]] = {split: [] for split in written}
@@ -93,9 +93,12 @@ def _units(
     target: list[str],
     folds: np.ndarray,
     new_folds: dict[tuple[str, int], int],
+    *,
+    move_splits: bool,
 ) -> int:
-    """Join patients linked by near-duplicates; move each joined unit to its largest patient's split (and
-    fold). Changes ``target`` and ``new_folds`` in place; returns the images moved."""
+    """Join patients linked by near-duplicates; move each joined unit to its largest patient's fold and,
+    with ``move_splits``, split. Changes ``target`` and ``new_folds`` in place; returns the images that
+    changed split."""
     keys = [group_key(patient, path) for patient, path in zip(patients, paths, strict=True)]
     index = {key: k for k, key in enumerate(sorted(set(keys)))}
     parent = list(range(len(index)))
@@ -130,7 +133,7 @@ def _units(
         if key not in home:
             continue
         split, fold = home[key]
-        if split != target[i]:
+        if move_splits and split != target[i]:
             target[i] = split
             moved += 1
         if fold != folds[i]:

@@ -87,3 +87,4 @@ class BuildJob:
     progress: ProgressCallback | None = None
     drop_duplicates: bool = False  # keep the first image of each near-duplicate group only
     group_near_duplicates: bool = False  # --resplit: near-duplicates join their patients' split
+    group_folds: bool = False  # --folds: near-duplicates join their patients' fold

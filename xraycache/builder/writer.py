@@ -495,9 +495,11 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
             if old is not None:
                 old.close()
             layout = None
-            if job.drop_duplicates or job.group_near_duplicates:
+            if job.drop_duplicates or job.group_near_duplicates or job.group_folds:
                 written = {split: writer.written_rows(split) for split in capacities}
-                layout = regroup(written, drop=job.drop_duplicates, resplit=job.group_near_duplicates)
+                layout = regroup(
+                    written, drop=job.drop_duplicates, resplit=job.group_near_duplicates, folds=job.group_folds
+                )
             if layout is not None:
                 job.skips.extend(layout.dropped)  # after the strict check: dropping is what was asked for
                 kept = _placed(kept, layout)
