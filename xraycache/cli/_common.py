@@ -124,8 +124,8 @@ def print_near_duplicates(report: LeakageReport, limit: int = 10) -> None:
         return
     table = Table(title="near-duplicate images", title_justify="left", title_style="yellow")
     table.add_column("score", justify="right")
-    table.add_column("image")
-    table.add_column("looks like")
+    table.add_column("image", overflow="fold")
+    table.add_column("looks like", overflow="fold")
     for pair in pairs[:limit]:
         table.add_row(f"{pair.score:.3f}", f"{pair.a[1]} ({pair.a[0]})", f"{pair.b[1]} ({pair.b[0]})")
     if len(pairs) > limit:
