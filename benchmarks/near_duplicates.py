@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import json
+import os
 import re
 import subprocess
 import sys
