@@ -292,3 +292,14 @@ def test_folds_keep_a_near_duplicate_group_in_one_fold(leaky: Path, tmp_path: Pa
 
         seen_apart |= assign_fold("patient:IM-0901", 3, seed) != assign_fold("patient:IM-0002", 3, seed)
     assert seen_apart  # some seed hashed the two patients into different folds, and they were joined
+
+
+@pytest.mark.parametrize("n", [5, nd.ALL_PAIRS_UP_TO + 50])
+def test_identical_pictures_are_one_group_even_when_blank(n: int) -> None:
+    """Nothing to correlate in a blank image, and nothing to project in a set of one picture: equal
+    descriptors still make one group (a star of pairs, not every pair)."""
+    blank = nd.find_pairs(np.zeros((n, 32, 32), np.uint8))
+    assert list(zip(blank.a.tolist(), blank.b.tolist(), strict=True)) == [(0, i) for i in range(1, n)]
+    assert (blank.score == 1).all() and nd.groups(n, blank) == [list(range(n))]
+    same = nd.find_pairs(np.repeat(pixel_descriptor(chest(3, 256))[None], n, 0))
+    assert (same.score >= 1 - 1e-5).all() and nd.groups(n, same) == [list(range(n))]

@@ -74,9 +74,30 @@ def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD) -> Pairs:
         a, b = np.triu_indices(n, k=1)
     else:
         a, b = candidate_pairs(images)
+    same_a, same_b = identical_pairs(descriptors)
     scores = indexed_scores(images, a, b, threshold)
     keep = scores >= threshold
-    return Pairs(a[keep].astype(np.int64), b[keep].astype(np.int64), scores[keep], len(a), n)
+    a, b, scores = a[keep].astype(np.int64), b[keep].astype(np.int64), scores[keep]
+    found = {(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)}
+    extra = [i for i, pair in enumerate(zip(same_a.tolist(), same_b.tolist(), strict=True)) if pair not in found]
+    a = np.concatenate([a, same_a[extra]])
+    b = np.concatenate([b, same_b[extra]])
+    scores = np.concatenate([scores, np.ones(len(extra), dtype=np.float32)])
+    order = np.lexsort((b, a))
+    return Pairs(a[order], b[order], scores[order], len(keep), n)
+
+
+def identical_pairs(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b), a < b: each image whose descriptor equals an earlier one's, with the first of them. Identical
+    pixels are the same picture even where the correlation has nothing to go on (a blank image, or one
+    equal to the set's mean), and a star per group links it without listing every pair."""
+    n = len(descriptors)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, first, inverse = np.unique(descriptors.reshape(n, -1), axis=0, return_index=True, return_inverse=True)
+    lead = first[inverse.ravel()]
+    others = np.flatnonzero(lead != np.arange(n))
+    return lead[others].astype(np.int64), others.astype(np.int64)
 
 
 def groups(n: int, pairs: Pairs) -> list[list[int]]:
@@ -134,7 +155,7 @@ def projection(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     between = np.cov((x - mean).T)
     within = np.cov(moved.T)
-    within += 1e-3 * np.trace(within) / len(within) * np.eye(len(within))
+    within += max(1e-3 * np.trace(within) / len(within), 1e-9) * np.eye(len(within))  # > 0: blank sets too
     values, vectors = np.linalg.eigh(within)
     whiten = vectors / np.sqrt(values)
     _, directions = np.linalg.eigh(whiten.T @ between @ whiten)
