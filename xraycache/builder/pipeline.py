@@ -177,7 +177,8 @@ def _plan_dry_run(
         report.would, report.added = "cold", len(found.files)
         return
     old = _open_old(out, attrs)
-    plan = plan_rebuild(found, old)
+    movable = options.sources.resplit is not None and options.output.shards <= 1  # as run_build's BuildJob
+    plan = plan_rebuild(found, old, movable=movable)
     report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
     report.added, report.changed = plan.added, plan.changed
     report.retried = len(plan.retried)

@@ -426,8 +426,9 @@ def _gather(src: h5py.File, name: str, rows: list[tuple[str, int]]) -> np.ndarra
     indices = np.array([row for _, row in rows], dtype=np.int64)
     for split in dict.fromkeys(splits.tolist()):
         mask = splits == split
-        parts.append(src[split][name][indices[mask]])
-        order.append(position[mask])
+        sort = np.argsort(indices[mask], kind="stable")  # h5py reads rows in increasing order only
+        parts.append(src[split][name][indices[mask][sort]])
+        order.append(position[mask][sort])
     values = np.concatenate(parts)
     out = np.empty_like(values)
     out[np.concatenate(order)] = values
@@ -563,6 +564,7 @@ class _OldRows:
             else:
                 meta[name] = column[start:stop]
         meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
+        meta["fold"] = np.array([a.source.fold for a in run])  # the hash's fold: the regrouping runs again
         checksums = group["checksums"][start:stop] if "checksums" in group else None
         descriptors = group["descriptors"][start:stop] if "descriptors" in group else None
         labels = writer.label_rows([a.source for a in run])
