@@ -199,7 +199,8 @@ def test_drop_duplicates_keeps_the_first_in_path_order(leaky: Path, tmp_path: Pa
     assert data["dropped_duplicates"] == 1 and data["images"] == 13
     [row] = data["skipped"]
     assert row["path"] == "train/NORMAL/IM-0002-0001.jpeg"  # "test/..." comes first in path order
-    assert "near-duplicate of test/NORMAL/IM-0901-0001.jpeg" in row["reason"]
+    assert "near-duplicate of test/NORMAL/IM-0901-0001.jpeg (test; group of 2, linked at score " in row["reason"]
+    assert float(row["reason"].split("linked at score ")[1][:5]) >= nd.THRESHOLD
     with xraycache.open(out) as cache:
         assert cache.skipped[0].path == row["path"]
         assert len(cache["train"]) == 11 and "train/NORMAL/IM-0002-0001.jpeg" not in cache["train"].meta["path"]
@@ -223,6 +224,11 @@ def test_resplit_keeps_a_near_duplicate_group_in_one_split(leaky: Path, tmp_path
         assert cache.leakage().near_duplicates_across == []
         assert len(cache.leakage().near_duplicates) == 1
         assert sum(len(cache[s]) for s in cache.splits) == 14
+        for name in cache.splits:  # the statistics are those of the rows each split holds after the move
+            split = cache[name]
+            assert split.counts().tolist() == np.bincount(split.labels, minlength=2).tolist()
+            assert split.stored_hist().sum() == len(split) * 64 * 64
+            assert (split.descriptors == np.stack([pixel_descriptor(i) for i in split.images[:]])).all()
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
     again = runner.invoke(app, [*args, "--seed", str(seed)])
     assert json.loads(again.stdout)["mode"] == "unchanged"  # a moved image is reused where it is
@@ -295,11 +301,16 @@ def test_folds_keep_a_near_duplicate_group_in_one_fold(leaky: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize("n", [5, nd.ALL_PAIRS_UP_TO + 50])
-def test_identical_pictures_are_one_group_even_when_blank(n: int) -> None:
-    """Nothing to correlate in a blank image, and nothing to project in a set of one picture: equal
-    descriptors still make one group (a star of pairs, not every pair)."""
-    blank = nd.find_pairs(np.zeros((n, 32, 32), np.uint8))
-    assert list(zip(blank.a.tolist(), blank.b.tolist(), strict=True)) == [(0, i) for i in range(1, n)]
-    assert (blank.score == 1).all() and nd.groups(n, blank) == [list(range(n))]
-    same = nd.find_pairs(np.repeat(pixel_descriptor(chest(3, 256))[None], n, 0))
+def test_identical_pictures_are_one_group_and_blank_ones_none(n: int) -> None:
+    """Nothing to project in a set of one picture: equal descriptors still make one group (a star of pairs
+    where the candidates find none). Blank images are nobody's near-duplicate: one blank image per patient
+    would otherwise join every patient into one unit for --resplit."""
+    picture = pixel_descriptor(chest(3, 256))
+    same = nd.find_pairs(np.repeat(picture[None], n, 0))
     assert (same.score >= 1 - 1e-5).all() and nd.groups(n, same) == [list(range(n))]
+    blank = np.zeros((n, 32, 32), np.uint8)
+    blank[::2] += 1  # one gray level apart: still blank
+    assert len(nd.find_pairs(blank)) == 0
+    mixed = np.concatenate([blank, picture[None], picture[None]])
+    pairs = nd.find_pairs(mixed)
+    assert [(int(a), int(b)) for a, b in zip(pairs.a, pairs.b, strict=True)] == [(n, n + 1)]

@@ -37,6 +37,8 @@ R = TypeVar("R")
 THRESHOLD = 0.96  # verified score of a near-duplicate pair (README "Near-duplicates": measured rates)
 CANDIDATES = 6  # nearest later images per image sent to verification
 CANDIDATE_FLOOR = 0.65  # cosine in the projected space below which a pair is never a candidate
+MIN_CONTRAST = 2.0  # descriptor std (gray levels) below which an image is blank: never anyone's near-duplicate
+MAX_SURVIVORS = 64  # candidates above the floor kept per row before the exact top-k (bounds memory)
 ALL_PAIRS_UP_TO = 400  # images: up to this many, every pair is verified
 PROJECTION_DIMS = 32
 FIT_IMAGES = 4096  # images the projection is fitted on (evenly spaced over the set)
@@ -76,7 +78,9 @@ def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD) -> Pairs:
         a, b = candidate_pairs(images)
     same_a, same_b = identical_pairs(descriptors)
     scores = indexed_scores(images, a, b, threshold)
-    keep = scores >= threshold
+    blank = images.reshape(n, -1).std(axis=1) < MIN_CONTRAST
+    keep = (scores >= threshold) & ~blank[a] & ~blank[b]
+    same_a, same_b = same_a[~blank[same_a]], same_b[~blank[same_a]]
     a, b, scores = a[keep].astype(np.int64), b[keep].astype(np.int64), scores[keep]
     found = {(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)}
     extra = [i for i, pair in enumerate(zip(same_a.tolist(), same_b.tolist(), strict=True)) if pair not in found]
@@ -185,7 +189,14 @@ def _nearest_later(e: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
     sim = e[start:stop] @ e[start:].T  # columns from ``start``: only later images count
     block = stop - start
     sim[:, :block][np.tril_indices(block)] = -1.0  # each image itself, and earlier images of the block
-    flat = np.flatnonzero(sim > CANDIDATE_FLOOR)  # row-major: 4x faster than a 2-D nonzero
+    above = sim > CANDIDATE_FLOOR
+    if np.count_nonzero(above) > MAX_SURVIVORS * block:  # clustered data: keep each row's best only
+        best = np.argpartition(sim, sim.shape[1] - CANDIDATES, axis=1)[:, -CANDIDATES:]
+        sim = np.take_along_axis(sim, best, axis=1)
+        above = sim > CANDIDATE_FLOOR
+        r, k = np.nonzero(above)
+        return (r + start).astype(np.int64), (best[r, k] + start).astype(np.int64)
+    flat = np.flatnonzero(above)  # row-major: 4x faster than a 2-D nonzero
     r, c = np.divmod(flat, sim.shape[1])
     score = sim.ravel()[flat]
     order = np.argsort(r * 4.0 - score, kind="stable")  # by row, best first (0 < score <= 1)

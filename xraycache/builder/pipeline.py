@@ -112,6 +112,11 @@ def run_build(
     _check_output(out_path)
     if options.sources.drop_duplicates and options.output.shards > 1:
         raise InputError("--drop-duplicates compares every image with every other: use it without --shards")
+    if options.output.shards > 1 and (options.sources.resplit is not None or options.sources.folds):
+        report.warnings.append(
+            "--shards: near-duplicates are reported, but --resplit and --folds do not keep them together "
+            "(each shard is written on its own); build without --shards for that"
+        )
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
     if dry_run:  # what the real run would do, or the error it would stop with; nothing decoded or written
         _plan_dry_run(report, found, out_path, attrs, options)
@@ -152,6 +157,14 @@ def run_build(
             raise InputError(f"cannot write {out_path}: {os_reason(exc)}") from None
         remove_stale_shards(out_path)
     report.counts = _count(found, written)
+    emptied = [
+        s for s, n in _count(found, found.files).items() if sum(n.values()) and not sum(report.counts[s].values())
+    ]
+    if emptied and (report.dropped_duplicates or report.moved_duplicates):
+        report.warnings.append(
+            f"split(s) {', '.join(emptied)} hold no image after near-duplicates were "
+            f"{'dropped' if report.dropped_duplicates else 'moved'}: every image there copied one elsewhere"
+        )
     if report.mode == "cold":
         report.added = len(written)  # every image written was decoded
     report.input_bytes = sum(_size_or_zero(found.root / f.path) for f in written)

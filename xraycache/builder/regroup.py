@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis.near_duplicates import Pairs, find_pairs, groups, pair_scores
+from ..analysis.near_duplicates import Pairs, find_pairs, groups
 from ..core.errors import Skipped
 from .splits import group_key
 
@@ -60,13 +60,18 @@ def regroup(written: dict[str, Rows], *, drop: bool, resplit: bool, folds: bool 
     dropped: set[int] = set()
     drops: list[Skipped] = []
     if drop:
+        link: dict[int, float] = {}  # each image's best verified score: what joined it to its group
+        for x, y, score in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True):
+            link[x], link[y] = max(link.get(x, 0.0), score), max(link.get(y, 0.0), score)
         for members in groups(len(where), pairs):
             members = sorted(members, key=lambda i: paths[i])
             kept, others = members[0], members[1:]
-            scores = pair_scores(descriptors[[kept] * len(others)], descriptors[others])
-            for other, score in zip(others, scores.tolist(), strict=True):
+            for other in others:
                 dropped.add(other)
-                reason = f"near-duplicate of {paths[kept]} ({split_of[kept]}, score {score:.3f}): --drop-duplicates"
+                reason = (
+                    f"near-duplicate of {paths[kept]} ({split_of[kept]}; group of {len(members)}, "
+                    f"linked at score {link[other]:.3f}): --drop-duplicates"
+                )
                 drops.append(Skipped(paths[other], split_of[other], reason))
     target = list(split_of)
     fold_of = np.concatenate([rows.folds for rows in written.values()]).astype(np.int64)

@@ -77,7 +77,7 @@ def _out(file: Path, view: str, out: Path | None, report: bool = False) -> Path:
 
 
 def _split_name(cache: Cache, split: str | None) -> str:
-    return split if split is not None else _nonempty(cache).splits[0]
+    return split if split is not None else _plots().first_with_images(_nonempty(cache)).name
 
 
 def _nonempty(cache: Cache) -> Cache:

@@ -124,10 +124,12 @@ class Cache:
         if len(descriptors) == len(found):
             return leakage({name: self[name].meta for name in self.splits}, descriptors)
         version = self.attrs.get("format_version", 0)
+        missing = ", ".join(name for name, d in found.items() if d is None)
         why = (
             f"built before near-duplicate descriptors (format {version}); "
-            "rebuild it with --overwrite to search near-duplicates"
-        )
+            if isinstance(version, int) and version < 2
+            else f"split(s) {missing} hold no descriptors; "
+        ) + "rebuild it with --overwrite to search near-duplicates"
         return leakage({name: self[name].meta for name in self.splits}, unavailable=why)
 
     def locate(self, source_path: str) -> tuple[str, int]:

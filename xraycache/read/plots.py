@@ -433,18 +433,26 @@ REPORT_STYLE = (
 )
 
 
+def first_with_images(cache: Cache) -> Split:
+    """The first split that holds an image (``--drop-duplicates`` or ``--resplit`` can empty one), else the first."""
+    return next((cache[name] for name in cache.splits if len(cache[name])), cache[cache.splits[0]])
+
+
 def report_html(cache: Cache, image_index: int = 0, seed: int = 0, dpi: int = DEFAULT_DPI) -> str:
     """A self-contained HTML page: build settings, statistics, leakage, skipped files, every figure as a PNG."""
     stats = summarize(cache)
     leaks = cache.leakage()
-    first = cache[cache.splits[0]]
+    first = first_with_images(cache)
     figures = [
         ("counts", "Images per class and split", counts(cache)),
         ("hist-split", "Pixel distribution per split", hist(cache)),
         ("hist-class", "Pixel distribution per class", hist(cache, by_class=True)),
-        ("grid", f"Random images ({first.name})", grid(first, n=9, seed=seed)),
-        ("image", f"One image ({first.name}[{image_index}])", image(first, image_index)),
     ]
+    if len(first):
+        figures += [
+            ("grid", f"Random images ({first.name})", grid(first, n=9, seed=seed)),
+            ("image", f"One image ({first.name}[{image_index}])", image(first, image_index)),
+        ]
     sections = [
         ("statistics", "Statistics (from the stored histograms)", _stats_html(stats)),
         ("leakage", "Leakage between splits", _leakage_html(leaks)),
@@ -508,7 +516,7 @@ def _draw_stats(fig: Canvas, stats: CacheStats, leaks: LeakageReport) -> None:
 def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
     """One tall figure with every view: the statistics table, counts, histograms per split and class, a grid
     and one image."""
-    first = cache[cache.splits[0]]
+    first = first_with_images(cache)
     stats = summarize(cache)
     table_height = 1.2 + 0.22 * (len(_stats_rows(stats)) + 1)
     fig = _figure(12, 22 + table_height)
@@ -520,8 +528,9 @@ def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
     mid_left, mid_right = _subfigures(middle, 1, 2)
     _draw_hist(mid_left, cache, None, True, False)
     _draw_hist(mid_right, cache, None, True, True)
-    _draw_grid(grid_fig, first, 9, seed, None)
-    _draw_image(bottom, first, image_index)
+    if len(first):
+        _draw_grid(grid_fig, first, 9, seed, None)
+        _draw_image(bottom, first, image_index)
     shape = " x ".join(str(s) for s in first.shape[1:][::-1])
     fig.suptitle(f"xraycache report: {cache.path.name} ({shape} px images)", fontsize=14, fontweight="bold")
     return fig

@@ -1,4 +1,5 @@
-"""Review reproductions (branch ``review``): fail on main 894b1f9; three are fixed on this branch, one is xfail(strict)."""
+"""Regrouping by near-duplicates against cold builds: folds on incremental rebuilds, non-UTF-8 names, dry runs after
+--resplit moves, and a split emptied by --drop-duplicates."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 from test_near_duplicates import altered, chest, write
 from typer.testing import CliRunner
 
@@ -76,15 +76,24 @@ def test_dry_run_after_resplit_moves_says_up_to_date(tmp_path: Path) -> None:
     assert json.loads(runner.invoke(app, [*args, "--dry-run", "--json"]).stdout)["would"] == "unchanged"
 
 
-@pytest.mark.xfail(strict=True, reason="review 4: show report/grid refuse a split emptied by --drop-duplicates")
 def test_report_of_a_cache_whose_split_was_emptied(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "d.h5"
     picture = chest(7)
     for i, kind in enumerate(("jpeg60", "half", "bright+", "crop5")):  # every image is one radiograph
         split = ("train", "test")[i % 2]
         write(src / split / "NORMAL" / f"IM-{i:04d}-0001.jpeg", altered(picture, kind))
-    assert runner.invoke(app, ["build", str(src), str(out), "--size", "64", "--drop-duplicates", "-q"]).exit_code == 0
+    built = runner.invoke(app, ["build", str(src), str(out), "--size", "64", "--drop-duplicates", "--json"])
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout)["warnings"] == [
+        "split(s) train hold no image after near-duplicates were dropped: every image there copied one elsewhere"
+    ]
     with xraycache.open(out) as cache:
         assert len(cache["train"]) == 0  # "test/..." sorts first: the training images are the ones dropped
-    result = runner.invoke(app, ["show", "report", str(out), "--out", str(tmp_path / "r.html")])
+    page = tmp_path / "r.html"
+    result = runner.invoke(app, ["show", "report", str(out), "--out", str(page)])
     assert result.exit_code == 0, result.output
+    assert "Random images (test)" in page.read_text()
+    png = runner.invoke(app, ["show", "report", str(out), "--out", str(tmp_path / "r.png")])
+    assert png.exit_code == 0, png.output
+    grid = runner.invoke(app, ["show", "grid", str(out), "--out", str(tmp_path / "g.png")])
+    assert grid.exit_code == 0, grid.output  # the first split with images
