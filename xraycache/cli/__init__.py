@@ -50,6 +50,7 @@ def version_text() -> str:
     """The tool's version and the imaging/HDF5 stack it runs on."""
     from ..core.format import hdf5_versions
     from ..imaging.decoders import PLUGINS
+    from ..imaging.kernel import kernel_name
     from ..imaging.stack import imaging_stack
 
     stack = imaging_stack()
@@ -59,6 +60,7 @@ def version_text() -> str:
         f"xraycache {__version__}\n"
         f"imaging backend: {stack.imaging}\n"
         f"jpeg: {stack.libjpeg}\n"
+        f"resize kernel: {kernel_name()}\n"
         f"decoders: {decoders}\n"
         f"h5py {h5py_version}, HDF5 {hdf5_version}"
     )

@@ -34,6 +34,10 @@ Backend = Literal["loky", "dask"]
 # A chest radiograph is at most ~4,300 x 4,300 px (20 MP); 64 MP leaves room and still refuses
 # decompression bombs before a single pixel is allocated.
 DEFAULT_MAX_PIXELS = 64_000_000
+# How the 8-bit area filter computes (imaging/resize.py): recorded in every cache, so that an incremental
+# rebuild of a cache whose pixels were computed otherwise (float32 before it was recorded) asks for
+# --overwrite instead of mixing two roundings in one file.
+RESIZE_ARITHMETIC = "fixed-point w14 f7"
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach a dask scheduler, and to wait for its first worker
 MAX_FOLDS = 100
 
@@ -199,6 +203,9 @@ class ResizeOptions(_Part):
     dtype: OutDtype = option(
         "uint8", "Stored pixel type: uint8, or uint16 to keep the depth of 16-bit sources.", panel=HIGH_BIT
     )
+
+    def recorded(self) -> dict[str, Any]:
+        return {**super().recorded(), "resize_arithmetic": RESIZE_ARITHMETIC}
 
 
 @dataclass(frozen=True)

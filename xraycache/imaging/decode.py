@@ -13,9 +13,10 @@ import os
 
 from ..core.errors import DecodeError
 from ..core.files import read_regular
-from ..core.format import pixel_descriptor, pixel_hist
+from ..core.format import pixel_descriptor
 from ..core.options import ResizeOptions
 from .decoders import decode_bytes
+from .resize import histogram
 from .result import DecodedImage, DecodeFailure, DecodeResult
 
 BYTES_PER_PIXEL = 8  # the most any supported encoding stores per pixel (16-bit RGBA PNG, float64 DICOM)
@@ -45,7 +46,7 @@ def decode_file(path: str | os.PathLike[str], spec: ResizeOptions) -> DecodedIma
         file_size=len(data),
         file_hash=hashlib.sha256(data).hexdigest(),
         mtime_ns=stat.st_mtime_ns,
-        hist=pixel_hist(decoded.pixels),
+        hist=histogram(decoded.pixels),
         descriptor=pixel_descriptor(decoded.pixels),
         info=decoded.info,
     )

@@ -8,8 +8,12 @@ Each axis is a K-tap gather-and-accumulate: output cell i sums input rows ``firs
 K = ceil(ratio) + 1) with exact coverage weights, so the work is K vectorised multiply-adds over the
 output rows, not a pass per input pixel. The other filters are Pillow's.
 
-8-bit images are averaged in float32 and rounded to uint8; deep sources arrive as [0, 1] floats (see
-``window.py``), are averaged in float64 and quantised to the output dtype.
+8-bit images are averaged in fixed point (``RESIZE_ARITHMETIC``): each cell's weights are integers
+summing to ``1 << WEIGHT_BITS``, the vertical pass keeps ``FRACTION_BITS`` fractional bits, the
+horizontal pass rounds to uint8. Integer sums do not depend on the order of the adds, so the compiled
+kernel (``_kernel.c``, see ``kernel.py``) and the NumPy code here give the same bytes on every image, and
+an incremental or distributed build stays identical whichever runs. Deep sources arrive as [0, 1] floats
+(see ``window.py``), are averaged in float64 and quantised to the output dtype.
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ import math
 import numpy as np
 from PIL import Image
 
-from ..core.options import FilterName, OutDtype, ResizeOptions
+from ..core.format import HIST_BINS, pixel_hist
+from ..core.options import RESIZE_ARITHMETIC, FilterName, OutDtype, ResizeOptions
+from . import kernel
 from .stack import installed_imaging_backend
+
+WEIGHT_BITS = 14  # of each coverage weight: a cell's weights sum to 1 << 14
+FRACTION_BITS = 7  # kept after the vertical pass (int16 intermediate: 255 << 7 fits)
+assert f"fixed-point w{WEIGHT_BITS} f{FRACTION_BITS}" == RESIZE_ARITHMETIC  # what the cache records
 
 PILLOW_FILTERS: dict[str, Image.Resampling] = {
     "box": Image.Resampling.BOX,
@@ -73,9 +83,75 @@ def area_average(
     return np.ascontiguousarray(columns.T)
 
 
-def area_resize(image: np.ndarray, size: tuple[int, int], box: Box | None = None) -> np.ndarray:
-    """Resize a 2-D uint8 array by exact area averaging, rounded to uint8 (see :func:`area_average`)."""
-    return np.clip(area_average(image, size, box) + 0.5, 0, 255).astype(np.uint8)
+@functools.lru_cache(maxsize=256)
+def _fixed_taps(n_in: int, n_out: int, start: float, stop: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_taps` in fixed point: int32 indices and int32 weights, each cell's summing to 1 << WEIGHT_BITS.
+
+    Each weight is the step between rounded running sums of the cell's weights, so a cell's weights are
+    >= 0 and sum to exactly 1 << WEIGHT_BITS (a flat image stays exactly flat). Computed once per shape and
+    shared by both kernels, which therefore use the very same integers.
+    """
+    index, weights = _taps(n_in, n_out, start, stop)
+    running = np.cumsum(weights, axis=0)
+    running /= running[-1]
+    steps = np.floor(running * (1 << WEIGHT_BITS) + 0.5).astype(np.int32)
+    fixed = np.diff(steps, axis=0, prepend=np.zeros((1, n_out), dtype=np.int32))
+    return np.ascontiguousarray(index, dtype=np.int32), np.ascontiguousarray(fixed, dtype=np.int32)
+
+
+def _area_numpy(
+    image: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """The fixed-point area resize in NumPy: the same integer steps as ``area_u8`` in ``_kernel.c``."""
+    row_index, row_weight = rows
+    acc = row_weight[0][:, None] * image[row_index[0]].astype(np.int32)
+    for k in range(1, len(row_index)):
+        acc += row_weight[k][:, None] * image[row_index[k]]
+    shift = WEIGHT_BITS - FRACTION_BITS
+    middle = np.ascontiguousarray(((acc + (1 << (shift - 1))) >> shift).T)  # (W, out_h), < 1 << 15
+    col_index, col_weight = cols
+    total = col_weight[0][:, None] * middle[col_index[0]]
+    for k in range(1, len(col_index)):
+        total += col_weight[k][:, None] * middle[col_index[k]]
+    shift = WEIGHT_BITS + FRACTION_BITS
+    return np.ascontiguousarray(np.minimum((total + (1 << (shift - 1))) >> shift, 255).astype(np.uint8).T)
+
+
+def area_resize(
+    image: np.ndarray, size: tuple[int, int], box: Box | None = None, compiled: bool | None = None
+) -> np.ndarray:
+    """Resize a 2-D uint8 array by exact area averaging in fixed point, to uint8 (see :func:`area_average`).
+
+    ``compiled``: None runs the kernel of this process (``kernel.kernel_name()``); False forces NumPy,
+    True the compiled kernel (ImportError when it is not built). Both give the same bytes.
+    """
+    width, height = size
+    left, top, right, bottom = box if box is not None else (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
+    rows = _fixed_taps(image.shape[0], height, top, bottom)
+    cols = _fixed_taps(image.shape[1], width, left, right)
+    module = kernel.compiled if compiled is None or compiled else None
+    if compiled and module is None:
+        from . import _kernel as module  # type: ignore[attr-defined, no-redef]
+    if module is None:
+        return _area_numpy(image, rows, cols)
+    source = np.ascontiguousarray(image, dtype=np.uint8)
+    out = np.empty((height, width), dtype=np.uint8)
+    module.area_u8(
+        source, source.shape[0], source.shape[1], *rows, len(rows[0]), *cols, len(cols[0]), out, height, width
+    )
+    return out
+
+
+def histogram(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
+    """(256,) int64 histogram of stored pixels (``core.format.pixel_hist``), uint8 in the compiled kernel."""
+    module = kernel.compiled if compiled is None or compiled else None
+    if compiled and module is None:
+        from . import _kernel as module  # type: ignore[attr-defined, no-redef]
+    if module is None or pixels.dtype != np.uint8:
+        return pixel_hist(pixels)
+    out = np.empty(HIST_BINS, dtype=np.int64)
+    module.hist_u8(np.ascontiguousarray(pixels), out)
+    return out
 
 
 def fit_box(width: int, height: int, spec: ResizeOptions) -> tuple[tuple[int, int], Box]:

@@ -1,0 +1,37 @@
+"""Which kernel runs the 8-bit area resize and the histogram: the compiled one (``_kernel.c``) or NumPy.
+
+Both do the same fixed-point integer arithmetic, so they give the same bytes; the compiled one is ~3x
+faster and is built by ``pip install .`` where a C compiler is present. ``XRAYCACHE_KERNEL=numpy``
+forces the NumPy one (tests, benchmarks); ``XRAYCACHE_REQUIRE_KERNEL=1`` makes a missing compiled kernel
+an error instead of a silent fallback (CI).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+FORCE_ENV = "XRAYCACHE_KERNEL"
+REQUIRE_ENV = "XRAYCACHE_REQUIRE_KERNEL"
+COMPILED = "compiled (C)"
+NUMPY = "NumPy"
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get(FORCE_ENV, "").strip().lower() == "numpy":
+        return None
+    try:
+        from . import _kernel  # type: ignore[attr-defined]
+    except ImportError:
+        if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
+            raise
+        return None
+    return _kernel
+
+
+compiled: ModuleType | None = _load()
+
+
+def kernel_name() -> str:
+    """The kernel that runs in this process: ``compiled (C)`` or ``NumPy``."""
+    return COMPILED if compiled is not None else NUMPY
