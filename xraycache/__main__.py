@@ -1,5 +1,25 @@
-"""``python -m xraycache``: the same as the ``xraycache`` command."""
+"""``python -m xraycache`` and the ``xraycache`` command.
 
-from .cli import app
+``xraycache --version`` is answered before the command line is loaded: typer and rich cost more than
+numpy, h5py and PIL together, and the version needs none of them.
+"""
 
-app(prog_name="xraycache")
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int | None:
+    """Run the command line (``--version`` alone takes a fast path that imports no typer or rich)."""
+    if sys.argv[1:] == ["--version"]:
+        from .about import show_version
+
+        return show_version()
+    from .cli import app
+
+    app(prog_name="xraycache")
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

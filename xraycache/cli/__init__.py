@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..about import show_version
 from ..core.version import __version__
 from ._usage import TidyCommand, TidyGroup
 from .build import build_command
@@ -30,6 +31,13 @@ COMMAND_ORDER = ("build", "show", "info", "ls", "export", "verify", "duplicates"
 class _InUserOrder(TidyGroup):
     """Lists the commands in the order a user meets them (typer would put the ``show`` group last)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The command list in click's plain format: rich's help formatter would import rich.markdown, pygments
+        # (via rich.traceback) and more, 0.3 G instructions, over half of what numpy, h5py and PIL cost
+        # together. Each command's own --help (its options in panels) stays rich.
+        self.rich_markup_mode = None
+
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
         return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(names))
@@ -46,39 +54,9 @@ app = typer.Typer(
 )
 
 
-def version_text() -> str:
-    """The tool's version and the imaging/HDF5 stack it runs on."""
-    from ..core.format import hdf5_versions
-    from ..imaging.decoders import PLUGINS
-    from ..imaging.kernel import kernel_name
-    from ..imaging.stack import imaging_stack
-
-    stack = imaging_stack()
-    h5py_version, hdf5_version = hdf5_versions()
-    decoders = ", ".join(p.NAME if p.available() else f"{p.NAME} (needs {p.REQUIRES})" for p in PLUGINS)
-    return (
-        f"xraycache {__version__}\n"
-        f"imaging backend: {stack.imaging}\n"
-        f"jpeg: {stack.libjpeg}\n"
-        f"resize kernel: {kernel_name()}\n"
-        f"decoders: {decoders}\n"
-        f"h5py {h5py_version}, HDF5 {hdf5_version}"
-    )
-
-
 def _version(value: bool) -> None:
     if value:
-        from ..imaging.pil_install import pil_problem  # no PIL import of its own: works when PIL is broken
-
-        problem = pil_problem()
-        if problem is not None and problem[1]:  # PIL unusable: say what can be said without it
-            typer.echo(f"xraycache {__version__}")
-            typer.echo(f"error: {problem[0]}", err=True)
-            raise typer.Exit(1)
-        typer.echo(version_text())
-        if problem is not None:
-            typer.echo(f"warning: {problem[0]}", err=True)
-        raise typer.Exit()
+        raise typer.Exit(show_version())
 
 
 @app.callback()

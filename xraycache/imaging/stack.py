@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata
+import os
 from dataclasses import dataclass
 
 import PIL
@@ -28,7 +28,21 @@ class ImagingStack:
 
 @functools.cache
 def installed_imaging_backend() -> str:
-    """``Pillow-SIMD`` or ``Pillow``: the distribution that owns the importable ``PIL`` package."""
+    """``Pillow-SIMD`` or ``Pillow``: the distribution that owns the importable ``PIL`` package.
+
+    First the metadata folder beside ``PIL`` (one directory listing), then importlib.metadata, whose
+    search of every path entry costs ~0.06 G instructions, a tenth of ``--version``.
+    """
+    site = os.path.dirname(os.path.dirname(PIL.__file__ or ""))
+    try:
+        beside = {entry.lower() for entry in os.listdir(site) if entry.endswith(".dist-info")}
+    except OSError:
+        beside = set()
+    for name in ("pillow_simd", "pillow"):
+        if f"{name}-{PIL.__version__}.dist-info".lower() in beside:
+            return "Pillow-SIMD" if name == "pillow_simd" else "Pillow"
+    import importlib.metadata  # only when the folder beside PIL did not tell
+
     for name in ("pillow-simd", "pillow"):
         try:
             dist = importlib.metadata.distribution(name)

@@ -1,0 +1,59 @@
+"""Start-up: ``--version`` and ``--help`` load only what they print, and workers load no CLI, plots or reading."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from xraycache.about import version_text
+from xraycache.cli import app
+
+CLI_STACK = ("typer", "rich", "click", "matplotlib", "xraycache.cli", "xraycache.read", "pydicom", "joblib")
+
+
+def _run(code: str) -> list[str]:
+    """Modules of CLI_STACK loaded by ``code`` in a fresh interpreter (its stdout is discarded)."""
+    script = (
+        "import contextlib, io, json, sys\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        + "".join(f"    {line}\n" for line in code.splitlines())
+        + f"print(json.dumps([m for m in {CLI_STACK!r} if m in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_version_fast_path_loads_no_command_line() -> None:
+    assert _run("sys.argv = ['xraycache', '--version']\nfrom xraycache.__main__ import main\nmain()") == []
+
+
+def test_version_fast_path_prints_what_the_cli_prints() -> None:
+    fast = subprocess.run(
+        [sys.executable, "-m", "xraycache", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert fast == result.output == version_text() + "\n"
+
+
+def test_other_arguments_go_to_the_command_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "xraycache", "--help"], capture_output=True, text=True, check=True)
+    assert "Commands" in done.stdout and "build" in done.stdout
+
+
+def test_workers_load_no_command_line_plots_or_reading() -> None:
+    """What a loky worker imports: the task's module (to unpickle it) and the decode path it runs."""
+    code = (
+        "import numpy as np, tempfile, os\n"
+        "from PIL import Image\n"
+        "import xraycache.builder.workers as workers\n"
+        "from xraycache.builder.scan import SourceFile\n"
+        "from xraycache.core.options import ResizeOptions\n"
+        "d = tempfile.mkdtemp()\n"
+        "Image.fromarray(np.zeros((64, 64), np.uint8)).save(os.path.join(d, 'a.jpeg'))\n"
+        "print(workers.decode_task(d, SourceFile('a.jpeg', 'train', 0, 'p1'), ResizeOptions(size=16)))\n"
+    )
+    assert _run(code) == ["joblib"]  # the pool's own library, nothing of the command line
