@@ -17,14 +17,23 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops
 
 # Class shares of the full Kaggle set (1,583 normal, 2,780 bacterial, 1,493 viral of 5,856).
 CLASS_SHARES = {"normal": 0.27, "bacterial": 0.47, "viral": 0.26}
 SPLIT_SHARES = {"train": 0.86, "test": 0.11, "val": 0.03}
 RGB_SHARE = 0.10
-SIDE_RANGE = (400, 2800)
-DRAW_SIDE = 384  # anatomy is drawn at this resolution, then upsampled and grained
+# Sizes: the short side picks the DCT scale a 256-px build decodes at (draft to >= 512: 1/1 below 1024,
+# 1/2 from 1024, 1/4 from 2048), so each class below exercises one scale. Most images are small, so that
+# 600 of them take seconds to draw and encode (pixels are the cost), yet every scale is present.
+SIZE_CLASSES = (  # (share, short side range, long side up to this times the short side)
+    (0.75, (420, 900), 1.45),  # decoded at full scale
+    (0.20, (1024, 1400), 1.3),  # at 1/2
+    (0.05, (2048, 2300), 1.2),  # at 1/4
+)
+DRAW_SIDE = 256  # anatomy is drawn at this resolution, then upsampled and grained
+GRAIN_TILE = 192  # film grain: one tile of gaussian noise per image, repeated (invisible at its 3 levels)
+GRAIN_SIGMA = 3.0
 
 
 @dataclass(frozen=True)
@@ -74,9 +83,10 @@ def plan(n: int, seed: int = 0) -> list[SampleImage]:
             if relpath in used:
                 break
             used.add(relpath)
-            long_side = int(np.exp(rng.uniform(np.log(900), np.log(SIDE_RANGE[1]))))
-            aspect = rng.uniform(0.65, 1.0)  # width/height or height/width
-            short_side = max(SIDE_RANGE[0], int(long_side * aspect))
+            size_class = int(rng.choice(len(SIZE_CLASSES), p=[c[0] for c in SIZE_CLASSES]))
+            _, (low, high), longest = SIZE_CLASSES[size_class]
+            short_side = int(rng.integers(low, high + 1))
+            long_side = int(short_side * rng.uniform(1.0, longest))
             width, height = (long_side, short_side) if rng.random() < 0.7 else (short_side, long_side)
             rgb = bool(rng.random() < RGB_SHARE)
             child_seed = int(image_seeds[i].generate_state(1)[0])
@@ -91,6 +101,11 @@ def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx
 
 def draw(item: SampleImage) -> np.ndarray:
     """Draw one radiograph-like uint8 image of ``item``'s size."""
+    return np.asarray(_draw_image(item))
+
+
+def _draw_image(item: SampleImage) -> Image.Image:
+    """:func:`draw` as a Pillow image (mode L), which is what the encoder takes."""
     rng = np.random.default_rng(item.seed)
     side = DRAW_SIDE
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
@@ -118,15 +133,25 @@ def draw(item: SampleImage) -> np.ndarray:
         strength = 0.25 if item.kind == "bacterial" else 0.15
         img += strength * patch * (0.5 + texture)
     img = np.clip(img, 0, 1)
-    small = Image.fromarray((img * 255).astype(np.uint8))
-    big = np.asarray(small.resize((item.width, item.height), Image.Resampling.BILINEAR), dtype=np.float32)
-    grain = rng.standard_normal((item.height, item.width), dtype=np.float32) * 3.0
-    return np.clip(big + grain, 0, 255).astype(np.uint8)
+    return _upsample_with_grain((img * 255).astype(np.uint8), item, rng)
 
 
-def encode(item: SampleImage, pixels: np.ndarray) -> bytes:
+def _upsample_with_grain(small: np.ndarray, item: SampleImage, rng: np.random.Generator) -> Image.Image:
+    """Bilinear upsampling to the file's size plus film grain, in Pillow (saturating, no float image).
+
+    The grain is one tile of gaussian noise (sigma GRAIN_SIGMA) repeated over the image: drawing a
+    normal variate per pixel of a 2,000 x 2,000 image cost more than everything else of the sample.
+    """
+    big = Image.fromarray(small).resize((item.width, item.height), Image.Resampling.BILINEAR)
+    tile = np.clip(np.rint(rng.standard_normal((GRAIN_TILE, GRAIN_TILE)) * GRAIN_SIGMA) + 128, 0, 255).astype(np.uint8)
+    reps = (-(-item.height // GRAIN_TILE), -(-item.width // GRAIN_TILE))
+    grain = Image.fromarray(np.ascontiguousarray(np.tile(tile, reps)[: item.height, : item.width]))
+    return ImageChops.add(big, grain, scale=1.0, offset=-128)
+
+
+def encode(item: SampleImage, pixels: np.ndarray | Image.Image) -> bytes:
     """JPEG bytes of one image: grayscale, or gray stored as RGB for ~10% of files."""
-    image = Image.fromarray(pixels, mode="L")
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels, mode="L")
     if item.rgb:
         image = image.convert("RGB")
     buffer = io.BytesIO()
@@ -135,7 +160,7 @@ def encode(item: SampleImage, pixels: np.ndarray) -> bytes:
 
 
 def _write_one(root: str, item: SampleImage) -> int:
-    data = encode(item, draw(item))
+    data = encode(item, _draw_image(item))
     path = os.path.join(root, item.relpath)
     with open(path, "wb") as handle:
         handle.write(data)
