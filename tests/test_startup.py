@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from xraycache.about import version_text
@@ -57,3 +60,22 @@ def test_workers_load_no_command_line_plots_or_reading() -> None:
         "print(workers.decode_task(d, SourceFile('a.jpeg', 'train', 0, 'p1'), ResizeOptions(size=16)))\n"
     )
     assert _run(code) == ["joblib"]  # the pool's own library, nothing of the command line
+
+
+def test_a_few_files_are_decoded_without_a_pool(kaggle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below SERIAL_BELOW files the build decodes in its own process: a pool would cost more than it saves."""
+    import xraycache
+    from xraycache.builder import workers
+
+    def no_pool(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker pool was started for a handful of files")
+
+    monkeypatch.setattr(workers.joblib, "Parallel", no_pool)
+    monkeypatch.setattr(workers, "SERIAL_BELOW", 128)
+    serial = xraycache.build(kaggle, tmp_path / "serial.h5", size=32, jobs=2)
+    monkeypatch.undo()
+    monkeypatch.setattr(workers, "SERIAL_BELOW", 0)
+    pooled = xraycache.build(kaggle, tmp_path / "pooled.h5", size=32, jobs=2)
+    assert serial.images == pooled.images == 10
+    with xraycache.open(serial.out) as a, xraycache.open(pooled.out) as b:
+        assert np.array_equal(a["train"].load()[0], b["train"].load()[0])

@@ -40,6 +40,12 @@ def scheduler_address(run: RunOptions) -> str | None:
     return address
 
 
+def on_cluster() -> bool:
+    """Whether this build runs on a dask cluster (--backend dask), where the workers may be the only ones
+    that can read the files."""
+    return _client is not None
+
+
 def parallel_config(n_jobs: int, initializer: Any = None) -> tuple[AbstractContextManager[Any], int]:
     """joblib configuration and ``n_jobs`` for the running build: the dask cluster, or local loky processes."""
     if _client is not None:

@@ -20,7 +20,7 @@ import joblib
 from ..core.options import ResizeOptions
 from ..imaging.decode import decode_or_failure
 from ..imaging.result import DecodeResult
-from .cluster import parallel_config
+from .cluster import on_cluster, parallel_config
 from .scan import SourceFile
 
 # Files per joblib task. Not "auto": joblib grows auto batches until a task lasts ~1 s, which for
@@ -29,6 +29,11 @@ from .scan import SourceFile
 # 280 -> 302 MB for 1k and 10k, at the same speed (16 was ~8% slower on those small images).
 FILES_PER_TASK = 32
 PARENT_POLL_SECONDS = 0.25  # how often a worker checks that the build process is still alive
+# Fewer files than this are decoded in the build process itself: starting a loky worker (Python, loky,
+# numpy, PIL, h5py: ~0.8 G instructions, ~0.3 s) costs as much as decoding ~100 files, so on 2 cores a
+# pool pays only past ~2x that (benchmarks/hotpath.py ``crossover``). XRAYCACHE_SERIAL_BELOW overrides it
+# (the tests set 0, so that their small datasets still exercise the pool).
+SERIAL_BELOW = int(os.environ.get("XRAYCACHE_SERIAL_BELOW", "128"))
 
 
 def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeResult:
@@ -37,10 +42,11 @@ def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeRes
 
 
 def decode_all(root: str, files: list[SourceFile], spec: ResizeOptions, n_jobs: int) -> Iterator[DecodeResult]:
-    """Decode ``files`` on ``n_jobs`` workers, yielding results in order (no pool for no work)."""
+    """Decode ``files`` on ``n_jobs`` workers, yielding results in order (no pool for no work, nor for a
+    few files on the local backend: see SERIAL_BELOW)."""
     if not files:
         return iter(())
-    if n_jobs == 1 or len(files) == 1:
+    if n_jobs == 1 or len(files) == 1 or (len(files) < SERIAL_BELOW and not on_cluster()):
         return (decode_task(root, f, spec) for f in files)
     # loky processes, or the dask cluster (--backend dask)
     config, n_jobs = parallel_config(n_jobs, worker_initializer())
