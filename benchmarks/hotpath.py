@@ -263,11 +263,13 @@ print(json.dumps({"seconds": time.perf_counter() - t, "main_cpu": time.process_t
 """
 
 
-def _timed(cmd: Sequence[str]) -> tuple[float, float]:
+def _timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and CPU seconds (the process and the children it waited for) of one whole process."""
     started = time.perf_counter()
     before = os.times()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return time.perf_counter() - started, cpu
@@ -344,8 +346,11 @@ def whole(data: Path, work: Path, reps: int) -> dict[str, Any]:
     return out
 
 
-def crossover(data: Path, work: Path, reps: int, sizes: Sequence[int] = (8, 32, 64, 128, 256)) -> dict[str, Any]:
-    """Whole-process builds of the first N files on 1 and 2 workers: below which N the pool does not pay."""
+def crossover(data: Path, work: Path, reps: int, sizes: Sequence[int] = (16, 64, 128, 192, 256, 496)) -> dict[str, Any]:
+    """Whole-process builds of the first N files on 1 and 2 workers: below which N the pool does not pay.
+
+    --jobs 2 runs with XRAYCACHE_SERIAL_BELOW=0, so that it starts its pool however few the files are.
+    """
     files = list_images(data)
     xraycache = shutil.which("xraycache") or "xraycache"
     rows = []
@@ -362,7 +367,7 @@ def crossover(data: Path, work: Path, reps: int, sizes: Sequence[int] = (8, 32, 
         for rep in range(reps):
             for jobs in (1, 2) if rep % 2 == 0 else (2, 1):
                 cmd = [xraycache, "build", str(root), str(work / "c.h5"), "-q", "--overwrite", "--jobs", str(jobs)]
-                times[jobs].append(_timed(cmd)[0])
+                times[jobs].append(_timed(cmd, {"XRAYCACHE_SERIAL_BELOW": "0"})[0])
         rows.append(
             {
                 "files": n,

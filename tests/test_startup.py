@@ -71,7 +71,7 @@ def test_a_few_files_are_decoded_without_a_pool(kaggle: Path, tmp_path: Path, mo
         raise AssertionError("a worker pool was started for a handful of files")
 
     monkeypatch.setattr(workers.joblib, "Parallel", no_pool)
-    monkeypatch.setattr(workers, "SERIAL_BELOW", 128)
+    monkeypatch.setattr(workers, "SERIAL_BELOW", 200)
     serial = xraycache.build(kaggle, tmp_path / "serial.h5", size=32, jobs=2)
     monkeypatch.undo()
     monkeypatch.setattr(workers, "SERIAL_BELOW", 0)

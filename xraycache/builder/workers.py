@@ -29,11 +29,12 @@ from .scan import SourceFile
 # 280 -> 302 MB for 1k and 10k, at the same speed (16 was ~8% slower on those small images).
 FILES_PER_TASK = 32
 PARENT_POLL_SECONDS = 0.25  # how often a worker checks that the build process is still alive
-# Fewer files than this are decoded in the build process itself: starting a loky worker (Python, loky,
-# numpy, PIL, h5py: ~0.8 G instructions, ~0.3 s) costs as much as decoding ~100 files, so on 2 cores a
-# pool pays only past ~2x that (benchmarks/hotpath.py ``crossover``). XRAYCACHE_SERIAL_BELOW overrides it
-# (the tests set 0, so that their small datasets still exercise the pool).
-SERIAL_BELOW = int(os.environ.get("XRAYCACHE_SERIAL_BELOW", "128"))
+# Fewer files than this are decoded in the build process itself: a loky pool takes ~0.5 s to give its first
+# result on an idle 2-core machine (1.1-1.5 s on a busy one; a worker's Python, loky, numpy, PIL and h5py are
+# ~0.85 G instructions), as long as decoding ~100 files, so on 2 cores it pays only past ~2x that
+# (benchmarks/hotpath.py ``crossover``). XRAYCACHE_SERIAL_BELOW overrides it (the tests set 0, so that their
+# small datasets still exercise the pool).
+SERIAL_BELOW = int(os.environ.get("XRAYCACHE_SERIAL_BELOW", "200"))
 
 
 def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeResult:
