@@ -18,6 +18,7 @@ Sections, each measured side by side in one run (ratios are medians of per-rep r
 - ``startup``: instructions of ``xraycache --help`` and ``--version`` against ``python -c "import numpy, h5py,
   PIL.Image"`` (callgrind, python process only; bytecode compiled first, as ``pip install`` leaves it).
 - ``sample``: wall and CPU of ``xraycache sample DIR`` (600 images), and that two runs give the same bytes.
+- ``fidelity``: PSNR of the default (area) filter against an exact float64 area average, every file.
 
 Appends one JSON line to ``benchmarks/results/hotpath.jsonl`` and prints the markdown table of the targets.
 """
@@ -48,7 +49,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HISTORY = RESULTS / "hotpath.jsonl"
 REAL_DATA = REPO.parent / "shared" / "data" / "chest_xray"
 DRAFT = (512, 512)  # the build's draft request for the default 256-px stretch (decode.DRAFT_OVERSAMPLE = 2)
-SECTIONS = ("per_image", "whole", "crossover", "startup", "sample")
+SECTIONS = ("per_image", "whole", "crossover", "startup", "sample", "fidelity")
 
 
 def log(message: str) -> None:
@@ -468,6 +469,8 @@ def target_rows(record: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     add("3. `xraycache --help` / imports", start.get("help_vs_imports"), 1.25, "{:.3f}x", True)
     add("3. `xraycache --version` / imports", start.get("version_vs_imports"), 1.25, "{:.3f}x", True)
     add("5. `xraycache sample demo`, wall s", samp.get("seconds"), 5.0, "{:.2f}", True)
+    fidelity = record.get("fidelity", {}).get("area", {})
+    add("1. fidelity, real sample worst (area, fixed point)", fidelity.get("worst_db"), 40.0, "{:.1f} dB", False)
     return rows
 
 
@@ -575,6 +578,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         steps.append(("startup", startup))
     if "sample" in sections:
         steps.append(("sample", lambda: sample(work, args.reps)))
+    if "fidelity" in sections:
+        from .run import bench_fidelity
+
+        steps.append(("fidelity", lambda: bench_fidelity(data, ["area"])))
     try:
         for name, step in steps:
             log(name)
