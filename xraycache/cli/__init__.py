@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from ..about import show_version
-from ..core.version import __version__
 from ._usage import TidyCommand, TidyGroup
 from .build import build_command
 from .duplicates import duplicates_command
