@@ -61,8 +61,10 @@ class TidyGroup(TyperGroup):
         try:
             code = super().main(*args, **kwargs)
         except _click_errors.ClickException as exc:
-            if type(exc).__name__ != "NoArgsIsHelpError":  # the help itself, already printed
+            if type(exc).__name__ != "NoArgsIsHelpError":
                 print(f"error: {usage_error_line(exc)}", file=sys.stderr)
+            elif exc.format_message():  # plain (not rich) help comes back as the message; rich help is printed
+                exc.show()
             sys.exit(exc.exit_code)
         except typer.Abort:
             print("aborted", file=sys.stderr)
