@@ -44,6 +44,7 @@ PROJECTION_DIMS = 32
 FIT_IMAGES = 4096  # images the projection is fitted on (evenly spaced over the set)
 FIT_WARPS = 4  # simulated copies per fitted image
 ROW_BLOCK = 256  # rows of the similarity matrix (and moving images of the verification) computed at once
+COLUMN_TILE = 4096  # columns of one tile of the similarity matrix: 4 MB of float32, in cache
 SECOND_LOOK = 0.08  # how close to the threshold one direction must come for the other to be tried
 PAIR_BLOCK = 4096
 MAX_THREADS = 8  # pairs verified at once
@@ -184,26 +185,31 @@ def candidate_pairs(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _nearest_later(e: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
-    """The candidate pairs of rows ``start`` .. ``start + ROW_BLOCK`` of the similarity matrix."""
+    """The candidate pairs of rows ``start`` .. ``start + ROW_BLOCK`` of the similarity matrix, computed in
+    tiles of ``COLUMN_TILE`` columns that stay in the CPU's cache (the whole row block did not: memory-bound)."""
     stop = min(len(e), start + ROW_BLOCK)
-    sim = e[start:stop] @ e[start:].T  # columns from ``start``: only later images count
     block = stop - start
-    sim[:, :block][np.tril_indices(block)] = -1.0  # each image itself, and earlier images of the block
-    above = sim > CANDIDATE_FLOOR
-    if np.count_nonzero(above) > MAX_SURVIVORS * block:  # clustered data: keep each row's best only
-        best = np.argpartition(sim, sim.shape[1] - CANDIDATES, axis=1)[:, -CANDIDATES:]
-        sim = np.take_along_axis(sim, best, axis=1)
+    rows, columns, scores = [], [], []
+    for first in range(start, len(e), COLUMN_TILE):
+        sim = e[start:stop] @ e[first : first + COLUMN_TILE].T  # only later images count
+        if first == start:
+            sim[:, :block][np.tril_indices(block)] = -1.0  # each image itself, and earlier images of the block
         above = sim > CANDIDATE_FLOOR
-        r, k = np.nonzero(above)
-        return (r + start).astype(np.int64), (best[r, k] + start).astype(np.int64)
-    flat = np.flatnonzero(above)  # row-major: 4x faster than a 2-D nonzero
-    r, c = np.divmod(flat, sim.shape[1])
-    score = sim.ravel()[flat]
+        if sim.shape[1] > CANDIDATES and np.count_nonzero(above) > MAX_SURVIVORS * block:
+            best = np.argpartition(sim, sim.shape[1] - CANDIDATES, axis=1)[:, -CANDIDATES:]  # crowded: each row's best
+            r, k = np.nonzero(np.take_along_axis(above, best, axis=1))
+            c = best[r, k]
+        else:
+            r, c = np.divmod(np.flatnonzero(above), sim.shape[1])  # row-major: 4x faster than a 2-D nonzero
+        rows.append(r)
+        columns.append(c + first)
+        scores.append(sim[r, c])
+    r, c, score = np.concatenate(rows), np.concatenate(columns), np.concatenate(scores)
     order = np.argsort(r * 4.0 - score, kind="stable")  # by row, best first (0 < score <= 1)
     r, c = r[order], c[order]
-    first = np.searchsorted(r, r, side="left")
-    keep = np.arange(len(r)) - first < CANDIDATES
-    return (r[keep] + start).astype(np.int64), (c[keep] + start).astype(np.int64)
+    first_of_row = np.searchsorted(r, r, side="left")
+    keep = np.arange(len(r)) - first_of_row < CANDIDATES
+    return (r[keep] + start).astype(np.int64), c[keep].astype(np.int64)
 
 
 def _in_threads(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
