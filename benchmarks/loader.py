@@ -194,7 +194,7 @@ def markdown(record: dict[str, Any]) -> str:
     result = record["result"]
     base = result["rows"][REFERENCE]["images_per_s"]
     lines = [
-        f"{record['date'][:10]}, commit `{record['commit']}`: {record['cache']['images']:,} images of "
+        f"Measured {record['date'][:10]} on {record['cache']['images']:,} images of "
         f"{record['cache']['side']} x {record['cache']['side']} ({record['data']['files']} files from "
         f"`{Path(record['data']['path']).name}`); {record['machine']['cpu']}, {record['machine']['cores']} cores "
         f"(load average {record['load_average']:.1f}; first touch of a new 4 KiB page {record['fresh_page_us']:.1f} us); "

@@ -39,12 +39,12 @@ def _num(value: Any, fmt: str = "{:,.0f}") -> str:
 
 
 def headline(record: dict[str, Any]) -> str:
-    """One line saying on which data and machine, at which commit and with which backends."""
+    """One line saying when, on which data and machine, and with which backends (the commit is in the history)."""
     m, d = record["machine"], record["data"]
     backends = ", ".join(v["imaging"] for v in record.get("versions", {}).values())
     return (
-        f"{record['date'][:10]}, commit `{record['commit']}`: {d['files']} images ({d['bytes'] / 1e6:.0f} MB, "
-        f"digest `{d['sha256']}`) from `{Path(d['path']).name}`; {m['cpu']}, {m['cores']} cores, "
+        f"Measured {record['date'][:10]} on {d['files']} images ({d['bytes'] / 1e6:.0f} MB) "
+        f"from `{Path(d['path']).name}`; {m['cpu']}, {m['cores']} cores, "
         f"{m['ram_gb']} GB RAM (shared machine, load average {_get(record, 'build', 'load_average') or '?'} during "
         f"the build runs); {backends}; medians of {_get(record, 'build', 'reps') or '?'} reps."
     )
