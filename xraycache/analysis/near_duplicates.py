@@ -9,13 +9,14 @@ so neither a hash nor a plain correlation separates copies from strangers. Two s
    (scale 0.9-1.11 and shifts of 5% per axis, simulated on the descriptors themselves). The projection
    is fitted on the data at hand, so it needs no model file. In that space a copy's original ranks
    first among 496 real radiographs; each image keeps its ``CANDIDATES`` nearest later images above a
-   floor, found by blocked matrix products (no full N x N matrix in memory).
+   floor, found by matrix products in cache-sized tiles on every core (no N x N matrix in memory).
 2. **Verification** (per candidate pair): the central 24x24 of one descriptor against the other warped
    by the scale and shift per axis that best align their row and column profiles, as a Pearson
-   correlation (brightness and contrast drop out). Copies score >= ``THRESHOLD``; README "Near-duplicates"
-   gives the measured recall and false-positive rate.
+   correlation (brightness and contrast drop out), both ways. Copies score >= ``THRESHOLD``; the README's
+   "Leakage and near-duplicates" gives the measured recall and false-positive rate.
 
-Small sets (<= ``ALL_PAIRS_UP_TO`` images) skip the first stage and verify every pair.
+Small sets (<= ``ALL_PAIRS_UP_TO`` images) skip the first stage and verify every pair. Equal descriptors
+are paired directly; blank ones (std < ``MIN_CONTRAST``) are never paired.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..core.format import DESCRIPTOR_SIDE
 T = TypeVar("T")
 R = TypeVar("R")
 
-THRESHOLD = 0.96  # verified score of a near-duplicate pair (README "Near-duplicates": measured rates)
+THRESHOLD = 0.96  # verified score of a near-duplicate pair (README "Leakage and near-duplicates": measured rates)
 CANDIDATES = 6  # nearest later images per image sent to verification
 CANDIDATE_FLOOR = 0.65  # cosine in the projected space below which a pair is never a candidate
 MIN_CONTRAST = 2.0  # descriptor std (gray levels) below which an image is blank: never anyone's near-duplicate
@@ -46,8 +47,8 @@ FIT_WARPS = 4  # simulated copies per fitted image
 ROW_BLOCK = 256  # rows of the similarity matrix (and moving images of the verification) computed at once
 COLUMN_TILE = 4096  # columns of one tile of the similarity matrix: 4 MB of float32, in cache
 SECOND_LOOK = 0.08  # how close to the threshold one direction must come for the other to be tried
-PAIR_BLOCK = 4096
-MAX_THREADS = 8  # pairs verified at once
+PAIR_BLOCK = 4096  # pairs verified at once
+MAX_THREADS = 8  # threads of the search, at most one per core
 BORDER = 4  # descriptor cells left out at each side when comparing (crops and shifts move content there)
 SCALES = np.linspace(0.88, 1.12, 9)  # scale per axis searched in verification (5% crops: 0.9-1.11)
 SHIFTS = np.linspace(-0.07, 0.07, 11)  # shift per axis, in image widths
