@@ -164,6 +164,11 @@ print("RESULTS " + json.dumps(out))
 """.replace("ADDRESS_SPACE", str(ADDRESS_SPACE))
 
 
+def _no_nul(text: str) -> str:
+    """HDF5 variable-length strings cannot hold a NUL: h5py refuses to write one, so the mutation could not be made."""
+    return text.replace("\0", "")
+
+
 def _mutate(path: Path, data: object) -> str:
     """One random change to the cache at ``path``, drawn with hypothesis; returns what it did."""
     import h5py
@@ -190,8 +195,10 @@ def _mutate(path: Path, data: object) -> str:
             value = draw(
                 st.one_of(
                     st.integers(-(2**40), 2**40),
-                    st.text(max_size=20),
-                    st.lists(st.text(max_size=8), max_size=5).map(lambda v: np.array(v, dtype=h5py.string_dtype())),
+                    st.text(max_size=20).map(_no_nul),
+                    st.lists(st.text(max_size=8).map(_no_nul), max_size=5).map(
+                        lambda v: np.array(v, dtype=h5py.string_dtype())
+                    ),
                 )
             )
             f.attrs[key] = value
