@@ -314,3 +314,15 @@ def test_identical_pictures_are_one_group_and_blank_ones_none(n: int) -> None:
     mixed = np.concatenate([blank, picture[None], picture[None]])
     pairs = nd.find_pairs(mixed)
     assert [(int(a), int(b)) for a, b in zip(pairs.a, pairs.b, strict=True)] == [(n, n + 1)]
+
+
+def test_a_damaged_hash_column_is_no_traceback(leaky: Path, tmp_path: Path) -> None:
+    """Found by the fuzzer: a non-ASCII byte in meta/file_hash crashed the leakage report of verify and show."""
+    out = tmp_path / "h.h5"
+    assert runner.invoke(app, ["build", str(leaky), str(out), "--size", "64", "-q"]).exit_code == 0
+    with h5py.File(out, "r+") as file:
+        file["test/meta/file_hash"][0] = b"\xb2" + bytes(file["test/meta/file_hash"][0])[1:]
+    for command in (["verify", str(out)], ["show", "stats", str(out)], ["info", str(out)]):
+        result = runner.invoke(app, command)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+        assert "near-duplicates: 1 pair(s) across splits" in result.stdout, command

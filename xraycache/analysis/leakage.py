@@ -127,7 +127,8 @@ def leakage(
                 by_patient[patient][name] += 1
             else:
                 without += 1
-            key = digest.decode("ascii") if isinstance(digest, bytes) else str(digest)
+            # a damaged column may hold any bytes: kept distinct, never an error
+            key = digest.decode("ascii", "backslashreplace") if isinstance(digest, bytes) else str(digest)
             if key:
                 by_hash[key].append((name, path))
     leaks = [PatientLeak(p, dict(s)) for p, s in sorted(by_patient.items()) if len(s) > 1]
