@@ -109,7 +109,12 @@ def identical_pairs(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def groups(n: int, pairs: Pairs) -> list[list[int]]:
     """The connected groups (two or more members, each sorted, groups by first member) of ``n`` items
     linked by ``pairs``."""
-    a, b = pairs.a, pairs.b
+    return components(n, pairs.a, pairs.b)
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> list[list[int]]:
+    """The connected components with two or more members (each sorted, ordered by first member) of ``n``
+    items joined by the links (a[i], b[i])."""
     parent = np.arange(n)
 
     def root(i: int) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis.near_duplicates import Pairs, find_pairs, groups
+from ..analysis.near_duplicates import Pairs, components, find_pairs, groups
 from ..core.errors import Skipped
 from .splits import group_key
 
@@ -105,31 +105,17 @@ def _units(
     with ``move_splits``, split. Changes ``target`` and ``new_folds`` in place; returns the images that
     changed split."""
     keys = [group_key(patient, path) for patient, path in zip(patients, paths, strict=True)]
-    index = {key: k for k, key in enumerate(sorted(set(keys)))}
-    parent = list(range(len(index)))
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for a, b in zip(pairs.a.tolist(), pairs.b.tolist(), strict=True):
-        ra, rb = root(index[keys[a]]), root(index[keys[b]])
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+    names = sorted(set(keys))
+    index = {key: k for k, key in enumerate(names)}
+    of_image = np.array([index[key] for key in keys], dtype=np.int64)
     size = Counter(keys)
     first_image: dict[str, int] = {}
     for i, key in enumerate(keys):
         first_image.setdefault(key, i)
-    units: dict[int, list[str]] = {}
-    for key in index:
-        units.setdefault(root(index[key]), []).append(key)
     moved = 0
     home: dict[str, tuple[str, int]] = {}
-    for members in units.values():
-        if len(members) < 2:
-            continue
+    for unit in components(len(names), of_image[pairs.a], of_image[pairs.b]):
+        members = [names[k] for k in unit]
         largest = min(members, key=lambda key: (-size[key], key))
         lead = first_image[largest]
         for key in members:
