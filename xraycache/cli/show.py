@@ -126,13 +126,7 @@ def stats_command(
         )
         rows = [
             [
-                g.label,
-                f"{g.count:,}",
-                f"{100 * g.share:.1f}%",
-                str(g.pixel_min),
-                str(g.pixel_max),
-                f"{g.pixel_mean:.1f}",
-                f"{g.pixel_std:.1f}",
+                *g.cells(),
                 _span(g.width_min, g.width_max),
                 _span(g.height_min, g.height_max),
             ]

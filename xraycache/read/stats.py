@@ -35,6 +35,18 @@ class GroupStats:
     width_median: float
     height_median: float
 
+    def cells(self) -> list[str]:
+        """Label, count, share and pixel min/max/mean/std as the tables of ``show stats`` and the report print them."""
+        return [
+            self.label,
+            f"{self.count:,}",
+            f"{100 * self.share:.1f}%",
+            str(self.pixel_min),
+            str(self.pixel_max),
+            f"{self.pixel_mean:.1f}",
+            f"{self.pixel_std:.1f}",
+        ]
+
 
 @dataclass
 class SplitStats:
