@@ -125,4 +125,4 @@ if [ "$state" = "broken" ]; then
   echo "PIL is broken after install; reinstalling stock Pillow" >&2
   install_pillow
 fi
-"$PY" -m xraycache --version
+(cd / && "$PY" -m xraycache --version)  # the installed package (in the clone, python -m would run the source tree)
