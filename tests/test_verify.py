@@ -55,6 +55,33 @@ def test_changed_pixels_fail_their_checksum(built: tuple[Path, Path]) -> None:
     assert code == 1 and "checksum" in output
 
 
+def test_a_cache_of_format_2_is_checked_with_its_blake2b_checksums(built: tuple[Path, Path]) -> None:
+    """Files written before CRC-32 store blake2b-128 digests: verify checks those by the file's version."""
+    import hashlib
+    import zlib
+
+    _, out = built
+    with h5py.File(out, "r+") as handle:
+        assert handle.attrs["format_version"] == 3
+        images = handle["train/images"][:]
+        stored = handle["train/checksums"][:]
+        assert [bytes(s) for s in stored] == [b"%08x" % zlib.crc32(image.tobytes()) for image in images]
+        for split in ("train", "test", "val"):
+            if split not in handle:
+                continue
+            old = [hashlib.blake2b(i.tobytes(), digest_size=16).hexdigest() for i in handle[f"{split}/images"][:]]
+            del handle[f"{split}/checksums"]
+            handle[f"{split}/checksums"] = np.array(old, dtype="S32")
+        handle.attrs["format_version"] = 2
+    assert verify(out).ok
+    with h5py.File(out, "r+") as handle:
+        image = handle["train/images"][1]
+        image[0, 0] ^= 1
+        handle["train/images"][1] = image
+        path = handle["train/meta/path"].asstr()[1]
+    assert (path, "checksum") in {(f.where, f.kind) for f in verify(out).problems}
+
+
 def test_row_count_mismatch_is_reported(built: tuple[Path, Path]) -> None:
     _, out = built
     with h5py.File(out, "r+") as handle:

@@ -21,6 +21,7 @@ import numpy as np
 from .analysis.leakage import leakage
 from .builder.scan import scan
 from .core.format import (
+    FORMAT_VERSION,
     cache_bytes,
     file_sha256,
     open_cache,
@@ -130,7 +131,8 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
             if not np.array_equal(group["stats/count"][:], count):
                 report.problems.append(Finding(split, "stats", "stats/count does not match the labels"))
         paths = read_text(group["meta/path"], budget)
-        _check_pixels(group, split, labels, paths, report)
+        version = attrs.get("format_version")
+        _check_pixels(group, split, labels, paths, report, version if isinstance(version, int) else FORMAT_VERSION)
         hashes = group["meta/file_hash"][:]
         for path, digest in zip(paths, hashes, strict=True):
             cached[str(path)] = bytes(digest)
@@ -140,8 +142,11 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
     return cached, skipped
 
 
-def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, paths: np.ndarray, report: VerifyReport) -> None:
-    """Checksums, per-image min/max and the per-label histogram against the stored pixels, block by block."""
+def _check_pixels(
+    group: h5py.Group, split: str, labels: np.ndarray, paths: np.ndarray, report: VerifyReport, version: int
+) -> None:
+    """Checksums (as format ``version`` computes them), per-image min/max and the per-label histogram
+    against the stored pixels, block by block."""
     images = group["images"]
     n = images.shape[0]
     if n == 0:
@@ -162,7 +167,7 @@ def _check_pixels(group: h5py.Group, split: str, labels: np.ndarray, paths: np.n
         stored_descriptors = descriptors[start : start + block] if descriptors is not None else None
         for offset, image in enumerate(pixels):
             row = start + offset
-            if stored_sums is not None and pixel_checksum(image) != bytes(stored_sums[row]):
+            if stored_sums is not None and pixel_checksum(image, version) != bytes(stored_sums[row]):
                 report.problems.append(Finding(str(paths[row]), "checksum", f"{split}[{row}]: pixels do not match"))
             if stored_descriptors is not None and not np.array_equal(
                 pixel_descriptor(image), stored_descriptors[offset]

@@ -324,8 +324,8 @@ def _open_old(out: Path, attrs: dict[str, Any]) -> OldCache:
     if isinstance(version, int) and version < FORMAT_VERSION:
         raise InputError(
             f"{out} was written in cache format {version}, older than this xraycache's {FORMAT_VERSION} "
-            "(which stores near-duplicate descriptors and reads patient ids from NIH file names); "
-            "pass --overwrite to rebuild it from scratch"
+            "(which stores near-duplicate descriptors, reads patient ids from NIH file names and checksums "
+            "images with CRC-32); pass --overwrite to rebuild it from scratch"
         )
     diffs = settings_diff(old.attrs, attrs)
     if diffs:

@@ -51,7 +51,11 @@ from .scan import SourceFile
 from .workers import decode_all
 
 COMPRESSED_CHUNK_IMAGES = 8
-FLUSH_EVERY = 64  # images buffered per split before one slab write
+# Images buffered per split before one slab write: as many as fill FLUSH_BYTES (256 default 256-px images),
+# at most FLUSH_ROWS. Every flush writes ~25 datasets; h5py costs ~0.1-0.4 ms a call whatever its size, which
+# at 64 images a flush was a quarter of the build process's CPU (benchmarks/hotpath.py ``main process``).
+FLUSH_BYTES = 16 << 20
+FLUSH_ROWS = 1024
 COPY_BLOCK_BYTES = 32 << 20  # images copied from an old cache per read/write, at most
 
 
@@ -85,9 +89,20 @@ def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
 
 
 @dataclass
+class _Queued:
+    """One image waiting for the next flush, but for its pixels (already in the split's ``pending``)."""
+
+    row: dict[str, Any]  # its meta columns
+    checksum: bytes
+    descriptor: np.ndarray
+    source: SourceFile
+
+
+@dataclass
 class _SplitState:
     group: h5py.Group
     capacity: int
+    pending: np.ndarray  # (flush rows, H, W): the queued images, copied in as they come (one warm buffer)
     written: int = 0
 
 
@@ -119,8 +134,10 @@ class CacheWriter:
         self._output = AtomicFile(self.out)
         self.tmp_path = self._output.tmp
         self._splits: dict[str, _SplitState] = {}
-        self._buffers: dict[str, list[tuple[DecodedImage, SourceFile]]] = {}
+        self._buffers: dict[str, list[_Queued]] = {}
         self._hist: dict[str, np.ndarray] = {}
+        pixel_bytes = self.dtype.itemsize * image_shape[0] * image_shape[1]
+        self._flush_rows = max(1, min(FLUSH_ROWS, FLUSH_BYTES // max(1, pixel_bytes)))
         try:
             self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
         except BaseException:
@@ -163,17 +180,19 @@ class CacheWriter:
         side = DESCRIPTOR_SIDE
         descriptors = group.create_dataset("descriptors", shape=(capacity, side, side), dtype=np.uint8)
         descriptors.attrs["description"] = DESCRIPTOR_DESCRIPTION
-        self._splits[split] = _SplitState(group, capacity)
+        pending = np.empty((min(self._flush_rows, max(1, capacity)), height, width), dtype=self.dtype)
+        self._splits[split] = _SplitState(group, capacity, pending)
         self._buffers[split] = []
         self._hist[split] = np.zeros((len(self.label_names), 256), dtype=np.int64)
 
     def add(self, image: DecodedImage, source: SourceFile) -> None:
         """Queue one decoded image; images are written in the order they are added."""
         buffer = self._buffers[source.split]
-        buffer.append((image, source))
+        self._splits[source.split].pending[len(buffer)] = image.pixels
+        buffer.append(_Queued(_meta_row(image, source), image.checksum, image.descriptor, source))
         for label in source.labels if self.multi_label else (source.label,):
             self._hist[source.split][label] += image.hist
-        if len(buffer) >= FLUSH_EVERY:
+        if len(buffer) >= len(self._splits[source.split].pending):
             self._flush(source.split)
 
     def add_rows(
@@ -228,13 +247,13 @@ class CacheWriter:
         state = self._splits[split]
         start, stop = state.written, state.written + len(buffer)
         group = state.group
-        group["images"][start:stop] = np.stack([image.pixels for image, _ in buffer])
-        group["labels"][start:stop] = self.label_rows([source for _, source in buffer])
-        rows = [_meta_row(image, source) for image, source in buffer]
+        group["images"][start:stop] = state.pending[: len(buffer)]
+        group["labels"][start:stop] = self.label_rows([queued.source for queued in buffer])
+        meta = group["meta"]
         for name, dtype in self.columns.items():
-            group["meta"][name][start:stop] = np.array([row[name] for row in rows], dtype=dtype)
-        group["checksums"][start:stop] = np.array([pixel_checksum(image.pixels) for image, _ in buffer], dtype=CHECKSUM)
-        group["descriptors"][start:stop] = np.stack([image.descriptor for image, _ in buffer])
+            meta[name][start:stop] = np.array([queued.row[name] for queued in buffer], dtype=dtype)
+        group["checksums"][start:stop] = np.array([queued.checksum for queued in buffer], dtype=CHECKSUM)
+        group["descriptors"][start:stop] = np.stack([queued.descriptor for queued in buffer])
         state.written = stop
         buffer.clear()
 

@@ -13,10 +13,10 @@ import os
 
 from ..core.errors import DecodeError
 from ..core.files import read_regular
-from ..core.format import pixel_descriptor
+from ..core.format import pixel_checksum
 from ..core.options import ResizeOptions
 from .decoders import decode_bytes
-from .resize import histogram
+from .resize import descriptor, histogram
 from .result import DecodedImage, DecodeFailure, DecodeResult
 
 BYTES_PER_PIXEL = 8  # the most any supported encoding stores per pixel (16-bit RGBA PNG, float64 DICOM)
@@ -47,7 +47,8 @@ def decode_file(path: str | os.PathLike[str], spec: ResizeOptions) -> DecodedIma
         file_hash=hashlib.sha256(data).hexdigest(),
         mtime_ns=stat.st_mtime_ns,
         hist=histogram(decoded.pixels),
-        descriptor=pixel_descriptor(decoded.pixels),
+        descriptor=descriptor(decoded.pixels),
+        checksum=pixel_checksum(decoded.pixels),
         info=decoded.info,
     )
 

@@ -1,7 +1,8 @@
 """Which kernel runs the 8-bit area resize and the histogram: the compiled one (``_kernel.c``) or NumPy.
 
 Both do the same fixed-point integer arithmetic, so they give the same bytes; the compiled one is ~3x
-faster and is built by ``pip install .`` where a C compiler is present. ``XRAYCACHE_KERNEL=numpy``
+faster (with AVX2 passes where the CPU has them, the same bytes again) and is built by ``pip install .``
+where a C compiler is present. ``XRAYCACHE_KERNEL=numpy``
 forces the NumPy one (tests, benchmarks); ``XRAYCACHE_REQUIRE_KERNEL=1`` makes a missing compiled kernel
 an error instead of a silent fallback (CI).
 """
@@ -33,5 +34,9 @@ compiled: ModuleType | None = _load()
 
 
 def kernel_name() -> str:
-    """The kernel that runs in this process: ``compiled (C)`` or ``NumPy``."""
-    return COMPILED if compiled is not None else NUMPY
+    """The kernel that runs in this process: ``compiled (C)``, with its vector level where it has one
+    (``compiled (C), AVX2``), or ``NumPy``."""
+    if compiled is None:
+        return NUMPY
+    level = compiled.simd()
+    return COMPILED if level == "none" else f"{COMPILED}, {level}"

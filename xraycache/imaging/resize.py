@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..core.format import HIST_BINS, pixel_hist
+from ..core.format import DESCRIPTOR_SIDE, HIST_BINS, pixel_descriptor, pixel_hist
 from ..core.options import RESIZE_ARITHMETIC, FilterName, OutDtype, ResizeOptions
 from . import kernel
 from .stack import installed_imaging_backend
@@ -125,20 +126,32 @@ def area_resize(
     ``compiled``: None runs the kernel of this process (``kernel.kernel_name()``); False forces NumPy,
     True the compiled kernel (ImportError when it is not built). Both give the same bytes.
     """
-    width, height = size
-    left, top, right, bottom = box if box is not None else (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
-    rows = _fixed_taps(image.shape[0], height, top, bottom)
-    cols = _fixed_taps(image.shape[1], width, left, right)
     module = kernel.compiled if compiled is None or compiled else None
     if compiled and module is None:
         from . import _kernel as module  # type: ignore[attr-defined, no-redef]
     if module is None:
+        rows, cols = _fixed_tables(image.shape[0], image.shape[1], size, box)
         return _area_numpy(image, rows, cols)
     source = np.ascontiguousarray(image, dtype=np.uint8)
-    out = np.empty((height, width), dtype=np.uint8)
-    module.area_u8(
-        source, source.shape[0], source.shape[1], *rows, len(rows[0]), *cols, len(cols[0]), out, height, width
-    )
+    return _area_compiled(module, source, source.shape[0], source.shape[1], size, box)
+
+
+def _fixed_tables(
+    height: int, width: int, size: tuple[int, int], box: Box | None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The row and column tables (:func:`_fixed_taps`) of one resize of a (height, width) source."""
+    left, top, right, bottom = box if box is not None else (0.0, 0.0, float(width), float(height))
+    return _fixed_taps(height, size[1], top, bottom), _fixed_taps(width, size[0], left, right)
+
+
+def _area_compiled(
+    module: Any, source: object, height: int, width: int, size: tuple[int, int], box: Box | None
+) -> np.ndarray:
+    """The compiled area resize of ``source``: a contiguous uint8 buffer of (height, width), or the
+    (schema, array) Arrow capsules of a Pillow L image, which the kernel reads in place."""
+    rows, cols = _fixed_tables(height, width, size, box)
+    out = np.empty((size[1], size[0]), dtype=np.uint8)
+    module.area_u8(source, height, width, *rows, len(rows[0]), *cols, len(cols[0]), out, size[1], size[0])
     return out
 
 
@@ -151,6 +164,20 @@ def histogram(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
         return pixel_hist(pixels)
     out = np.empty(HIST_BINS, dtype=np.int64)
     module.hist_u8(np.ascontiguousarray(pixels), out)
+    return out
+
+
+def descriptor(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
+    """(32, 32) uint8 near-duplicate descriptor of stored pixels (``core.format.pixel_descriptor``); uint8
+    images whose sides are multiples of 32 (every default size) in the compiled kernel, the same bytes."""
+    module = kernel.compiled if compiled is None or compiled else None
+    if compiled and module is None:
+        from . import _kernel as module  # type: ignore[attr-defined, no-redef]
+    height, width = pixels.shape
+    if module is None or pixels.dtype != np.uint8 or height % DESCRIPTOR_SIDE or width % DESCRIPTOR_SIDE:
+        return pixel_descriptor(pixels)
+    out = np.empty((DESCRIPTOR_SIDE, DESCRIPTOR_SIDE), dtype=np.uint8)
+    module.descriptor_u8(np.ascontiguousarray(pixels), height, width, out)
     return out
 
 
@@ -234,12 +261,19 @@ def _shrink_long_axes(image: np.ndarray, box: Box, size: tuple[int, int]) -> tup
     return image, (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
 
 
-def resize(image: np.ndarray, spec: ResizeOptions) -> np.ndarray:
+def resize(image: np.ndarray | Image.Image, spec: ResizeOptions) -> np.ndarray:
     """A 2-D image -> the stored ``(size, size)`` array of ``spec.dtype``.
 
     ``image`` is uint8 gray (an 8-bit source, never re-windowed), or floats in [0, 1] (a deep source
-    after its window). Fit, filter and padding (with 0) are the same for both.
+    after its window), or a Pillow ``L`` image: the compiled kernel then reads Pillow's memory in place
+    (its Arrow export) where it can, else the image is copied into NumPy first. Fit, filter and padding
+    (with 0) are the same for all.
     """
+    if isinstance(image, Image.Image):
+        in_place = _resize_in_place(image, spec)
+        if in_place is not None:
+            return in_place
+        image = np.asarray(image, dtype=np.uint8)
     height, width = image.shape
     (out_w, out_h), box = fit_box(width, height, spec)
     if max(out_h * width, height * out_w) > MAX_INTERMEDIATE:
@@ -249,8 +283,35 @@ def resize(image: np.ndarray, spec: ResizeOptions) -> np.ndarray:
         pixels = widen(_resize_8bit(image, (out_w, out_h), box, spec.filter, upscaling), spec.dtype)
     else:
         pixels = quantise(_resize_unit(image, (out_w, out_h), box, spec.filter, upscaling), spec.dtype)
+    return _placed(pixels, spec)
+
+
+def _resize_in_place(image: Image.Image, spec: ResizeOptions) -> np.ndarray | None:
+    """The area resize of a Pillow ``L`` image by the compiled kernel, straight from Pillow's memory; None
+    where that does not apply (no compiled kernel, another filter or mode, an upscale, an extreme shape, an
+    image over a foreign buffer, or one Pillow keeps in several blocks, which it does not export):
+    :func:`resize` then copies it."""
+    module = kernel.compiled
+    # Only memory Pillow allocated itself: an image over a foreign buffer (fromarray, frombuffer, a memory
+    # map; Pillow marks those read-only) has no allocation blocks, and Pillow 12.1's export crashes on it.
+    if module is None or image.mode != "L" or spec.filter != "area" or image.readonly:
+        return None
+    width, height = image.size
+    (out_w, out_h), box = fit_box(width, height, spec)
+    if max(out_h * width, height * out_w) > MAX_INTERMEDIATE or out_w > box[2] - box[0] or out_h > box[3] - box[1]:
+        return None
+    try:
+        capsules = image.__arrow_c_array__()  # Pillow >= 11.2; ValueError for an image in several blocks
+    except (AttributeError, ValueError):
+        return None
+    return _placed(widen(_area_compiled(module, capsules, height, width, (out_w, out_h), box), spec.dtype), spec)
+
+
+def _placed(pixels: np.ndarray, spec: ResizeOptions) -> np.ndarray:
+    """Resized pixels as stored: unchanged, or centred on a zero canvas for ``fit="pad"``."""
     if spec.fit != "pad":
         return pixels
+    out_h, out_w = pixels.shape
     canvas = np.zeros((spec.size, spec.size), dtype=pixels.dtype)
     top, left = (spec.size - out_h) // 2, (spec.size - out_w) // 2
     canvas[top : top + out_h, left : left + out_w] = pixels

@@ -12,7 +12,6 @@ import io
 import os
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ...core.errors import DecodeError
@@ -97,7 +96,7 @@ def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
             pixels, info["window"] = render_pil_high_bit(image, spec)
             info["bits_stored"] = 32 if mode in ("I", "F") else 16
         else:
-            pixels = resize(np.asarray(to_gray(image), dtype=np.uint8), spec)
+            pixels = resize(to_gray(image), spec)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
