@@ -114,9 +114,47 @@ def test_many_taps_and_ragged_widths_agree(simd: str) -> None:
     """Ratios beyond the AVX2 passes' 64 taps (the plain loops take those), and widths that leave a tail
     of fewer than 16 values, the AVX2 passes' unit."""
     rng = np.random.default_rng(11)
-    for shape, size in (((4000, 300), (31, 5)), ((97, 4099), (3, 17)), ((33, 47), (16, 16)), ((513, 511), (255, 17))):
+    cases = (((4000, 300), (31, 5)), ((97, 4099), (3, 17)), ((33, 47), (16, 16)), ((513, 511), (255, 17)))
+    cases += (((100, 2000), (100, 50)),)  # 21 column taps: past the fused passes, within the two-pass ones
+    for shape, size in cases:
         pixels = rng.integers(0, 256, shape, dtype=np.uint8)
         assert np.array_equal(area_resize(pixels, size, compiled=True), area_resize(pixels, size, compiled=False))
+
+
+@needs_compiled
+@pytest.mark.parametrize("simd", [True, False], indirect=True, ids=["avx2", "plain-c"])
+def test_tables_the_resize_does_not_make_still_agree(simd: str) -> None:
+    """Column taps that are not contiguous (no resize makes them; a caller could) leave the fused passes
+    for the general ones, with the same result as NumPy's."""
+    from xraycache.imaging import _kernel  # type: ignore[attr-defined]
+
+    pixels = np.random.default_rng(2).integers(0, 256, (40, 60), dtype=np.uint8)
+    rows = resize._fixed_taps(40, 10, 0.0, 40.0)
+    index = np.array([[0, 10, 20, 30], [5, 59, 1, 33]], dtype=np.int32)  # jumps between a column's taps
+    weights = np.array([[8192, 16384, 0, 4096], [8192, 0, 16384, 12288]], dtype=np.int32)
+    out = np.empty((10, 4), np.uint8)
+    _kernel.area_u8(pixels, 40, 60, *rows, len(rows[0]), index, weights, 2, out, 10, 4)
+    assert np.array_equal(out, resize._area_numpy(pixels, rows, (index, weights)))
+
+
+@needs_compiled
+def test_compiled_tables_are_numpys_to_the_bit() -> None:
+    """The kernel computes each image's tables (NumPy's cache rarely hits: radiographs come in hundreds of
+    sizes) with NumPy's float64 operations in NumPy's order: the same integers, crops included."""
+    from xraycache.imaging import _kernel  # type: ignore[attr-defined]
+
+    rng = np.random.default_rng(8)
+    cases = [(n, m, 0.0, float(n)) for n in (1, 2, 255, 256, 257, 993, 1468, 10000) for m in (1, 3, 256, 300, 2000)]
+    for _ in range(400):
+        n, m = int(rng.integers(1, 5000)), int(rng.integers(1, 600))
+        start = float(rng.uniform(0, n / 3))
+        cases.append((n, m, start, float(rng.uniform(start + 0.5, n)) if n > start + 0.5 else float(n)))
+    for n, m, start, stop in cases:
+        compiled = resize._compiled_taps(_kernel, n, m, start, stop)
+        numpy = resize._fixed_taps.__wrapped__(n, m, start, stop)
+        assert np.array_equal(compiled[0], numpy[0]) and np.array_equal(compiled[1], numpy[1]), (n, m, start, stop)
+    with pytest.raises(ValueError):
+        _kernel.fixed_taps(10, 5, 4.0, 3.0)  # an empty range
 
 
 @needs_compiled

@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -219,41 +220,102 @@ static inline __attribute__((target("avx2"))) __m256i pair_weights(int32_t w0, i
         (hi) = _mm256_add_epi32((hi), _mm256_madd_epi16(_mm256_unpackhi_epi16((va), (vb)), (w))); \
     } while (0)
 
+/* Output row i of the vertical pass into m (width int16 values): 16 at a time, the ends by the plain loop. */
+static inline __attribute__((target("avx2"))) void vertical_row_avx2(const uint8_t *restrict pixels,
+                                                                     Py_ssize_t width, const int32_t *restrict rows,
+                                                                     const int32_t *restrict rweights, Py_ssize_t kr,
+                                                                     Py_ssize_t out_h, Py_ssize_t i,
+                                                                     int16_t *restrict m) {
+    const __m256i round = _mm256_set1_epi32(1 << (SHIFT1 - 1));
+    const uint8_t *line_a[MAX_PAIRS], *line_b[MAX_PAIRS];
+    __m256i weight[MAX_PAIRS];
+    int pairs = 0;
+    for (Py_ssize_t k = 0; k < kr; k += 2, pairs++) {
+        const int last = k + 1 >= kr;
+        line_a[pairs] = pixels + (Py_ssize_t)rows[k * out_h + i] * width;
+        line_b[pairs] = last ? line_a[pairs] : pixels + (Py_ssize_t)rows[(k + 1) * out_h + i] * width;
+        weight[pairs] = pair_weights(rweights[k * out_h + i], last ? 0 : rweights[(k + 1) * out_h + i]);
+    }
+    Py_ssize_t x = 0;
+    for (; x + 16 <= width; x += 16) {
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (int p = 0; p < pairs; p++) {
+            const __m256i va = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(line_a[p] + x)));
+            const __m256i vb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(line_b[p] + x)));
+            MADD_PAIR(lo, hi, va, vb, weight[p]);
+        }
+        lo = _mm256_srai_epi32(_mm256_add_epi32(lo, round), SHIFT1);
+        hi = _mm256_srai_epi32(_mm256_add_epi32(hi, round), SHIFT1);
+        _mm256_storeu_si256((__m256i *)(m + x), _mm256_packs_epi32(lo, hi));
+    }
+    for (; x < width; x++) {
+        int32_t acc = 0;
+        for (Py_ssize_t k = 0; k < kr; k++)
+            acc += rweights[k * out_h + i] * pixels[(Py_ssize_t)rows[k * out_h + i] * width + x];
+        m[x] = (int16_t)((acc + (1 << (SHIFT1 - 1))) >> SHIFT1);
+    }
+}
+
 __attribute__((target("avx2"))) static void vertical_avx2(const uint8_t *restrict pixels, Py_ssize_t width,
                                                           const int32_t *restrict rows,
                                                           const int32_t *restrict rweights, Py_ssize_t kr,
                                                           Py_ssize_t out_h, int16_t *restrict row_mid) {
-    const __m256i round = _mm256_set1_epi32(1 << (SHIFT1 - 1));
-    const uint8_t *line_a[MAX_PAIRS], *line_b[MAX_PAIRS];
-    __m256i weight[MAX_PAIRS];
+    for (Py_ssize_t i = 0; i < out_h; i++) vertical_row_avx2(pixels, width, rows, rweights, kr, out_h, i, row_mid + i * width);
+}
+
+#define FUSED_TAPS 16 /* the fused passes take output columns of at most this many taps */
+
+/* Both passes fused, for output columns of <= 16 contiguous taps (every resize by up to ~15x): each output
+ * row's vertical sums go into one row of int16 (in L1), and each output pixel of it is one 16-wide
+ * multiply-add of that row against its column's weights, eight pixels reduced together; no intermediate
+ * image, no transposes. Returns 0 (nothing written) when a column's taps are not contiguous, or on no memory. */
+__attribute__((target("avx2"))) static int fused_avx2(const uint8_t *restrict pixels, Py_ssize_t width,
+                                                      const int32_t *restrict rows, const int32_t *restrict rweights,
+                                                      Py_ssize_t kr, const int32_t *restrict cols,
+                                                      const int32_t *restrict cweights, Py_ssize_t kc,
+                                                      uint8_t *restrict dst, Py_ssize_t out_h, Py_ssize_t out_w) {
+    if (kc > FUSED_TAPS) return 0;
+    for (Py_ssize_t j = 0; j < out_w; j++)
+        for (Py_ssize_t k = 1; k < kc; k++)
+            if (cweights[k * out_w + j] != 0 && cols[k * out_w + j] != cols[j] + k) return 0;
+    int16_t *line = PyMem_RawCalloc((size_t)width + FUSED_TAPS, sizeof(int16_t)); /* the tail stays 0 */
+    int16_t *table = PyMem_RawCalloc((size_t)out_w * FUSED_TAPS, sizeof(int16_t));
+    if (line == NULL || table == NULL) {
+        PyMem_RawFree(line);
+        PyMem_RawFree(table);
+        return 0;
+    }
+    for (Py_ssize_t j = 0; j < out_w; j++)
+        for (Py_ssize_t k = 0; k < kc; k++) table[j * FUSED_TAPS + k] = (int16_t)cweights[k * out_w + j];
+    const __m256i round = _mm256_set1_epi32(1 << (SHIFT2 - 1)), top = _mm256_set1_epi32(255);
     for (Py_ssize_t i = 0; i < out_h; i++) {
-        int pairs = 0;
-        for (Py_ssize_t k = 0; k < kr; k += 2, pairs++) {
-            const int last = k + 1 >= kr;
-            line_a[pairs] = pixels + (Py_ssize_t)rows[k * out_h + i] * width;
-            line_b[pairs] = last ? line_a[pairs] : pixels + (Py_ssize_t)rows[(k + 1) * out_h + i] * width;
-            weight[pairs] = pair_weights(rweights[k * out_h + i], last ? 0 : rweights[(k + 1) * out_h + i]);
+        vertical_row_avx2(pixels, width, rows, rweights, kr, out_h, i, line);
+        uint8_t *restrict out = dst + i * out_w;
+        Py_ssize_t j = 0;
+        for (; j + 8 <= out_w; j += 8) {
+            __m256i p[8];
+            for (int q = 0; q < 8; q++)
+                p[q] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(line + cols[j + q])),
+                                         _mm256_loadu_si256((const __m256i *)(table + (j + q) * FUSED_TAPS)));
+            /* eight sums of eight int32 each, in order: hadd within lanes, then the two lanes added */
+            const __m256i h0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            const __m256i h4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+            __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                                           _mm256_permute2x128_si256(h0123, h4567, 0x31));
+            sum = _mm256_min_epi32(_mm256_srai_epi32(_mm256_add_epi32(sum, round), SHIFT2), top);
+            const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+            _mm_storel_epi64((__m128i *)(out + j), _mm_packus_epi16(words, words));
         }
-        int16_t *restrict m = row_mid + i * width;
-        Py_ssize_t x = 0;
-        for (; x + 16 <= width; x += 16) {
-            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-            for (int p = 0; p < pairs; p++) {
-                const __m256i va = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(line_a[p] + x)));
-                const __m256i vb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(line_b[p] + x)));
-                MADD_PAIR(lo, hi, va, vb, weight[p]);
-            }
-            lo = _mm256_srai_epi32(_mm256_add_epi32(lo, round), SHIFT1);
-            hi = _mm256_srai_epi32(_mm256_add_epi32(hi, round), SHIFT1);
-            _mm256_storeu_si256((__m256i *)(m + x), _mm256_packs_epi32(lo, hi));
-        }
-        for (; x < width; x++) {
+        for (; j < out_w; j++) {
             int32_t acc = 0;
-            for (Py_ssize_t k = 0; k < kr; k++)
-                acc += rweights[k * out_h + i] * pixels[(Py_ssize_t)rows[k * out_h + i] * width + x];
-            m[x] = (int16_t)((acc + (1 << (SHIFT1 - 1))) >> SHIFT1);
+            for (Py_ssize_t k = 0; k < kc; k++) acc += table[j * FUSED_TAPS + k] * line[cols[j] + k];
+            const int32_t v = (acc + (1 << (SHIFT2 - 1))) >> SHIFT2;
+            out[j] = (uint8_t)(v > 255 ? 255 : v);
         }
     }
+    PyMem_RawFree(line);
+    PyMem_RawFree(table);
+    return 1;
 }
 
 /* mid is width x out_h (the vertical result, transposed); out_t (out_w x out_h) gets the output, transposed. */
@@ -315,6 +377,9 @@ static void area_resize_u8(const uint8_t *restrict pixels, Py_ssize_t width, con
                            Py_ssize_t out_w, int16_t *restrict row_mid, int16_t *restrict mid, int32_t *restrict acc,
                            int16_t *restrict out_t, int16_t *restrict out16) {
 #ifdef HAVE_AVX2_PASSES
+    if (use_avx2() && kr <= 2 * MAX_PAIRS &&
+        fused_avx2(pixels, width, rows, rweights, kr, cols, cweights, kc, dst, out_h, out_w))
+        return;
     if (use_avx2() && kr <= 2 * MAX_PAIRS && kc <= 2 * MAX_PAIRS) {
         vertical_avx2(pixels, width, rows, rweights, kr, out_h, row_mid);
         transpose16(row_mid, mid, out_h, width);
@@ -493,7 +558,76 @@ static PyObject *set_simd(PyObject *self, PyObject *args) {
 
 static PyObject *simd(PyObject *self, PyObject *unused) { return PyUnicode_FromString(use_avx2() ? "AVX2" : "none"); }
 
+/* fixed_taps(n_in, n_out, start, stop) -> (k, index bytes, weight bytes): resize.py's _fixed_taps, the
+ * row or column table of one resize, (k, n_out) int32 each, C order. The same float64 operations in the
+ * same order as the NumPy code (setup.py compiles this file with -ffp-contract=off, so no multiply-add is
+ * fused), so the same integers: the tests compare the two on many shapes and crops. Computed per image
+ * (radiographs come in hundreds of sizes, so a cache rarely hits): NumPy took ~0.15 ms a table. */
+static PyObject *fixed_taps(PyObject *self, PyObject *args) {
+    Py_ssize_t n_in, n_out;
+    double start, stop;
+    if (!PyArg_ParseTuple(args, "nndd", &n_in, &n_out, &start, &stop)) return NULL;
+    if (n_in <= 0 || n_out <= 0 || n_out > (1 << 24) || !(stop > start) || !isfinite(start) || !isfinite(stop) ||
+        start < 0 || stop > (double)n_in + 1.0) {
+        PyErr_SetString(PyExc_ValueError, "fixed_taps: need 0 <= start < stop <= n_in and n_out >= 1");
+        return NULL;
+    }
+    double *edges = PyMem_RawMalloc((size_t)(n_out + 1) * sizeof(double));
+    Py_ssize_t *first = PyMem_RawMalloc((size_t)n_out * sizeof(Py_ssize_t));
+    if (edges == NULL || first == NULL) {
+        PyMem_RawFree(edges);
+        PyMem_RawFree(first);
+        return PyErr_NoMemory();
+    }
+    const double step = (stop - start) / (double)n_out;
+    for (Py_ssize_t i = 0; i <= n_out; i++) edges[i] = start + (double)i * step;
+    Py_ssize_t k = 1;
+    for (Py_ssize_t i = 0; i < n_out; i++) {
+        first[i] = (Py_ssize_t)floor(edges[i]);
+        const Py_ssize_t span = (Py_ssize_t)(ceil(edges[i + 1]) - (double)first[i]);
+        if (span > k) k = span;
+    }
+    PyObject *o_index = PyBytes_FromStringAndSize(NULL, k * n_out * 4);
+    PyObject *o_weight = PyBytes_FromStringAndSize(NULL, k * n_out * 4);
+    double *running = PyMem_RawMalloc((size_t)k * sizeof(double));
+    if (o_index == NULL || o_weight == NULL || running == NULL) {
+        Py_XDECREF(o_index);
+        Py_XDECREF(o_weight);
+        PyMem_RawFree(running);
+        PyMem_RawFree(edges);
+        PyMem_RawFree(first);
+        return running == NULL ? PyErr_NoMemory() : NULL;
+    }
+    int32_t *index = (int32_t *)PyBytes_AS_STRING(o_index), *weight = (int32_t *)PyBytes_AS_STRING(o_weight);
+    for (Py_ssize_t i = 0; i < n_out; i++) {
+        const double lo = edges[i], hi = edges[i + 1], width = hi - lo;
+        double sum = 0.0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const Py_ssize_t at = first[i] + j;
+            const double a = (double)(at + 1) < hi ? (double)(at + 1) : hi;  /* np.minimum(index + 1, edge) */
+            const double b = (double)at > lo ? (double)at : lo;              /* np.maximum(index, edge) */
+            const double cover = a - b;
+            sum += (cover > 0.0 ? cover : 0.0) / width; /* np.clip(cover, 0) / width, then np.cumsum */
+            running[j] = sum;
+        }
+        const double total = running[k - 1];
+        int32_t previous = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const int32_t now = (int32_t)floor(running[j] / total * (double)(1 << WEIGHT_BITS) + 0.5);
+            const Py_ssize_t at = first[i] + j;
+            index[j * n_out + i] = (int32_t)(at < 0 ? 0 : at > n_in - 1 ? n_in - 1 : at);
+            weight[j * n_out + i] = now - previous;
+            previous = now;
+        }
+    }
+    PyMem_RawFree(running);
+    PyMem_RawFree(edges);
+    PyMem_RawFree(first);
+    return Py_BuildValue("nNN", k, o_index, o_weight);
+}
+
 static PyMethodDef methods[] = {
+    {"fixed_taps", fixed_taps, METH_VARARGS, "The fixed-point table of one resize axis (resize.py _fixed_taps)."},
     {"descriptor_u8", descriptor_u8, METH_VARARGS, "32x32 block means of a uint8 image (core/format.py)."},
     {"set_simd", set_simd, METH_VARARGS, "Use the AVX2 passes where the CPU has them (True), or not (False)."},
     {"simd", simd, METH_NOARGS, "The vector level of the resize passes: AVX2 or none."},

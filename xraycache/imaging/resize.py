@@ -137,11 +137,21 @@ def area_resize(
 
 
 def _fixed_tables(
-    height: int, width: int, size: tuple[int, int], box: Box | None
+    height: int, width: int, size: tuple[int, int], box: Box | None, module: Any = None
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The row and column tables (:func:`_fixed_taps`) of one resize of a (height, width) source."""
+    """The row and column tables of one resize of a (height, width) source: computed by the compiled
+    kernel when given one (the same integers, in microseconds), else by :func:`_fixed_taps`."""
     left, top, right, bottom = box if box is not None else (0.0, 0.0, float(width), float(height))
-    return _fixed_taps(height, size[1], top, bottom), _fixed_taps(width, size[0], left, right)
+    if module is None:
+        return _fixed_taps(height, size[1], top, bottom), _fixed_taps(width, size[0], left, right)
+    return _compiled_taps(module, height, size[1], top, bottom), _compiled_taps(module, width, size[0], left, right)
+
+
+def _compiled_taps(module: Any, n_in: int, n_out: int, start: float, stop: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fixed_taps` by the compiled kernel (``fixed_taps`` in ``_kernel.c``)."""
+    k, index, weights = module.fixed_taps(n_in, n_out, float(start), float(stop))
+    shape = (k, n_out)
+    return np.frombuffer(index, dtype=np.int32).reshape(shape), np.frombuffer(weights, dtype=np.int32).reshape(shape)
 
 
 def _area_compiled(
@@ -149,7 +159,7 @@ def _area_compiled(
 ) -> np.ndarray:
     """The compiled area resize of ``source``: a contiguous uint8 buffer of (height, width), or the
     (schema, array) Arrow capsules of a Pillow L image, which the kernel reads in place."""
-    rows, cols = _fixed_tables(height, width, size, box)
+    rows, cols = _fixed_tables(height, width, size, box, module)
     out = np.empty((size[1], size[0]), dtype=np.uint8)
     module.area_u8(source, height, width, *rows, len(rows[0]), *cols, len(cols[0]), out, size[1], size[0])
     return out
