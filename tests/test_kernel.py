@@ -192,6 +192,72 @@ def test_a_pillow_image_is_resized_in_place_with_the_same_bytes(monkeypatch: pyt
 
 
 @needs_compiled
+def test_padded_pillow_rows_take_the_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With PILLOW_ALIGNMENT set, Pillow pads rows but its export still says width x height values: the
+    in-place path stands aside and the result is the copy's."""
+    from PIL import Image
+
+    from xraycache.imaging import _kernel  # type: ignore[attr-defined]
+
+    if not hasattr(Image.core, "set_alignment"):
+        pytest.skip("this Pillow has no row alignment setting")
+    monkeypatch.setattr(kernel, "compiled", _kernel)
+    previous = Image.core.get_alignment()
+    Image.core.set_alignment(64)
+    try:
+        image = Image.fromarray(radiograph(301, 257, 5)).copy()
+        spec = ResizeOptions(size=64)
+        assert resize._resize_in_place(image, spec) is None
+        assert np.array_equal(resize.resize(image, spec), resize.resize(np.asarray(image), spec))
+    finally:
+        Image.core.set_alignment(previous)
+
+
+@needs_compiled
+def test_the_kernel_refuses_sizes_and_tables_it_cannot_take() -> None:
+    """Sizes whose products would overflow, and weights that do not sum to one per cell, are refused with
+    a ValueError before any pixel is read; boxes reaching outside the image take NumPy's tables."""
+    from xraycache.imaging import _kernel  # type: ignore[attr-defined]
+
+    one = np.zeros((1, 1), np.int32)
+    with pytest.raises(ValueError, match="below 2"):
+        _kernel.area_u8(b"", 1 << 62, 4, one, one, 1, one, one, 1, np.zeros((1, 1), np.uint8), 1, 1)
+    with pytest.raises(ValueError, match="below 2"):
+        _kernel.descriptor_u8(b"", 1 << 59, 32, np.zeros((32, 32), np.uint8))
+    with pytest.raises(ValueError):
+        _kernel.fixed_taps(1 << 62, 1, 0.0, 2.0**62)
+    pixels = np.full((4, 4), 255, np.uint8)
+    index = np.array([[0, 1], [2, 3]], np.int32)
+    heavy = np.full((2, 2), 1 << 14, np.int32)  # two full weights per cell: sums of 2.0
+    with pytest.raises(ValueError, match="sum"):
+        _kernel.area_u8(pixels, 4, 4, index, heavy, 2, index, heavy, 2, np.zeros((2, 2), np.uint8), 2, 2)
+    image = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    for box in ((-0.5, 0.0, 8.0, 8.0), (0.0, 0.0, 9.5, 8.0)):
+        assert np.array_equal(
+            area_resize(image, (4, 4), box, compiled=True), area_resize(image, (4, 4), box, compiled=False)
+        )
+
+
+def test_a_stale_compiled_kernel_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module left from an older build (its rebuild failed; the extension is optional) lacks functions
+    this code calls: it is not used, rather than failing on every image; with REQUIRE it is an error."""
+    import types
+
+    stale = types.ModuleType("xraycache.imaging._kernel")
+    stale.area_u8 = stale.hist_u8 = lambda *args: None  # type: ignore[attr-defined]
+    import xraycache.imaging
+
+    monkeypatch.setitem(sys.modules, "xraycache.imaging._kernel", stale)
+    monkeypatch.setattr(xraycache.imaging, "_kernel", stale, raising=False)
+    monkeypatch.delenv(kernel.FORCE_ENV, raising=False)
+    monkeypatch.delenv(kernel.REQUIRE_ENV, raising=False)
+    assert kernel._load() is None
+    monkeypatch.setenv(kernel.REQUIRE_ENV, "1")
+    with pytest.raises(ImportError, match="out of date"):
+        kernel._load()
+
+
+@needs_compiled
 def test_the_kernel_refuses_arrow_arrays_that_do_not_fit() -> None:
     """Capsules of another type or length are refused with a ValueError, never read past their end."""
     from PIL import Image

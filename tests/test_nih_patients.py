@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import pytest
 from conftest import radiograph, write_image
 
 import xraycache
@@ -60,3 +61,13 @@ def test_rebuild_of_an_older_format_asks_for_overwrite(kaggle: Path, tmp_path: P
     assert report.mode == "cold"
     with xraycache.open(out) as cache:
         assert cache.attrs["format_version"] == FORMAT_VERSION
+
+
+def test_rebuild_of_a_cache_with_no_format_version_asks_for_overwrite(kaggle: Path, tmp_path: Path) -> None:
+    """No recorded version is the oldest format: its checksums are not copied into a newer file."""
+    out = tmp_path / "c.h5"
+    xraycache.build(kaggle, out, size=16, jobs=1)
+    with h5py.File(out, "r+") as f:
+        del f.attrs["format_version"]
+    with pytest.raises(xraycache.InputError, match=r"cache format 0.*--overwrite"):
+        xraycache.build(kaggle, out, size=16, jobs=1)

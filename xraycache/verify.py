@@ -21,7 +21,6 @@ import numpy as np
 from .analysis.leakage import leakage
 from .builder.scan import scan
 from .core.format import (
-    FORMAT_VERSION,
     cache_bytes,
     file_sha256,
     open_cache,
@@ -131,8 +130,8 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
             if not np.array_equal(group["stats/count"][:], count):
                 report.problems.append(Finding(split, "stats", "stats/count does not match the labels"))
         paths = read_text(group["meta/path"], budget)
-        version = attrs.get("format_version")
-        _check_pixels(group, split, labels, paths, report, version if isinstance(version, int) else FORMAT_VERSION)
+        version = attrs.get("format_version", 0)  # none recorded: the oldest format, blake2b checksums
+        _check_pixels(group, split, labels, paths, report, version if isinstance(version, int) else 0)
         hashes = group["meta/file_hash"][:]
         for path, digest in zip(paths, hashes, strict=True):
             cached[str(path)] = bytes(digest)

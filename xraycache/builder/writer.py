@@ -188,7 +188,13 @@ class CacheWriter:
     def add(self, image: DecodedImage, source: SourceFile) -> None:
         """Queue one decoded image; images are written in the order they are added."""
         buffer = self._buffers[source.split]
-        self._splits[source.split].pending[len(buffer)] = image.pixels
+        pending = self._splits[source.split].pending
+        if image.pixels.shape != pending.shape[1:] or image.pixels.dtype != pending.dtype:
+            raise ValueError(
+                f"image of {image.pixels.shape} {image.pixels.dtype}, the cache stores "
+                f"{pending.shape[1:]} {pending.dtype}"
+            )  # a copy would broadcast or cast it
+        pending[len(buffer)] = image.pixels
         buffer.append(_Queued(_meta_row(image, source), image.checksum, image.descriptor, source))
         for label in source.labels if self.multi_label else (source.label,):
             self._hist[source.split][label] += image.hist

@@ -29,6 +29,7 @@
 #define WEIGHT_BITS 14
 #define FRACTION_BITS 7 /* of the intermediate, after the vertical pass: 255 << 7 fits int16 */
 #define SHIFT1 (WEIGHT_BITS - FRACTION_BITS)
+#define MAX_SIDE ((Py_ssize_t)1 << 30) /* any size argument: products of two stay far from overflow */
 #define SHIFT2 (WEIGHT_BITS + FRACTION_BITS)
 
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t nbytes, const char *what) {
@@ -79,7 +80,7 @@ static const uint8_t *get_source(PyObject *obj, Py_buffer *view, int *has_view, 
         struct ArrowArray *array = PyCapsule_GetPointer(PyTuple_GET_ITEM(obj, 1), "arrow_array");
         if (array == NULL) return NULL;
         if (schema->release == NULL || array->release == NULL || schema->format == NULL ||
-            strcmp(schema->format, "C") != 0 || schema->n_children != 0) {
+            strcmp(schema->format, "C") != 0 || schema->n_children != 0 || schema->dictionary != NULL) {
             PyErr_SetString(PyExc_ValueError, "source: not a live Arrow array of uint8");
             return NULL;
         }
@@ -146,16 +147,6 @@ static void transpose16(const int16_t *restrict src, int16_t *restrict dst, Py_s
 #endif
     for (; i < rows; i++)
         for (Py_ssize_t j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
-}
-
-/* dst (cols x rows) = the transpose of src (rows x cols), bytes, in 16 x 16 tiles. */
-static void transpose8(const uint8_t *restrict src, uint8_t *restrict dst, Py_ssize_t rows, Py_ssize_t cols) {
-    for (Py_ssize_t i0 = 0; i0 < rows; i0 += 16)
-        for (Py_ssize_t j0 = 0; j0 < cols; j0 += 16) {
-            const Py_ssize_t i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < cols ? j0 + 16 : cols;
-            for (Py_ssize_t j = j0; j < j1; j++)
-                for (Py_ssize_t i = i0; i < i1; i++) dst[j * rows + i] = src[i * cols + j];
-        }
 }
 
 /* The two passes. Vertical: each output row i is a weighted sum of K source rows, rounded to
@@ -370,16 +361,13 @@ static int use_avx2(void) {
 static int use_avx2(void) { return 0; }
 #endif
 
-/* Both passes, with AVX2 where available, else the plain loops of area_passes. */
+/* Both passes in two steps (the fused ones did not apply), with AVX2 where available, else the plain loops. */
 static void area_resize_u8(const uint8_t *restrict pixels, Py_ssize_t width, const int32_t *restrict rows,
                            const int32_t *restrict rweights, Py_ssize_t kr, const int32_t *restrict cols,
                            const int32_t *restrict cweights, Py_ssize_t kc, uint8_t *restrict dst, Py_ssize_t out_h,
                            Py_ssize_t out_w, int16_t *restrict row_mid, int16_t *restrict mid, int32_t *restrict acc,
                            int16_t *restrict out_t, int16_t *restrict out16) {
 #ifdef HAVE_AVX2_PASSES
-    if (use_avx2() && kr <= 2 * MAX_PAIRS &&
-        fused_avx2(pixels, width, rows, rweights, kr, cols, cweights, kc, dst, out_h, out_w))
-        return;
     if (use_avx2() && kr <= 2 * MAX_PAIRS && kc <= 2 * MAX_PAIRS) {
         vertical_avx2(pixels, width, rows, rweights, kr, out_h, row_mid);
         transpose16(row_mid, mid, out_h, width);
@@ -393,6 +381,27 @@ static void area_resize_u8(const uint8_t *restrict pixels, Py_ssize_t width, con
                 out16);
 }
 
+/* A resize table (k taps for each of n cells, tap-major): indices in [0, n_in), weights in [0, 1 << 14]
+ * summing to exactly 1 << 14 per cell (what keeps every sum within int16 and int32). ValueError if not. */
+static int check_table(const int32_t *index, const int32_t *weight, Py_ssize_t k, Py_ssize_t n, Py_ssize_t n_in) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t sum = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const int32_t at = index[j * n + i], w = weight[j * n + i];
+            if (at < 0 || at >= n_in || w < 0 || w > (1 << WEIGHT_BITS)) {
+                PyErr_SetString(PyExc_ValueError, "area_u8: table index or weight out of range");
+                return -1;
+            }
+            sum += w;
+        }
+        if (sum != (1 << WEIGHT_BITS)) {
+            PyErr_SetString(PyExc_ValueError, "area_u8: a cell's weights do not sum to 1 << 14");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* area_u8(src, height, width, row_index, row_weight, row_taps, col_index, col_weight, col_taps, out, out_h, out_w)
  * src: height*width uint8 (a buffer, or Arrow (schema, array) capsules: see get_source); row_*: (row_taps, out_h) int32; col_*: (col_taps, out_w) int32;
  * out: out_h*out_w uint8, written. Indices and weights are checked. */
@@ -402,8 +411,9 @@ static PyObject *area_u8(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OnnOOnOOnOnn", &o_src, &height, &width, &o_ri, &o_rw, &kr, &o_ci, &o_cw, &kc,
                           &o_out, &out_h, &out_w))
         return NULL;
-    if (height <= 0 || width <= 0 || kr <= 0 || kc <= 0 || out_h <= 0 || out_w <= 0) {
-        PyErr_SetString(PyExc_ValueError, "area_u8: sizes must be positive");
+    if (height <= 0 || width <= 0 || kr <= 0 || kc <= 0 || out_h <= 0 || out_w <= 0 || height > MAX_SIDE ||
+        width > MAX_SIDE || kr > MAX_SIDE || kc > MAX_SIDE || out_h > MAX_SIDE || out_w > MAX_SIDE) {
+        PyErr_SetString(PyExc_ValueError, "area_u8: sizes must be positive and below 2**30");
         return NULL;
     }
     Py_buffer source_view, views[6];
@@ -411,23 +421,26 @@ static PyObject *area_u8(PyObject *self, PyObject *args) {
     PyObject *objects[6] = {NULL, o_ri, o_rw, o_ci, o_cw, o_out};
     const Py_ssize_t sizes[6] = {0, kr * out_h * 4, kr * out_h * 4, kc * out_w * 4, kc * out_w * 4, out_h * out_w};
     const char *names[6] = {"", "row index", "row weights", "column index", "column weights", "output"};
-    int got = 1;
+    int got = 1, fused = 0;
     PyObject *result = NULL;
     const uint8_t *source = get_source(o_src, &source_view, &has_source_view, height * width);
     if (source == NULL) return NULL;
     for (; got < 6; got++)
         if (get_buffer(objects[got], &views[got], got == 5, sizes[got], names[got]) < 0) goto done;
     const int32_t *rows = views[1].buf, *rweights = views[2].buf, *cols = views[3].buf, *cweights = views[4].buf;
-    for (Py_ssize_t i = 0; i < kr * out_h; i++)
-        if (rows[i] < 0 || rows[i] >= height || rweights[i] < 0 || rweights[i] > (1 << WEIGHT_BITS)) {
-            PyErr_SetString(PyExc_ValueError, "area_u8: row index or weight out of range");
-            goto done;
-        }
-    for (Py_ssize_t i = 0; i < kc * out_w; i++)
-        if (cols[i] < 0 || cols[i] >= width || cweights[i] < 0 || cweights[i] > (1 << WEIGHT_BITS)) {
-            PyErr_SetString(PyExc_ValueError, "area_u8: column index or weight out of range");
-            goto done;
-        }
+    if (check_table(rows, rweights, kr, out_h, height) < 0 || check_table(cols, cweights, kc, out_w, width) < 0)
+        goto done;
+#ifdef HAVE_AVX2_PASSES
+    Py_BEGIN_ALLOW_THREADS;
+    fused = use_avx2() && kr <= 2 * MAX_PAIRS &&
+            fused_avx2(source, width, rows, rweights, kr, cols, cweights, kc, views[5].buf, out_h, out_w);
+    Py_END_ALLOW_THREADS;
+#endif
+    if (fused) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
     const size_t cells = (size_t)out_h * (size_t)width + (size_t)(width > out_h ? width : out_h);
     int16_t *row_mid = PyMem_RawMalloc(cells * sizeof(int16_t));
     int16_t *mid = PyMem_RawMalloc(cells * sizeof(int16_t));
@@ -504,8 +517,8 @@ static PyObject *descriptor_u8(PyObject *self, PyObject *args) {
     PyObject *o_src, *o_out;
     Py_ssize_t height, width;
     if (!PyArg_ParseTuple(args, "OnnO", &o_src, &height, &width, &o_out)) return NULL;
-    if (height <= 0 || width <= 0 || height % 32 || width % 32) {
-        PyErr_SetString(PyExc_ValueError, "descriptor_u8: sides must be positive multiples of 32");
+    if (height <= 0 || width <= 0 || height > MAX_SIDE || width > MAX_SIDE || height % 32 || width % 32) {
+        PyErr_SetString(PyExc_ValueError, "descriptor_u8: sides must be positive multiples of 32, below 2**30");
         return NULL;
     }
     Py_buffer src, out;
@@ -567,9 +580,9 @@ static PyObject *fixed_taps(PyObject *self, PyObject *args) {
     Py_ssize_t n_in, n_out;
     double start, stop;
     if (!PyArg_ParseTuple(args, "nndd", &n_in, &n_out, &start, &stop)) return NULL;
-    if (n_in <= 0 || n_out <= 0 || n_out > (1 << 24) || !(stop > start) || !isfinite(start) || !isfinite(stop) ||
+    if (n_in <= 0 || n_out <= 0 || n_in > MAX_SIDE || n_out > (1 << 24) || !(stop > start) || !isfinite(start) || !isfinite(stop) ||
         start < 0 || stop > (double)n_in + 1.0) {
-        PyErr_SetString(PyExc_ValueError, "fixed_taps: need 0 <= start < stop <= n_in and n_out >= 1");
+        PyErr_SetString(PyExc_ValueError, "fixed_taps: need 0 <= start < stop <= n_in + 1, n_in < 2**30, 1 <= n_out <= 2**24");
         return NULL;
     }
     double *edges = PyMem_RawMalloc((size_t)(n_out + 1) * sizeof(double));

@@ -15,6 +15,7 @@ from types import ModuleType
 FORCE_ENV = "XRAYCACHE_KERNEL"
 REQUIRE_ENV = "XRAYCACHE_REQUIRE_KERNEL"
 COMPILED = "compiled (C)"
+FUNCTIONS = ("area_u8", "hist_u8", "descriptor_u8", "fixed_taps", "set_simd", "simd")  # what this code calls
 NUMPY = "NumPy"
 
 
@@ -23,6 +24,10 @@ def _load() -> ModuleType | None:
         return None
     try:
         from . import _kernel  # type: ignore[attr-defined]
+
+        missing = [name for name in FUNCTIONS if not hasattr(_kernel, name)]
+        if missing:  # a module left from an older build (the rebuild failed, the extension is optional)
+            raise ImportError(f"xraycache's compiled kernel is out of date (no {', '.join(missing)}): reinstall")
     except ImportError:
         if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
             raise

@@ -142,7 +142,9 @@ def _fixed_tables(
     """The row and column tables of one resize of a (height, width) source: computed by the compiled
     kernel when given one (the same integers, in microseconds), else by :func:`_fixed_taps`."""
     left, top, right, bottom = box if box is not None else (0.0, 0.0, float(width), float(height))
-    if module is None:
+    if module is None or not (0 <= left < right <= width and 0 <= top < bottom <= height):
+        # NumPy's tables also take boxes reaching outside the image (edge pixels repeat); no resize of
+        # the build makes one, the compiled tables refuse them
         return _fixed_taps(height, size[1], top, bottom), _fixed_taps(width, size[0], left, right)
     return _compiled_taps(module, height, size[1], top, bottom), _compiled_taps(module, width, size[0], left, right)
 
@@ -304,7 +306,8 @@ def _resize_in_place(image: Image.Image, spec: ResizeOptions) -> np.ndarray | No
     module = kernel.compiled
     # Only memory Pillow allocated itself: an image over a foreign buffer (fromarray, frombuffer, a memory
     # map; Pillow marks those read-only) has no allocation blocks, and Pillow 12.1's export crashes on it.
-    if module is None or image.mode != "L" or spec.filter != "area" or image.readonly:
+    # And only unpadded rows: with PILLOW_ALIGNMENT set, the export still says width x height values.
+    if module is None or image.mode != "L" or spec.filter != "area" or image.readonly or _row_alignment() != 1:
         return None
     width, height = image.size
     (out_w, out_h), box = fit_box(width, height, spec)
@@ -315,6 +318,12 @@ def _resize_in_place(image: Image.Image, spec: ResizeOptions) -> np.ndarray | No
     except (AttributeError, ValueError):
         return None
     return _placed(widen(_area_compiled(module, capsules, height, width, (out_w, out_h), box), spec.dtype), spec)
+
+
+def _row_alignment() -> int:
+    """Pillow's row alignment for new images (``PILLOW_ALIGNMENT``; 1 unless set, every row then contiguous)."""
+    get = getattr(Image.core, "get_alignment", None)
+    return int(get()) if get is not None else 1
 
 
 def _placed(pixels: np.ndarray, spec: ResizeOptions) -> np.ndarray:
