@@ -204,6 +204,21 @@ static inline __attribute__((target("avx2"))) __m256i pair_weights(int32_t w0, i
     return _mm256_set1_epi32((int32_t)(((uint32_t)w1 << 16) | (uint16_t)w0));
 }
 
+/* line_a[p], line_b[p], weight[p]: the lines (base + index * stride) and weights of taps 2p and 2p + 1 of
+ * output cell `cell` of a (taps x n) table; an odd last tap is paired with itself at weight 0. */
+#define PAIR_TAPS(pairs, line_a, line_b, weight, base, stride, index, weights, taps, n, cell)                \
+    do {                                                                                                   \
+        (pairs) = 0;                                                                                       \
+        for (Py_ssize_t k_ = 0; k_ < (taps); k_ += 2, (pairs)++) {                                         \
+            const int last_ = k_ + 1 >= (taps);                                                            \
+            (line_a)[pairs] = (base) + (Py_ssize_t)(index)[k_ * (n) + (cell)] * (stride);                  \
+            (line_b)[pairs] =                                                                              \
+                last_ ? (line_a)[pairs] : (base) + (Py_ssize_t)(index)[(k_ + 1) * (n) + (cell)] * (stride); \
+            (weight)[pairs] =                                                                              \
+                pair_weights((weights)[k_ * (n) + (cell)], last_ ? 0 : (weights)[(k_ + 1) * (n) + (cell)]); \
+        }                                                                                                  \
+    } while (0)
+
 /* lo, hi += the pair's weights times its two rows of 16 int16 values (lo: lanes 0-3 and 8-11, hi: 4-7, 12-15). */
 #define MADD_PAIR(lo, hi, va, vb, w)                                                      \
     do {                                                                                  \
@@ -220,13 +235,8 @@ static inline __attribute__((target("avx2"))) void vertical_row_avx2(const uint8
     const __m256i round = _mm256_set1_epi32(1 << (SHIFT1 - 1));
     const uint8_t *line_a[MAX_PAIRS], *line_b[MAX_PAIRS];
     __m256i weight[MAX_PAIRS];
-    int pairs = 0;
-    for (Py_ssize_t k = 0; k < kr; k += 2, pairs++) {
-        const int last = k + 1 >= kr;
-        line_a[pairs] = pixels + (Py_ssize_t)rows[k * out_h + i] * width;
-        line_b[pairs] = last ? line_a[pairs] : pixels + (Py_ssize_t)rows[(k + 1) * out_h + i] * width;
-        weight[pairs] = pair_weights(rweights[k * out_h + i], last ? 0 : rweights[(k + 1) * out_h + i]);
-    }
+    int pairs;
+    PAIR_TAPS(pairs, line_a, line_b, weight, pixels, width, rows, rweights, kr, out_h, i);
     Py_ssize_t x = 0;
     for (; x + 16 <= width; x += 16) {
         __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
@@ -318,13 +328,8 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const int16_t *restr
     const int16_t *line_a[MAX_PAIRS], *line_b[MAX_PAIRS];
     __m256i weight[MAX_PAIRS];
     for (Py_ssize_t j = 0; j < out_w; j++) {
-        int pairs = 0;
-        for (Py_ssize_t k = 0; k < kc; k += 2, pairs++) {
-            const int last = k + 1 >= kc;
-            line_a[pairs] = mid + (Py_ssize_t)cols[k * out_w + j] * out_h;
-            line_b[pairs] = last ? line_a[pairs] : mid + (Py_ssize_t)cols[(k + 1) * out_w + j] * out_h;
-            weight[pairs] = pair_weights(cweights[k * out_w + j], last ? 0 : cweights[(k + 1) * out_w + j]);
-        }
+        int pairs;
+        PAIR_TAPS(pairs, line_a, line_b, weight, mid, out_h, cols, cweights, kc, out_w, j);
         int16_t *restrict column = out_t + j * out_h;
         Py_ssize_t y = 0;
         for (; y + 16 <= out_h; y += 16) {
