@@ -157,6 +157,12 @@ def test_compiled_tables_are_numpys_to_the_bit() -> None:
         _kernel.fixed_taps(10, 5, 4.0, 3.0)  # an empty range
 
 
+def _in_place(image: object, spec: ResizeOptions) -> np.ndarray | None:
+    """``resize``'s in-place path for ``image`` with the geometry ``resize`` gives it (None: not taken)."""
+    size, box = resize.fit_box(*image.size, spec)  # type: ignore[attr-defined]
+    return resize._resize_in_place(image, size, box, spec)  # type: ignore[arg-type]
+
+
 @needs_compiled
 def test_a_pillow_image_is_resized_in_place_with_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled kernel reads an L image's memory through Pillow's Arrow export, no NumPy copy; the
@@ -167,13 +173,13 @@ def test_a_pillow_image_is_resized_in_place_with_the_same_bytes(monkeypatch: pyt
 
     monkeypatch.setattr(kernel, "compiled", _kernel)
     foreign = Image.fromarray(radiograph(700, 530, 3))  # over NumPy's memory: read-only, never exported
-    assert foreign.readonly and resize._resize_in_place(foreign, ResizeOptions(size=96)) is None
+    assert foreign.readonly and _in_place(foreign, ResizeOptions(size=96)) is None
     image = foreign.copy()  # Pillow's own memory, as every decoded image
     if not hasattr(image, "__arrow_c_array__"):
         pytest.skip("this Pillow has no Arrow export")
     for fit in ("stretch", "pad", "crop"):
         spec = ResizeOptions(size=96, fit=fit)
-        assert resize._resize_in_place(image, spec) is not None  # the in-place path ran
+        assert _in_place(image, spec) is not None  # the in-place path ran
         assert np.array_equal(resize.resize(image, spec), resize.resize(np.asarray(image), spec))
 
     class Unexported(Image.Image):
@@ -183,12 +189,12 @@ def test_a_pillow_image_is_resized_in_place_with_the_same_bytes(monkeypatch: pyt
     blocks = image.copy()
     blocks.__class__ = Unexported
     spec = ResizeOptions(size=96)
-    assert resize._resize_in_place(blocks, spec) is None
+    assert _in_place(blocks, spec) is None
     assert np.array_equal(resize.resize(blocks, spec), resize.resize(np.asarray(image), spec))
-    assert resize._resize_in_place(image.convert("RGB"), spec) is None  # not L: the caller converts first
-    assert resize._resize_in_place(image, ResizeOptions(size=96, filter="lanczos")) is None
+    assert _in_place(image.convert("RGB"), spec) is None  # not L: the caller converts first
+    assert _in_place(image, ResizeOptions(size=96, filter="lanczos")) is None
     monkeypatch.setattr(kernel, "compiled", None)
-    assert resize._resize_in_place(image, spec) is None
+    assert _in_place(image, spec) is None
 
 
 @needs_compiled
@@ -207,7 +213,7 @@ def test_padded_pillow_rows_take_the_copy(monkeypatch: pytest.MonkeyPatch) -> No
     try:
         image = Image.fromarray(radiograph(301, 257, 5)).copy()
         spec = ResizeOptions(size=64)
-        assert resize._resize_in_place(image, spec) is None
+        assert _in_place(image, spec) is None
         assert np.array_equal(resize.resize(image, spec), resize.resize(np.asarray(image), spec))
     finally:
         Image.core.set_alignment(previous)

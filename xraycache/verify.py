@@ -101,6 +101,7 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
     label_names = list(attrs.get("label_names", []))
     budget = cache_bytes(Path(file.filename), file.attrs)  # the most text the cache can hold
     size = attrs.get("size")
+    version = attrs.get("format_version", 0)  # a whole number (open_cache refuses others); none: the oldest
     cached: dict[str, bytes] = {}
     for split in report.splits:
         if split not in file:
@@ -130,8 +131,7 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
             if not np.array_equal(group["stats/count"][:], count):
                 report.problems.append(Finding(split, "stats", "stats/count does not match the labels"))
         paths = read_text(group["meta/path"], budget)
-        version = attrs.get("format_version", 0)  # none recorded: the oldest format, blake2b checksums
-        _check_pixels(group, split, labels, paths, report, version if isinstance(version, int) else 0)
+        _check_pixels(group, split, labels, paths, report, version)
         hashes = group["meta/file_hash"][:]
         for path, digest in zip(paths, hashes, strict=True):
             cached[str(path)] = bytes(digest)

@@ -320,8 +320,8 @@ def _open_old(out: Path, attrs: dict[str, Any]) -> OldCache:
         old = read_old_cache(out)
     except NotACacheError as exc:
         raise InputError(f"{out} exists and is not a cache this build can update ({exc}); pass --overwrite") from None
-    version = old.attrs.get("format_version", 0)  # none recorded: the oldest format
-    if not isinstance(version, int) or version < FORMAT_VERSION:
+    version = old.attrs.get("format_version", 0)  # a whole number (open_cache refuses others); none: the oldest
+    if version < FORMAT_VERSION:
         raise InputError(
             f"{out} was written in cache format {version}, older than this xraycache's {FORMAT_VERSION} "
             "(which stores near-duplicate descriptors, reads patient ids from NIH file names and checksums "

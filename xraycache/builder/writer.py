@@ -198,7 +198,7 @@ class CacheWriter:
         buffer.append(_Queued(_meta_row(image, source), image.checksum, image.descriptor, source))
         for label in source.labels if self.multi_label else (source.label,):
             self._hist[source.split][label] += image.hist
-        if len(buffer) >= len(self._splits[source.split].pending):
+        if len(buffer) >= len(pending):
             self._flush(source.split)
 
     def add_rows(

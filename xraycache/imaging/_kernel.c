@@ -104,10 +104,6 @@ static const uint8_t *get_source(PyObject *obj, Py_buffer *view, int *has_view, 
 #define MULTIVERSION
 #endif
 
-/* The two passes. Vertical: each output row i is a weighted sum of K source rows, rounded to
- * FRACTION_BITS, stored transposed (mid is width x out_h) so that the horizontal pass is again a sum of
- * K contiguous rows. Horizontal: each output column j, a weighted sum of K rows of mid, rounded to uint8.
- * Products are int16 x int16 -> int32 (weights <= 1 << 14, mid < 1 << 15): vectorised by the compiler. */
 /* acc = w * line, or acc += w * line: int16 x int16 -> int32, vectorised by the compiler. */
 #define TAP_LOOP(acc, line, w, n, first)                                             \
     do {                                                                             \

@@ -282,15 +282,19 @@ def resize(image: np.ndarray | Image.Image, spec: ResizeOptions) -> np.ndarray:
     (with 0) are the same for all.
     """
     if isinstance(image, Image.Image):
-        in_place = _resize_in_place(image, spec)
+        width, height = image.size
+    else:
+        height, width = image.shape
+    (out_w, out_h), box = fit_box(width, height, spec)
+    extreme = max(out_h * width, height * out_w) > MAX_INTERMEDIATE
+    if isinstance(image, Image.Image):
+        in_place = None if extreme else _resize_in_place(image, (out_w, out_h), box, spec)
         if in_place is not None:
             return in_place
         image = np.asarray(image, dtype=np.uint8)
-    height, width = image.shape
-    (out_w, out_h), box = fit_box(width, height, spec)
-    if max(out_h * width, height * out_w) > MAX_INTERMEDIATE:
+    if extreme:
         image, box = _shrink_long_axes(image, box, (out_w, out_h))
-    upscaling = out_w > box[2] - box[0] or out_h > box[3] - box[1]
+    upscaling = _upscales((out_w, out_h), box)
     if image.dtype == np.uint8:
         pixels = widen(_resize_8bit(image, (out_w, out_h), box, spec.filter, upscaling), spec.dtype)
     else:
@@ -298,26 +302,30 @@ def resize(image: np.ndarray | Image.Image, spec: ResizeOptions) -> np.ndarray:
     return _placed(pixels, spec)
 
 
-def _resize_in_place(image: Image.Image, spec: ResizeOptions) -> np.ndarray | None:
-    """The area resize of a Pillow ``L`` image by the compiled kernel, straight from Pillow's memory; None
-    where that does not apply (no compiled kernel, another filter or mode, an upscale, an extreme shape, an
-    image over a foreign buffer, or one Pillow keeps in several blocks, which it does not export):
-    :func:`resize` then copies it."""
+def _resize_in_place(image: Image.Image, size: tuple[int, int], box: Box, spec: ResizeOptions) -> np.ndarray | None:
+    """The area resize of a Pillow ``L`` image to ``size`` from ``box`` (:func:`fit_box`) by the compiled
+    kernel, straight from Pillow's memory; None where that does not apply (no compiled kernel, another filter
+    or mode, an upscale, an image over a foreign buffer, or one Pillow keeps in several blocks, which it
+    does not export): :func:`resize` then copies it."""
     module = kernel.compiled
     # Only memory Pillow allocated itself: an image over a foreign buffer (fromarray, frombuffer, a memory
     # map; Pillow marks those read-only) has no allocation blocks, and Pillow 12.1's export crashes on it.
     # And only unpadded rows: with PILLOW_ALIGNMENT set, the export still says width x height values.
     if module is None or image.mode != "L" or spec.filter != "area" or image.readonly or _row_alignment() != 1:
         return None
-    width, height = image.size
-    (out_w, out_h), box = fit_box(width, height, spec)
-    if max(out_h * width, height * out_w) > MAX_INTERMEDIATE or out_w > box[2] - box[0] or out_h > box[3] - box[1]:
+    if _upscales(size, box):
         return None
     try:
         capsules = image.__arrow_c_array__()  # Pillow >= 11.2; ValueError for an image in several blocks
     except (AttributeError, ValueError):
         return None
-    return _placed(widen(_area_compiled(module, capsules, height, width, (out_w, out_h), box), spec.dtype), spec)
+    width, height = image.size
+    return _placed(widen(_area_compiled(module, capsules, height, width, size, box), spec.dtype), spec)
+
+
+def _upscales(size: tuple[int, int], box: Box) -> bool:
+    """Whether a resize to ``size`` from ``box`` enlarges either axis (the area filter then interpolates)."""
+    return size[0] > box[2] - box[0] or size[1] > box[3] - box[1]
 
 
 def _row_alignment() -> int:
