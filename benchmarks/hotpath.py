@@ -12,9 +12,11 @@ Sections, each measured side by side in one run (ratios are medians of per-rep r
   pickle out and in, checksum, write), and the worker path's CPU time against the bare decode's.
 - ``whole``: whole processes on all cores: ``xraycache build`` of the 496-file sample and of the 2,976-file set
   (the sample in three splits, twice each, hard links) against the decode-only limit (the bare draft decode at
-  the build's DCT scale in as many loky processes as cores, one process timed as a whole) and against the
-  notebook's serial cv2 loop (a whole process too). Also main-process CPU of the build (the writer's side).
-- ``crossover``: whole-process builds of the first N files with --jobs 1 and --jobs 2: where the pool pays.
+  the build's DCT scale in as many forked processes as cores, one process timed as a whole; the same on loky
+  too, with the build on loky beside it) and against the notebook's serial cv2 loop (a whole process too).
+  Also main-process CPU of the build (the writer's side).
+- ``crossover``: whole-process builds of the first N files with --jobs 1 and --jobs 2 (forked, and loky):
+  where each pool pays.
 - ``startup``: instructions of ``xraycache --help`` and ``--version`` against ``python -c "import numpy, h5py,
   PIL.Image"`` (callgrind, python process only; bytecode compiled first, as ``pip install`` leaves it).
 - ``sample``: wall and CPU of ``xraycache sample DIR`` (600 images), and that two runs give the same bytes.
@@ -239,7 +241,7 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
 
 # -- whole processes --------------------------------------------------------------------------------------------
 
-LIMIT_SCRIPT = """
+LIMIT_LOKY_SCRIPT = """
 import sys, joblib
 from PIL import Image
 def draft(path):
@@ -248,6 +250,22 @@ def draft(path):
         image.load()
 files = open(sys.argv[1]).read().split("\\n")
 joblib.Parallel(n_jobs=-1, batch_size=32, pre_dispatch="4 * n_jobs")(joblib.delayed(draft)(f) for f in files)
+"""
+
+# The same decode on forked workers (what the build runs on Linux): the faster of the two, so the limit.
+LIMIT_FORK_SCRIPT = """
+import multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+from PIL import Image
+def draft(paths):
+    for path in paths:
+        with Image.open(path) as image:
+            image.draft("L", (512, 512))
+            image.load()
+files = open(sys.argv[1]).read().split("\\n")
+tasks = [files[i : i + 32] for i in range(0, len(files), 32)]
+with ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("fork")) as pool:
+    list(pool.map(draft, tasks))
 """
 
 NOTEBOOK_SCRIPT = """
@@ -309,20 +327,21 @@ def whole(data: Path, work: Path, reps: int) -> dict[str, Any]:
         files = list_images(root)
         listing = work / f"list-{name}.txt"
         listing.write_text("\n".join(files))
-        runs: dict[str, list[tuple[float, float]]] = {"build": [], "limit": [], "notebook": []}
+        build = [xraycache, "build", str(root), str(work / "b.h5"), "-q", "--overwrite"]
+        commands = {
+            "limit": [sys.executable, "-c", LIMIT_FORK_SCRIPT, str(listing)],
+            "build": build,
+            "notebook": [sys.executable, "-c", NOTEBOOK_SCRIPT, str(listing)],
+            "limit_loky": [sys.executable, "-c", LIMIT_LOKY_SCRIPT, str(listing)],
+            "build_loky": [*build, "--backend", "loky"],
+        }
+        runs: dict[str, list[tuple[float, float]]] = {what: [] for what in commands}
         main_cpu: list[dict[str, float]] = []
         loads = []
         for rep in range(reps):
             loads.append(os.getloadavg()[0])
-            order = ["limit", "build", "notebook"] if rep % 2 == 0 else ["notebook", "build", "limit"]
-            for what in order:
-                if what == "build":
-                    cmd = [xraycache, "build", str(root), str(work / "b.h5"), "-q", "--overwrite"]
-                elif what == "limit":
-                    cmd = [sys.executable, "-c", LIMIT_SCRIPT, str(listing)]
-                else:
-                    cmd = [sys.executable, "-c", NOTEBOOK_SCRIPT, str(listing)]
-                runs[what].append(_timed(cmd))
+            for what in commands if rep % 2 == 0 else reversed(commands):
+                runs[what].append(_timed(commands[what]))
             done = subprocess.run(
                 [sys.executable, "-c", MAIN_CPU_SCRIPT, str(root), str(work / "m.h5"), "-1"],
                 check=True,
@@ -331,8 +350,9 @@ def whole(data: Path, work: Path, reps: int) -> dict[str, Any]:
             )
             main_cpu.append(json.loads(done.stdout.strip().splitlines()[-1]))
             log(
-                f"whole {name} rep {rep + 1}: build {runs['build'][-1][0]:.2f} s, limit {runs['limit'][-1][0]:.2f} s, "
-                f"notebook {runs['notebook'][-1][0]:.2f} s (load {loads[-1]:.1f})"
+                f"whole {name} rep {rep + 1}: "
+                + ", ".join(f"{what} {runs[what][-1][0]:.2f} s" for what in commands)
+                + f" (load {loads[-1]:.1f})"
             )
         n = len(files)
         wall = {k: [w for w, _ in v] for k, v in runs.items()}
@@ -343,6 +363,12 @@ def whole(data: Path, work: Path, reps: int) -> dict[str, Any]:
             **{f"{k}_img_s": round(n / median(v), 1) for k, v in wall.items()},
             **{f"{k}_cpu_ms_per_image": round(median([c for _, c in runs[k]]) / n * 1e3, 3) for k in runs},
             "build_vs_limit": round(median([b / a for a, b in zip(wall["build"], wall["limit"], strict=True)]), 3),
+            "build_vs_limit_loky": round(
+                median([b / a for a, b in zip(wall["build"], wall["limit_loky"], strict=True)]), 3
+            ),
+            "build_loky_vs_limit_loky": round(
+                median([b / a for a, b in zip(wall["build_loky"], wall["limit_loky"], strict=True)]), 3
+            ),
             "build_vs_notebook": round(
                 median([b / a for a, b in zip(wall["build"], wall["notebook"], strict=True)]), 3
             ),
@@ -352,13 +378,15 @@ def whole(data: Path, work: Path, reps: int) -> dict[str, Any]:
     return out
 
 
-def crossover(data: Path, work: Path, reps: int, sizes: Sequence[int] = (16, 64, 128, 192, 256, 496)) -> dict[str, Any]:
-    """Whole-process builds of the first N files on 1 and 2 workers: below which N the pool does not pay.
+def crossover(data: Path, work: Path, reps: int, sizes: Sequence[int] = (4, 8, 16, 32, 64, 128, 496)) -> dict[str, Any]:
+    """Whole-process builds of the first N files on 1 and 2 workers (forked, and loky): below which N a pool
+    does not pay.
 
-    --jobs 2 runs with XRAYCACHE_SERIAL_BELOW=0, so that it starts its pool however few the files are.
+    The --jobs 2 runs set XRAYCACHE_SERIAL_BELOW=0, so that they start their pool however few the files are.
     """
     files = list_images(data)
     xraycache = shutil.which("xraycache") or "xraycache"
+    variants = {"jobs1": ["--jobs", "1"], "jobs2": ["--jobs", "2"], "jobs2_loky": ["--jobs", "2", "--backend", "loky"]}
     rows = []
     for n in sizes:
         root = work / f"first{n}"
@@ -369,20 +397,18 @@ def crossover(data: Path, work: Path, reps: int, sizes: Sequence[int] = (16, 64,
                 os.link(path, root / rel) if os.stat(path).st_dev == os.stat(work).st_dev else shutil.copy(
                     path, root / rel
                 )
-        times: dict[int, list[float]] = {1: [], 2: []}
+        times: dict[str, list[float]] = {name: [] for name in variants}
         for rep in range(reps):
-            for jobs in (1, 2) if rep % 2 == 0 else (2, 1):
-                cmd = [xraycache, "build", str(root), str(work / "c.h5"), "-q", "--overwrite", "--jobs", str(jobs)]
-                times[jobs].append(_timed(cmd, {"XRAYCACHE_SERIAL_BELOW": "0"})[0])
-        rows.append(
-            {
-                "files": n,
-                "jobs1_s": round(median(times[1]), 3),
-                "jobs2_s": round(median(times[2]), 3),
-                "jobs2_over_jobs1": round(median([b / a for a, b in zip(times[1], times[2], strict=True)]), 3),
-            }
-        )
-        log(f"crossover {n}: jobs1 {rows[-1]['jobs1_s']} s, jobs2 {rows[-1]['jobs2_s']} s")
+            for name in variants if rep % 2 == 0 else reversed(variants):
+                cmd = [xraycache, "build", str(root), str(work / "c.h5"), "-q", "--overwrite", *variants[name]]
+                times[name].append(_timed(cmd, {"XRAYCACHE_SERIAL_BELOW": "0"})[0])
+        row: dict[str, Any] = {"files": n, **{f"{name}_s": round(median(t), 3) for name, t in times.items()}}
+        for name in ("jobs2", "jobs2_loky"):
+            row[f"{name}_over_jobs1"] = round(
+                median([b / a for a, b in zip(times["jobs1"], times[name], strict=True)]), 3
+            )
+        rows.append(row)
+        log(f"crossover {n}: " + ", ".join(f"{name} {row[name + '_s']} s" for name in variants))
     return {"rows": rows, "load_average": round(os.getloadavg()[0], 2)}
 
 

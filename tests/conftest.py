@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# A build of fewer than SERIAL_BELOW files decodes in its own process; the tests' small datasets should still
-# go through the worker pool (its start-up, watchdog, interrupts), in this process and in the CLI subprocesses.
+# A build on loky of fewer than SERIAL_BELOW files decodes in its own process; the tests' small datasets should
+# still go through that pool (its start-up, watchdog, interrupts), in this process and in the CLI subprocesses.
 os.environ.setdefault("XRAYCACHE_SERIAL_BELOW", "0")
 
 KAGGLE_FILES = {

@@ -93,4 +93,5 @@ def test_import_xraycache_is_lazy() -> None:
     result = _loaded_after("import xraycache\nOUT = [m for m in ('h5py', 'numpy') if m in sys.modules]")
     assert result["loaded"] == [] and result["out"] == []
     built = _loaded_after("import xraycache\nOUT = callable(xraycache.build)")
-    assert built["out"] is True and "joblib" in built["loaded"]  # the build stack arrives with ``build``
+    assert built["out"] is True and "xraycache.builder" in built["loaded"]  # the build stack comes with ``build``
+    assert "joblib" not in built["loaded"]  # only loky, dask and sharded builds need it

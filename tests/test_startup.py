@@ -48,7 +48,8 @@ def test_other_arguments_go_to_the_command_line() -> None:
 
 
 def test_workers_load_no_command_line_plots_or_reading() -> None:
-    """What a loky worker imports: the task's module (to unpickle it) and the decode path it runs."""
+    """What a loky worker imports: the task's module (to unpickle it) and the decode path it runs (a forked
+    worker imports nothing: it has what the build had)."""
     code = (
         "import numpy as np, tempfile, os\n"
         "from PIL import Image\n"
@@ -59,23 +60,27 @@ def test_workers_load_no_command_line_plots_or_reading() -> None:
         "Image.fromarray(np.zeros((64, 64), np.uint8)).save(os.path.join(d, 'a.jpeg'))\n"
         "print(workers.decode_task(d, SourceFile('a.jpeg', 'train', 0, 'p1'), ResizeOptions(size=16)))\n"
     )
-    assert _run(code) == ["joblib"]  # the pool's own library, nothing of the command line
+    assert _run(code) == []  # nothing of the command line, nor joblib: loky loads that itself
 
 
-def test_a_few_files_are_decoded_without_a_pool(kaggle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Below SERIAL_BELOW files the build decodes in its own process: a pool would cost more than it saves."""
+def test_a_few_files_on_loky_are_decoded_without_a_pool(
+    kaggle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below SERIAL_BELOW files a build on loky decodes in its own process: that pool costs more than it saves."""
+    import joblib
+
     import xraycache
     from xraycache.builder import workers
 
     def no_pool(*args: object, **kwargs: object) -> None:
         raise AssertionError("a worker pool was started for a handful of files")
 
-    monkeypatch.setattr(workers.joblib, "Parallel", no_pool)
+    monkeypatch.setattr(joblib, "Parallel", no_pool)
     monkeypatch.setattr(workers, "SERIAL_BELOW", 200)
-    serial = xraycache.build(kaggle, tmp_path / "serial.h5", size=32, jobs=2)
+    serial = xraycache.build(kaggle, tmp_path / "serial.h5", size=32, jobs=2, backend="loky")
     monkeypatch.undo()
     monkeypatch.setattr(workers, "SERIAL_BELOW", 0)
-    pooled = xraycache.build(kaggle, tmp_path / "pooled.h5", size=32, jobs=2)
+    pooled = xraycache.build(kaggle, tmp_path / "pooled.h5", size=32, jobs=2, backend="loky")
     assert serial.images == pooled.images == 10
     with xraycache.open(serial.out) as a, xraycache.open(pooled.out) as b:
         assert np.array_equal(a["train"].load()[0], b["train"].load()[0])

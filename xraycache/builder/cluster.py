@@ -1,6 +1,6 @@
 """Run a build's decode tasks on a dask.distributed cluster, through joblib's dask backend.
 
-The local loky pool stays the default and needs nothing from here. With ``backend="dask"`` the build
+The local backends (forked processes, loky) need nothing from here. With ``backend="dask"`` the build
 connects a ``distributed.Client`` to the scheduler (``--scheduler`` or ``DASK_SCHEDULER_ADDRESS``),
 checks on every worker that it runs the same xraycache and imaging backend and can read SRC at the
 same path (a shared filesystem), and only then starts: a misconfigured worker would otherwise skip
@@ -18,8 +18,6 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from ..core.errors import InputError
 from ..core.options import DEFAULT_CONNECT_TIMEOUT, RunOptions
 from ..core.version import __version__
@@ -31,8 +29,8 @@ _client: Any = None  # the Client of the build running in this process, if it ru
 
 
 def scheduler_address(run: RunOptions) -> str | None:
-    """The scheduler address a build will use (None for loky), from ``--scheduler`` or the environment."""
-    if run.backend == "loky":
+    """The scheduler address a build will use (None for a local backend), from ``--scheduler`` or the environment."""
+    if run.backend != "dask":
         return None
     address = run.scheduler or os.environ.get(SCHEDULER_ENV, "").strip()
     if not address:
@@ -48,6 +46,8 @@ def on_cluster() -> bool:
 
 def parallel_config(n_jobs: int, initializer: Any = None) -> tuple[AbstractContextManager[Any], int]:
     """joblib configuration and ``n_jobs`` for the running build: the dask cluster, or local loky processes."""
+    import joblib  # here, not at the top: a build on forked workers never needs it (~60 ms of imports)
+
     if _client is not None:
         return joblib.parallel_config(backend="dask"), -1  # -1: every thread of every worker
     return joblib.parallel_config(backend="loky", initializer=initializer), n_jobs

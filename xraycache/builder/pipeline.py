@@ -12,10 +12,8 @@ import errno
 import fcntl
 import os
 import re
-import signal
 import stat
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from typing import Any
 from ..core.atomic import remove_stale_temporaries
 from ..core.errors import InputError, NotACacheError, SkipLog
 from ..core.format import FORMAT_VERSION, hdf5_versions, shard_count, storable_path
+from ..core.interrupts import interrupt_guard
 from ..core.options import BuildOptions
 from ..core.version import __version__
 from ..imaging.pil_install import pil_problem
@@ -36,6 +35,7 @@ from .prepare import prepare
 from .report import BuildJob, BuildReport, ProgressCallback
 from .scan import ScanResult, SourceFile, scan
 from .shards import build_sharded, output_bytes, remove_stale_shards
+from .workers import worker_pool
 from .writer import write_plan
 
 
@@ -125,9 +125,11 @@ def run_build(
     probe = found.files[0].path if found.files else None
     shards = options.output.shards
     write_dir = out_path.parent.absolute() if shards > 1 else None
+    forked = options.run.backend == "local" and shards <= 1  # sharded builds write in loky workers
     with (
+        worker_pool(n_jobs if forked else 1, options.run.backend) as pool,  # before any file is opened
         output_lock(out_path),
-        interrupt_guard(),
+        interrupt_guard(),  # before the rename: see core.interrupts
         dask_cluster(address, found.root, probe, options.run.scheduler_timeout, write_dir) as threads,
     ):
         if threads is not None:  # on dask: every worker thread of the cluster
@@ -145,6 +147,7 @@ def run_build(
                 report,
                 skips,
                 progress,
+                pool=pool,
                 drop_duplicates=options.sources.drop_duplicates,
                 group_near_duplicates=options.sources.resplit is not None and shards <= 1,
                 group_folds=options.sources.folds > 0 and shards <= 1,
@@ -256,42 +259,6 @@ def output_lock(out: Path) -> Iterator[None]:
         finally:
             os.close(fd)
     raise InputError(f"cannot lock {out}: {lock_path.name} keeps changing; is another build starting?")
-
-
-@contextmanager
-def interrupt_guard() -> Iterator[None]:
-    """Ctrl-C during a build: KeyboardInterrupt as usual, minus loky's noise on the way out.
-
-    Killing the pool mid-dispatch can make loky's manager thread die with a KeyError traceback
-    (a race inside loky); once the user has interrupted, that thread's exceptions are dropped, so
-    the CLI prints its one line. Only active in the main thread, and restored on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    interrupted = threading.Event()
-    previous_hook = threading.excepthook
-
-    def on_sigint(signum: int, frame: object) -> None:
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        name = args.thread.name if args.thread is not None else ""
-        if interrupted.is_set() and name.startswith("ExecutorManagerThread"):
-            return
-        previous_hook(args)
-
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
-    threading.excepthook = hook
-    try:
-        yield
-    except KeyboardInterrupt:
-        interrupted.set()
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        threading.excepthook = previous_hook
 
 
 def os_reason(exc: OSError) -> str:

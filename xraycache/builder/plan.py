@@ -209,7 +209,7 @@ def plan_build(job: BuildJob, old: OldCache | None, *, same_layout: bool) -> Pla
     report.mode = "incremental"
     report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
     report.added, report.changed = plan.added, plan.changed
-    results = decode_all(str(found.root), plan.retried, job.resize, job.n_jobs)
+    results = decode_all(str(found.root), plan.retried, job.resize, job.n_jobs, job.pool)
     plan.decoded = dict(zip((f.path for f in plan.retried), results, strict=True))
     report.added += sum(1 for result in plan.decoded.values() if not isinstance(result, DecodeFailure))
     if not (same_layout and up_to_date(found, old, plan)):

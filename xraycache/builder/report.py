@@ -12,6 +12,7 @@ from ..core.options import Compression, ResizeOptions
 
 if TYPE_CHECKING:  # kept out at run time: ``xraycache.BuildReport`` loads no imaging code
     from .scan import ScanResult
+    from .workers import ForkedPool
 
 ProgressCallback = Callable[[int], None]
 
@@ -85,6 +86,7 @@ class BuildJob:
     report: BuildReport
     skips: SkipLog
     progress: ProgressCallback | None = None
+    pool: ForkedPool | None = None  # the build's forked workers, if it has some (see workers.worker_pool)
     drop_duplicates: bool = False  # keep the first image of each near-duplicate group only
     group_near_duplicates: bool = False  # --resplit: near-duplicates join their patients' split
     group_folds: bool = False  # --folds: near-duplicates join their patients' fold

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import joblib
 import numpy as np
 
 from ..core.atomic import AtomicFile, current_umask, fsync_dir, remove_stale_temporaries
@@ -106,6 +105,8 @@ def _new_shard_folder(out: Path) -> Path:
 
 def _write_sharded(job: BuildJob, plan: Plan, old_path: Path | None, shards: int) -> list[SourceFile]:
     """Write the shards in parallel (one task each), then OUT joining them; OUT is renamed in last."""
+    import joblib  # only sharded builds need it (see cluster.parallel_config)
+
     found, progress = job.found, job.progress
     out = job.out.absolute()  # workers (dask: other machines) get absolute paths
     parts = partition(plan.actions, shards)

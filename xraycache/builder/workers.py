@@ -1,40 +1,55 @@
-"""The decode workers: joblib tasks of a fixed number of files, results back in order, on loky or dask.
+"""The decode workers: tasks of a fixed number of files, results back in order, in forked processes, loky or dask.
 
 Workers get the pixel settings only (``ResizeOptions``) and return, per file, a ``DecodedImage`` or a
-``DecodeFailure``; they never raise. A loky pool is kept between builds in one process (its initializer
-must stay the same object), workers ignore SIGINT (the main process handles Ctrl-C) and exit on their own
-when the build process is gone.
+``DecodeFailure``; they never raise. The local backend forks its workers from the build where the OS
+can (Linux): they start in milliseconds with everything imported, where loky starts fresh interpreters
+(~0.35 s of imports each); elsewhere, and with ``--backend loky``, loky runs them (its pool is kept between
+builds in one process, so its initializer must stay the same object). Workers ignore SIGINT (the main
+process handles Ctrl-C) and exit on their own when the build process is gone. A file that kills its
+worker (a decoder crash on a hostile file) is found by decoding that task's files one process each, and
+is skipped with the signal as its reason; the build goes on.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
+import gc
+import itertools
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
 
-import joblib
-
-from ..core.options import ResizeOptions
+from ..core import interrupts
+from ..core.options import Backend, ResizeOptions
 from ..imaging.decode import decode_or_failure
-from ..imaging.result import DecodeResult
+from ..imaging.result import DecodeFailure, DecodeResult
 from .cluster import on_cluster, parallel_config
 from .scan import SourceFile
 
-# Files per joblib task. Not "auto": joblib grows auto batches until a task lasts ~1 s, which for
-# small images means thousands of decoded arrays per result message, and peak memory that grew with
-# the dataset (measured, 320 px JPEGs: 300 -> 374 -> 409 MB for 1k, 10k, 30k images). With 32:
+# Files per task. Not joblib's "auto": it grows batches until a task lasts ~1 s, which for small
+# images means thousands of decoded arrays per result message, and peak memory that grew with the
+# dataset (measured, 320 px JPEGs: 300 -> 374 -> 409 MB for 1k, 10k, 30k images). With 32:
 # 280 -> 302 MB for 1k and 10k, at the same speed (16 was ~8% slower on those small images).
 FILES_PER_TASK = 32
+TASKS_IN_FLIGHT = 4  # per worker: bounds memory (results wait in order) while keeping every worker busy
 PARENT_POLL_SECONDS = 0.25  # how often a worker checks that the build process is still alive
-# Fewer files than this are decoded in the build process itself: a loky pool takes ~0.5 s to give its first
-# result on an idle 2-core machine (1.1-1.5 s on a busy one; a worker's Python, loky, numpy, PIL and h5py are
-# ~0.85 G instructions), as long as decoding ~100 files, so on 2 cores it pays only past ~2x that
-# (benchmarks/hotpath.py ``crossover``). XRAYCACHE_SERIAL_BELOW overrides it (the tests set 0, so that their
-# small datasets still exercise the pool).
+# Fewer files than this are decoded in the build process itself when the workers are loky's: its pool
+# gives its first result ~0.5 s after it starts (2 cores, idle; ~100 decodes), a forked pool in a few
+# milliseconds, so a forked pool runs for any number of files (benchmarks/hotpath.py ``crossover``; see the
+# README). XRAYCACHE_SERIAL_BELOW overrides it (the tests set 0, so that their small datasets exercise loky).
 SERIAL_BELOW = int(os.environ.get("XRAYCACHE_SERIAL_BELOW", "200"))
+CAN_FORK = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
 def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeResult:
@@ -42,20 +57,195 @@ def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeRes
     return decode_or_failure(os.path.join(root, source.path), spec)
 
 
-def decode_all(root: str, files: list[SourceFile], spec: ResizeOptions, n_jobs: int) -> Iterator[DecodeResult]:
-    """Decode ``files`` on ``n_jobs`` workers, yielding results in order (no pool for no work, nor for a
-    few files on the local backend: see SERIAL_BELOW)."""
+def decode_chunk(root: str, sources: list[SourceFile], spec: ResizeOptions) -> list[DecodeResult]:
+    """Worker entry point of the forked pool: one task's files, decoded in order."""
+    return [decode_task(root, source, spec) for source in sources]
+
+
+def decode_all(
+    root: str, files: list[SourceFile], spec: ResizeOptions, n_jobs: int, pool: ForkedPool | None = None
+) -> Iterator[DecodeResult]:
+    """Decode ``files`` on ``n_jobs`` workers, yielding results in order: on ``pool`` if there is one, else
+    on loky or dask (no pool for no work, for one file, nor for a few files on loky: see SERIAL_BELOW)."""
     if not files:
         return iter(())
-    if n_jobs == 1 or len(files) == 1 or (len(files) < SERIAL_BELOW and not on_cluster()):
+    if n_jobs == 1 or len(files) == 1 or (pool is None and len(files) < SERIAL_BELOW and not on_cluster()):
         return (decode_task(root, f, spec) for f in files)
+    if pool is not None:
+        return pool.decode(root, files, spec)
     # loky processes, or the dask cluster (--backend dask)
+    import joblib  # only here: see cluster.parallel_config
+
     config, n_jobs = parallel_config(n_jobs, worker_initializer())
     with config:
         parallel = joblib.Parallel(
-            n_jobs=n_jobs, return_as="generator", batch_size=FILES_PER_TASK, pre_dispatch="4 * n_jobs"
+            n_jobs=n_jobs, return_as="generator", batch_size=FILES_PER_TASK, pre_dispatch=f"{TASKS_IN_FLIGHT} * n_jobs"
         )
     return iter(parallel(joblib.delayed(decode_task)(root, f, spec) for f in files))
+
+
+@contextmanager
+def worker_pool(n_jobs: int, backend: Backend) -> Iterator[ForkedPool | None]:
+    """The build's forked workers: started before the build opens any file or lock (a forked worker holds
+    every descriptor its parent had, and HDF5's and the build's locks with them) and stopped when it ends,
+    at once if it fails. None where the workers are loky's or dask's, or there is one job."""
+    if backend != "local" or not CAN_FORK or n_jobs <= 1:
+        yield None
+        return
+    pool = ForkedPool(n_jobs)
+    try:
+        yield pool
+    except BaseException:
+        pool.close(kill=True)
+        raise
+    pool.close(kill=False)
+
+
+class ForkedPool:
+    """``n_jobs`` worker processes forked from the build (a ``ProcessPoolExecutor``), replaced by new ones
+    when one dies; the file that killed it is found and skipped (see ``decode``)."""
+
+    def __init__(self, n_jobs: int) -> None:
+        self.n_jobs = n_jobs
+        self._executor: ProcessPoolExecutor | None = None
+        self._processes: set[multiprocessing.process.BaseProcess] = set()
+        self._start()
+        self._early = True  # forked before the build opened any file: may live until the build ends
+
+    def _start(self) -> ProcessPoolExecutor:
+        before = set(multiprocessing.active_children())
+        executor = ProcessPoolExecutor(
+            self.n_jobs,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_forked_init,
+            initargs=(os.getpid(),),
+        )
+        with _forking():
+            executor.submit(os.getpid)  # forks every worker now (a fork-based executor starts them all at once)
+        self._executor, self._processes = executor, set(multiprocessing.active_children()) - before
+        self._early = False
+        return executor
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the workers: after their tasks, or (``kill``) at once."""
+        if self._executor is None:
+            return
+        if kill:
+            for process in self._processes:
+                process.terminate()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor, self._processes = None, set()
+
+    def decode(self, root: str, files: list[SourceFile], spec: ResizeOptions) -> Iterator[DecodeResult]:
+        """The results of ``files`` in order, at most TASKS_IN_FLIGHT tasks per worker submitted ahead. After a
+        worker died, the task it broke is decoded one file per process (the file that ends its process is
+        skipped with the signal as its reason) and new workers take the rest."""
+        # a few files still make several tasks for every worker: tasks of 32 would leave one idle below ~64
+        size = max(1, min(FILES_PER_TASK, -(-len(files) // (TASKS_IN_FLIGHT * self.n_jobs))))
+        tasks = [files[i : i + size] for i in range(0, len(files), size)]
+        done = 0
+        while done < len(tasks):
+            done = yield from self._run(root, tasks, done, spec)
+            if done < len(tasks):  # the pool broke on task ``done``, or on one running beside it
+                self.close()
+                for source in tasks[done]:
+                    yield _decode_alone(root, source, spec)
+                done += 1
+
+    def _run(
+        self, root: str, tasks: list[list[SourceFile]], start: int, spec: ResizeOptions
+    ) -> Generator[DecodeResult, None, int]:
+        """Deliver ``tasks[start:]``; returns the index of the first task not delivered (``len(tasks)``
+        unless a worker died)."""
+        executor = self._executor or self._start()
+        submitted = iter(range(start, len(tasks)))
+        pending: collections.deque[Future[list[DecodeResult]]] = collections.deque()
+        try:
+            for index in itertools.islice(submitted, TASKS_IN_FLIGHT * self.n_jobs):
+                pending.append(executor.submit(decode_chunk, root, tasks[index], spec))
+            delivered = start
+            while pending:
+                try:
+                    results = pending.popleft().result()
+                except BrokenProcessPool:
+                    return delivered
+                interrupts.check()  # a Ctrl-C whose KeyboardInterrupt a callback swallowed
+                for index in itertools.islice(submitted, 1):
+                    pending.append(executor.submit(decode_chunk, root, tasks[index], spec))
+                if not pending and not self._early:
+                    # workers forked mid-build hold its open files (and HDF5's locks on them): they go before
+                    # the last result is handed over, as the writer may reopen those files next
+                    self.close()
+                yield from results
+                delivered += 1
+            return delivered
+        finally:
+            for future in pending:  # the consumer stopped early, or the pool broke: nothing more to wait for
+                future.cancel()
+
+
+@contextmanager
+def _forking() -> Iterator[None]:
+    """Around a fork from the build: the parent's objects frozen out of the garbage collector, so that a
+    child never frees (closes, flushes) one of them, e.g. the HDF5 file being written; and Python 3.12's
+    warning about forking a threaded process (the progress bar's thread) silenced, since a child runs
+    only the decode and writes nothing to the parent's streams."""
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning
+            )
+            yield
+    finally:
+        gc.unfreeze()
+
+
+def _forked_init(parent: int) -> None:
+    """Set up a forked worker as a loky one, and keep it off the parent's output: its Python streams go to
+    /dev/null (in a notebook they are the kernel's sockets) and warnings are dropped."""
+    _worker_init(parent)
+    warnings.simplefilter("ignore")
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+
+
+def _decode_alone(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeResult:
+    """Decode one file in a process of its own: its result, or a failure naming the signal that ended it."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    with _forking():
+        process = context.Process(target=_decode_into, args=(send, root, source, spec), daemon=True)
+        process.start()
+    send.close()
+    try:
+        try:
+            result: DecodeResult = receive.recv()
+        except EOFError:  # it died before sending anything
+            process.join()
+            return DecodeFailure(f"the decoder crashed on this file ({_exit_reason(process.exitcode)})")
+        process.join()
+        return result
+    finally:
+        receive.close()
+        if process.is_alive():  # Ctrl-C while it decodes
+            process.terminate()
+            process.join()
+
+
+def _decode_into(send: Connection, root: str, source: SourceFile, spec: ResizeOptions) -> None:
+    """Body of a one-file process: decode, send the result back."""
+    _forked_init(os.getppid())
+    send.send(decode_task(root, source, spec))
+    send.close()
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    """'SIGSEGV', 'exit code 3': how a process ended."""
+    if exitcode is not None and exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(-exitcode).name
+        return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 def worker_initializer() -> Callable[[], None]:

@@ -494,7 +494,7 @@ def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceF
             dtype=spec.dtype,
             multi_label=found.multi_label,
         ) as writer:
-            results = decode_all(str(found.root), to_decode, spec, job.n_jobs)
+            results = decode_all(str(found.root), to_decode, spec, job.n_jobs, job.pool)
             run: list[Action] = []
             for action in plan.actions:
                 if action.reuse:

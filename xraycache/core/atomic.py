@@ -19,6 +19,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import interrupts
+
 INNER = "cache.tmp"  # the file inside the private folder
 DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
@@ -62,6 +64,7 @@ class AtomicFile:
 
     def commit(self) -> Path:
         """fsync the new file, rename it over OUT, fsync OUT's folder, remove the private folder."""
+        interrupts.check()  # a Ctrl-C whose KeyboardInterrupt was lost still stops the rename
         fd = os.open(INNER, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), dir_fd=self._folder)
         try:
             os.fsync(fd)
@@ -85,9 +88,13 @@ class AtomicFile:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        """Commit when the block ends normally, abort when it raises."""
+        """Commit when the block ends normally, abort when it raises (or the commit does)."""
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
         else:
             self.abort()
 

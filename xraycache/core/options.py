@@ -29,7 +29,7 @@ Classes = Literal["auto", "binary", "three"]
 Compression = Literal["none", "gzip", "lzf"]
 Window = Literal["auto", "dicom", "minmax", "percentile"]
 OutDtype = Literal["uint8", "uint16"]
-Backend = Literal["loky", "dask"]
+Backend = Literal["local", "loky", "dask"]
 
 # A chest radiograph is at most ~4,300 x 4,300 px (20 MP); 64 MP leaves room and still refuses
 # decompression bombs before a single pixel is allocated.
@@ -330,9 +330,10 @@ class RunOptions(_Part):
         False, "Fail (exit 1, nothing written) if any image cannot be decoded.", panel=RUNNING, record=False
     )
     backend: Backend = option(
-        "loky",
-        "Where images are decoded: loky (local processes, --jobs) or dask (a dask.distributed cluster: needs "
-        "--scheduler; workers must see SRC and OUT at the same paths).",
+        "local",
+        "Where images are decoded: local (--jobs processes, forked from the build on Linux, else as loky), "
+        "loky (--jobs fresh interpreters: for a calling program whose threads make forking unsafe) or dask "
+        "(a dask.distributed cluster: needs --scheduler; workers must see SRC and OUT at the same paths).",
         panel=SCALING,
         record=False,
     )
@@ -354,7 +355,7 @@ class RunOptions(_Part):
         cpus = os.cpu_count() or 1
         if self.jobs == 0 or self.jobs < -cpus:
             raise InputError(f"--jobs {self.jobs}: use a positive number of workers, or -1 for all cores")
-        if self.backend == "loky" and self.scheduler:
+        if self.backend != "dask" and self.scheduler:
             raise InputError("--scheduler is for --backend dask; add --backend dask, or drop --scheduler")
 
     def workers(self) -> int:
