@@ -114,15 +114,16 @@ def test_forked_workers_write_nothing_to_the_callers_streams(
     assert "worker" not in captured.out + captured.err
 
 
+class Finalised:
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGINT)  # the handler runs, and raises, inside this finaliser
+
+
 def test_a_ctrl_c_swallowed_by_a_callback_still_stops_the_build(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Python drops an exception raised in a ``__del__`` or weakref callback, also the KeyboardInterrupt of a
     SIGINT that lands there: the guard raises it again between images and before the rename, silently."""
-
-    class Finalised:
-        def __del__(self) -> None:
-            signal.raise_signal(signal.SIGINT)  # the handler runs, and raises, inside this finaliser
 
     out = tmp_path / "out.h5"
     with pytest.raises(KeyboardInterrupt), interrupt_guard(), AtomicFile(out) as new:
@@ -137,10 +138,6 @@ def test_a_ctrl_c_swallowed_by_a_callback_still_stops_the_build(
 
 
 def test_a_lost_ctrl_c_is_not_committed(tmp_path: Path) -> None:
-    class Finalised:
-        def __del__(self) -> None:
-            signal.raise_signal(signal.SIGINT)
-
     out = tmp_path / "out.h5"
     with pytest.raises(KeyboardInterrupt), interrupt_guard(), AtomicFile(out) as new:
         new.tmp.write_bytes(b"complete")

@@ -125,9 +125,9 @@ def run_build(
     probe = found.files[0].path if found.files else None
     shards = options.output.shards
     write_dir = out_path.parent.absolute() if shards > 1 else None
-    forked = options.run.backend == "local" and shards <= 1  # sharded builds write in loky workers
     with (
-        worker_pool(n_jobs if forked else 1, options.run.backend) as pool,  # before any file is opened
+        # before any file is opened; none for sharded builds, whose shards loky workers write
+        worker_pool(n_jobs if shards <= 1 else 1, options.run.backend) as pool,
         output_lock(out_path),
         interrupt_guard(),  # before the rename: see core.interrupts
         dask_cluster(address, found.root, probe, options.run.scheduler_timeout, write_dir) as threads,

@@ -109,10 +109,9 @@ class ForkedPool:
         self.n_jobs = n_jobs
         self._executor: ProcessPoolExecutor | None = None
         self._processes: set[multiprocessing.process.BaseProcess] = set()
-        self._start()
-        self._early = True  # forked before the build opened any file: may live until the build ends
+        self._start(early=True)
 
-    def _start(self) -> ProcessPoolExecutor:
+    def _start(self, *, early: bool = False) -> ProcessPoolExecutor:
         before = set(multiprocessing.active_children())
         executor = ProcessPoolExecutor(
             self.n_jobs,
@@ -123,7 +122,7 @@ class ForkedPool:
         with _forking():
             executor.submit(os.getpid)  # forks every worker now (a fork-based executor starts them all at once)
         self._executor, self._processes = executor, set(multiprocessing.active_children()) - before
-        self._early = False
+        self._early = early  # forked before the build opened any file: may live until the build ends
         return executor
 
     def close(self, *, kill: bool = False) -> None:

@@ -36,22 +36,21 @@ def interrupt_guard() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    interrupted = _requested
-    interrupted.clear()
+    _requested.clear()
     previous_hook, previous_unraisable = threading.excepthook, sys.unraisablehook
 
     def on_sigint(signum: int, frame: object) -> None:
-        interrupted.set()
+        _requested.set()
         raise KeyboardInterrupt
 
     def hook(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread is not None else ""
-        if interrupted.is_set() and name.startswith("ExecutorManagerThread"):
+        if _requested.is_set() and name.startswith("ExecutorManagerThread"):
             return
         previous_hook(args)
 
     def unraisable(args: sys.UnraisableHookArgs) -> None:  # the raise the handler made in a weakref callback
-        if interrupted.is_set() and args.exc_type is KeyboardInterrupt:
+        if _requested.is_set() and args.exc_type is KeyboardInterrupt:
             return
         previous_unraisable(args)
 
@@ -60,9 +59,9 @@ def interrupt_guard() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        interrupted.set()
+        _requested.set()
         raise
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         threading.excepthook, sys.unraisablehook = previous_hook, previous_unraisable
-        interrupted.clear()
+        _requested.clear()
