@@ -8,8 +8,10 @@ Sections, each measured side by side in one run (ratios are medians of per-rep r
 
 - ``per_image``: instructions per image (valgrind callgrind, the difference of N files and 0 files, so start-up
   cancels) of a bare DCT-scaled ``draft`` decode and of the build's worker path (``decode_or_failure``) with
-  and without its hashes; CPU ms per image per stage (read, hash, decode, resize, histogram with descriptor, transfer =
-  pickle out and in, checksum, write), and the worker path's CPU time against the bare decode's.
+  and without its hashes; CPU ms per image per stage (read, hash, decode, resize, histogram with descriptor,
+  transfer = into the shared ring, the rest pickled out and in, out of the ring, as forked workers hand an image
+  over; checksum; write; transfer_pickled = the whole result pickled, as on loky), and the worker path's CPU
+  time against the bare decode's.
 - ``whole``: whole processes on all cores: ``xraycache build`` of the 496-file sample and of the 2,976-file set
   (the sample in three splits, twice each, hard links) against the decode-only limit (the bare draft decode at
   the build's DCT scale in as many forked processes as cores, one process timed as a whole; the same on loky
@@ -28,6 +30,7 @@ Appends one JSON line to ``benchmarks/results/hotpath.jsonl`` and prints the mar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -142,9 +145,11 @@ def instructions(files: list[str], n: int, work: Path) -> dict[str, float]:
 
 def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
     """CPU ms per image of each stage, and the worker path's CPU time against the bare draft decode's."""
+    import numpy
     from PIL import Image
 
     from xraycache.builder.scan import scan
+    from xraycache.builder.workers import PixelRing
     from xraycache.builder.writer import CacheWriter
     from xraycache.core.files import read_regular
     from xraycache.core.format import pixel_checksum
@@ -156,8 +161,10 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
     spec = ResizeOptions()
     cpu = time.process_time
     stages: dict[str, list[float]] = {
-        k: [] for k in ("read", "hash", "decode", "resize", "histogram", "transfer", "checksum", "write")
+        k: []
+        for k in ("read", "hash", "decode", "resize", "histogram", "transfer", "checksum", "write", "transfer_pickled")
     }
+    ring = PixelRing(1, (spec.size, spec.size), numpy.dtype(spec.dtype))
     ratio, draft_ms, worker_ms = [], [], []
     for _ in range(reps):
         sums = dict.fromkeys(stages, 0.0)
@@ -188,10 +195,15 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
             histogram(pixels)
             descriptor(pixels)
             t5 = cpu()
-            pickle.loads(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            # as the forked workers hand an image over: into the shared ring, the rest pickled, out of the ring
+            parked = dataclasses.replace(result)
+            ring.park(0, parked)  # type: ignore[arg-type]
+            ring.take_all([pickle.loads(pickle.dumps(parked))], 0)
             t6 = cpu()
             pixel_checksum(pixels)
             t7 = cpu()
+            pickle.loads(pickle.dumps(result))  # as loky's workers do: the whole result pickled
+            t8 = cpu()
             for name, a, b in (
                 ("read", t0, t1),
                 ("hash", t1, t2),
@@ -200,6 +212,7 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
                 ("histogram", t4, t5),
                 ("transfer", t5, t6),
                 ("checksum", t6, t7),
+                ("transfer_pickled", t7, t8),
             ):
                 sums[name] += b - a
             decoded.append(result)

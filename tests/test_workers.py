@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import xraycache
@@ -19,6 +20,7 @@ from xraycache.core import interrupts
 from xraycache.core.atomic import AtomicFile
 from xraycache.core.errors import StrictError
 from xraycache.core.interrupts import interrupt_guard
+from xraycache.imaging.result import DecodedImage, DecodeFailure, DecodeResult
 
 needs_fork = pytest.mark.skipif(not workers.CAN_FORK, reason="forked workers are Linux-only (loky elsewhere)")
 PARENT = os.getpid()
@@ -51,6 +53,55 @@ def test_the_forked_pool_is_used_for_a_few_files(kaggle: Path, tmp_path: Path, m
     monkeypatch.setattr(workers.ForkedPool, "decode", spy)
     report = xraycache.build(kaggle, tmp_path / "c.h5", size=32, jobs=2)
     assert seen == [report.images] == [10]
+
+
+@needs_fork
+def test_pixels_come_back_through_the_shared_ring(
+    kaggle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every image's pixels cross in the ring, whose blocks are reused many times over in one build (one task
+    in flight per worker here), and the cache is the one a build without the ring writes."""
+    serial = xraycache.build(kaggle, tmp_path / "serial.h5", size=40, jobs=1).out
+    monkeypatch.setattr(workers, "TASKS_IN_FLIGHT", 1)
+    taken: list[int] = []
+    take_all = workers.PixelRing.take_all
+
+    def spy(self: workers.PixelRing, results: list, first_slot: int) -> None:  # type: ignore[type-arg]
+        taken.extend(int(r.pixels.size == 0) for r in results if isinstance(r, DecodedImage))
+        take_all(self, results, first_slot)
+
+    monkeypatch.setattr(workers.PixelRing, "take_all", spy)
+    ringed = xraycache.build(kaggle, tmp_path / "ring.h5", size=40, jobs=2).out
+    assert taken == [1] * 10  # ten images, each parked in the ring by its worker
+    assert_same_cache(Path(serial), Path(ringed))
+    monkeypatch.setattr(workers, "RING_MAX_BYTES", 0)  # too large for the ring: pickled, as on loky
+    taken.clear()
+    pickled = xraycache.build(kaggle, tmp_path / "pickled.h5", size=40, jobs=2).out
+    assert taken == []
+    assert_same_cache(Path(serial), Path(pickled))
+
+
+def test_the_ring_gives_each_slot_back_and_leaves_other_results_alone() -> None:
+    ring = workers.PixelRing(4, (3, 5), np.dtype(np.uint16))
+    rng = np.random.default_rng(0)
+    images = [_decoded(rng.integers(0, 65535, (3, 5), dtype=np.uint16)) for _ in range(2)]
+    odd = _decoded(np.ones((2, 2), dtype=np.uint16))  # not the shape the slots hold: keeps its pixels
+    originals = [image.pixels.copy() for image in images]
+    results: list[DecodeResult] = [images[0], DecodeFailure("broken"), odd, images[1]]
+    for slot, result in enumerate(results, 0):
+        if isinstance(result, DecodedImage):
+            ring.park(slot, result)
+    assert images[0].pixels.size == images[1].pixels.size == 0 and odd.pixels.shape == (2, 2)
+    ring.take_all(results, 0)
+    for image, original in zip(images, originals, strict=True):
+        assert np.array_equal(image.pixels, original) and image.pixels.dtype == np.uint16
+    ring.park(0, _decoded(np.zeros((3, 5), dtype=np.uint16)))  # the slot reused: what was taken is a copy
+    assert np.array_equal(images[0].pixels, originals[0])
+    assert np.array_equal(odd.pixels, np.ones((2, 2))) and results[1] == DecodeFailure("broken")
+
+
+def _decoded(pixels: np.ndarray) -> DecodedImage:
+    return DecodedImage(pixels, 1, 1, "L", 1, "", 0, np.zeros(256, np.int64), np.zeros((32, 32), np.uint8), b"")
 
 
 @needs_fork

@@ -7,7 +7,8 @@ can (Linux): they start in milliseconds with everything imported, where loky sta
 builds in one process, so its initializer must stay the same object). Workers ignore SIGINT (the main
 process handles Ctrl-C) and exit on their own when the build process is gone. A file that kills its
 worker (a decoder crash on a hostile file) is found by decoding that task's files one process each, and
-is skipped with the signal as its reason; the build goes on.
+is skipped with the signal as its reason; the build goes on. Forked workers hand pixels back through
+memory shared with the build (``PixelRing``); tasks shrink towards the end so that the workers finish together.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import functools
 import gc
 import itertools
+import mmap
 import multiprocessing
 import os
 import signal
@@ -30,10 +32,12 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 
+import numpy as np
+
 from ..core import interrupts
 from ..core.options import Backend, ResizeOptions
 from ..imaging.decode import decode_or_failure
-from ..imaging.result import DecodeFailure, DecodeResult
+from ..imaging.result import DecodedImage, DecodeFailure, DecodeResult
 from .cluster import on_cluster, parallel_config
 from .scan import SourceFile
 
@@ -50,6 +54,9 @@ PARENT_POLL_SECONDS = 0.25  # how often a worker checks that the build process i
 # README). XRAYCACHE_SERIAL_BELOW overrides it (the tests set 0, so that their small datasets exercise loky).
 SERIAL_BELOW = int(os.environ.get("XRAYCACHE_SERIAL_BELOW", "200"))
 CAN_FORK = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+# The forked workers hand pixels back through memory shared with the build (``PixelRing``) when every
+# task in flight fits in this much; larger images travel pickled, as on loky.
+RING_MAX_BYTES = 256 << 20
 
 
 def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeResult:
@@ -57,9 +64,17 @@ def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeRes
     return decode_or_failure(os.path.join(root, source.path), spec)
 
 
-def decode_chunk(root: str, sources: list[SourceFile], spec: ResizeOptions) -> list[DecodeResult]:
-    """Worker entry point of the forked pool: one task's files, decoded in order."""
-    return [decode_task(root, source, spec) for source in sources]
+def decode_chunk(
+    root: str, sources: list[SourceFile], spec: ResizeOptions, first_slot: int | None = None
+) -> list[DecodeResult]:
+    """Worker entry point of the forked pool: one task's files, decoded in order; with ``first_slot``, each
+    image's pixels are left in the shared ring (slot ``first_slot + i``) instead of in the result."""
+    results = [decode_task(root, source, spec) for source in sources]
+    if first_slot is not None and _worker_ring is not None:
+        for slot, result in enumerate(results, first_slot):
+            if isinstance(result, DecodedImage):
+                _worker_ring.park(slot, result)
+    return results
 
 
 def decode_all(
@@ -85,14 +100,15 @@ def decode_all(
 
 
 @contextmanager
-def worker_pool(n_jobs: int, backend: Backend) -> Iterator[ForkedPool | None]:
-    """The build's forked workers: started before the build opens any file or lock (a forked worker holds
-    every descriptor its parent had, and HDF5's and the build's locks with them) and stopped when it ends,
-    at once if it fails. None where the workers are loky's or dask's, or there is one job."""
+def worker_pool(n_jobs: int, backend: Backend, spec: ResizeOptions) -> Iterator[ForkedPool | None]:
+    """The build's forked workers for images of ``spec``: started before the build opens any file or lock
+    (a forked worker holds every descriptor its parent had, and HDF5's and the build's locks with them) and
+    stopped when it ends, at once if it fails. None where the workers are loky's or dask's, or there is
+    one job."""
     if backend != "local" or not CAN_FORK or n_jobs <= 1:
         yield None
         return
-    pool = ForkedPool(n_jobs)
+    pool = ForkedPool(n_jobs, spec)
     try:
         yield pool
     except BaseException:
@@ -105,10 +121,13 @@ class ForkedPool:
     """``n_jobs`` worker processes forked from the build (a ``ProcessPoolExecutor``), replaced by new ones
     when one dies; the file that killed it is found and skipped (see ``decode``)."""
 
-    def __init__(self, n_jobs: int) -> None:
+    def __init__(self, n_jobs: int, spec: ResizeOptions) -> None:
         self.n_jobs = n_jobs
         self._executor: ProcessPoolExecutor | None = None
         self._processes: set[multiprocessing.process.BaseProcess] = set()
+        self._blocks = TASKS_IN_FLIGHT * n_jobs  # tasks in flight
+        # a block of slots for each task in flight, mapped before the fork so that every worker shares it
+        self._ring = PixelRing.for_images(spec, self._blocks * FILES_PER_TASK)
         self._start(early=True)
 
     def _start(self, *, early: bool = False) -> ProcessPoolExecutor:
@@ -117,7 +136,7 @@ class ForkedPool:
             self.n_jobs,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_forked_init,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self._ring),  # fork: initargs are inherited, not pickled
         )
         with _forking():
             executor.submit(os.getpid)  # forks every worker now (a fork-based executor starts them all at once)
@@ -139,9 +158,7 @@ class ForkedPool:
         """The results of ``files`` in order, at most TASKS_IN_FLIGHT tasks per worker submitted ahead. After a
         worker died, the task it broke is decoded one file per process (the file that ends its process is
         skipped with the signal as its reason) and new workers take the rest."""
-        # a few files still make several tasks for every worker: tasks of 32 would leave one idle below ~64
-        size = max(1, min(FILES_PER_TASK, -(-len(files) // (TASKS_IN_FLIGHT * self.n_jobs))))
-        tasks = [files[i : i + size] for i in range(0, len(files), size)]
+        tasks = guided_tasks(files, self.n_jobs)
         done = 0
         while done < len(tasks):
             done = yield from self._run(root, tasks, done, spec)
@@ -159,9 +176,17 @@ class ForkedPool:
         executor = self._executor or self._start()
         submitted = iter(range(start, len(tasks)))
         pending: collections.deque[Future[list[DecodeResult]]] = collections.deque()
+        blocks = self._blocks
+        ring = self._ring if self._ring is not None and self._ring.holds(spec) else None
+
+        def submit(index: int) -> None:
+            # task ``index`` writes the block of slots of task ``index - blocks``, whose results are taken
+            first_slot = None if ring is None else (index % blocks) * FILES_PER_TASK
+            pending.append(executor.submit(decode_chunk, root, tasks[index], spec, first_slot))
+
         try:
-            for index in itertools.islice(submitted, TASKS_IN_FLIGHT * self.n_jobs):
-                pending.append(executor.submit(decode_chunk, root, tasks[index], spec))
+            for index in itertools.islice(submitted, blocks):
+                submit(index)
             delivered = start
             while pending:
                 try:
@@ -169,8 +194,10 @@ class ForkedPool:
                 except BrokenProcessPool:
                     return delivered
                 interrupts.check()  # a Ctrl-C whose KeyboardInterrupt a callback swallowed
+                if ring is not None:  # the pixels out of this task's block, before a new task may reuse it
+                    ring.take_all(results, (delivered % blocks) * FILES_PER_TASK)
                 for index in itertools.islice(submitted, 1):
-                    pending.append(executor.submit(decode_chunk, root, tasks[index], spec))
+                    submit(index)
                 if not pending and not self._early:
                     # workers forked mid-build hold its open files (and HDF5's locks on them): they go before
                     # the last result is handed over, as the writer may reopen those files next
@@ -181,6 +208,19 @@ class ForkedPool:
         finally:
             for future in pending:  # the consumer stopped early, or the pool broke: nothing more to wait for
                 future.cancel()
+
+
+def guided_tasks(files: list[SourceFile], n_jobs: int) -> list[list[SourceFile]]:
+    """``files`` cut into tasks that shrink as the work left does (guided self-scheduling): FILES_PER_TASK
+    files while plenty is left, then a share of what is left, down to one file. So the workers finish
+    together: with tasks of a fixed 32 files, one worker idled for up to a whole task (~0.1 s) at the end,
+    and a few files still make several tasks for every worker."""
+    tasks, start, share = [], 0, 2 * TASKS_IN_FLIGHT * n_jobs
+    while start < len(files):
+        size = max(1, min(FILES_PER_TASK, -(-(len(files) - start) // share)))
+        tasks.append(files[start : start + size])
+        start += size
+    return tasks
 
 
 @contextmanager
@@ -200,9 +240,53 @@ def _forking() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _forked_init(parent: int) -> None:
+class PixelRing:
+    """Slots of one stored image each, in memory shared by the build and its forked workers: a worker copies
+    a decoded image's pixels into the slot the build gave its task, the build copies them out when it takes
+    the result. Pixels then cross between the processes once each way through memory that stays mapped,
+    instead of being pickled, sent through a pipe and unpickled into new memory (which cost this machine
+    more CPU in the kernel than the copies themselves)."""
+
+    def __init__(self, slots: int, shape: tuple[int, int], dtype: np.dtype) -> None:
+        self.shape, self.dtype = shape, dtype
+        self.slot_bytes = shape[0] * shape[1] * dtype.itemsize
+        self._memory = mmap.mmap(-1, slots * self.slot_bytes)  # anonymous and shared: a fork keeps it shared
+        self._slots = np.frombuffer(self._memory, dtype=dtype).reshape(slots, *shape)
+
+    @classmethod
+    def for_images(cls, spec: ResizeOptions, slots: int) -> PixelRing | None:
+        """A ring of ``slots`` images as ``spec`` stores them; None when it would take over RING_MAX_BYTES."""
+        dtype = np.dtype(spec.dtype)
+        if slots * spec.size * spec.size * dtype.itemsize > RING_MAX_BYTES:
+            return None
+        return cls(slots, (spec.size, spec.size), dtype)
+
+    def holds(self, spec: ResizeOptions) -> bool:
+        """Whether images of ``spec`` fit these slots."""
+        return (spec.size, spec.size) == self.shape and np.dtype(spec.dtype) == self.dtype
+
+    def park(self, slot: int, image: DecodedImage) -> None:
+        """In a worker: move ``image``'s pixels into ``slot`` (an image of another shape keeps its own)."""
+        if image.pixels.shape == self.shape and image.pixels.dtype == self.dtype:
+            self._slots[slot] = image.pixels
+            image.pixels = _PARKED
+
+    def take_all(self, results: list[DecodeResult], first_slot: int) -> None:
+        """In the build: give every parked image of one task's results its pixels back, as its own copy."""
+        for slot, result in enumerate(results, first_slot):
+            if isinstance(result, DecodedImage) and result.pixels.size == 0:  # parked (a stored image has pixels)
+                result.pixels = self._slots[slot].copy()
+
+
+_PARKED = np.empty((0, 0), dtype=np.uint8)  # the pixels of a result whose image waits in the ring
+_worker_ring: PixelRing | None = None  # in a forked worker: its pool's ring
+
+
+def _forked_init(parent: int, ring: PixelRing | None = None) -> None:
     """Set up a forked worker as a loky one, and keep it off the parent's output: its Python streams go to
     /dev/null (in a notebook they are the kernel's sockets) and warnings are dropped."""
+    global _worker_ring
+    _worker_ring = ring
     _worker_init(parent)
     warnings.simplefilter("ignore")
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
