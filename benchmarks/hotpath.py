@@ -10,8 +10,8 @@ Sections, each measured side by side in one run (ratios are medians of per-rep r
   cancels) of a bare DCT-scaled ``draft`` decode and of the build's worker path (``decode_or_failure``) with
   and without its hashes; CPU ms per image per stage (read, hash, decode, resize, histogram with descriptor,
   transfer = into the shared ring, the rest pickled out and in, out of the ring, as forked workers hand an image
-  over; checksum; write; transfer_pickled = the whole result pickled, as on loky), and the worker path's CPU
-  time against the bare decode's.
+  over; checksum; write; transfer_pickled = the whole result pickled, as on loky; both in one process, so
+  without the pipe and its kernel time), and the worker path's CPU time against the bare decode's.
 - ``whole``: whole processes on all cores: ``xraycache build`` of the 496-file sample and of the 2,976-file set
   (the sample in three splits, twice each, hard links) against the decode-only limit (the bare draft decode at
   the build's DCT scale in as many forked processes as cores, one process timed as a whole; the same on loky
@@ -196,9 +196,9 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
             descriptor(pixels)
             t5 = cpu()
             # as the forked workers hand an image over: into the shared ring, the rest pickled, out of the ring
-            parked = dataclasses.replace(result)
-            ring.park(0, parked)  # type: ignore[arg-type]
-            ring.take_all([pickle.loads(pickle.dumps(parked))], 0)
+            handed = [dataclasses.replace(result)]
+            parked = [0] if ring.park(0, handed[0]) else []
+            ring.take(pickle.loads(pickle.dumps(handed)), parked, 0)
             t6 = cpu()
             pixel_checksum(pixels)
             t7 = cpu()

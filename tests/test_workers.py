@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import xraycache
+from tests.conftest import radiograph, write_image
 from tests.test_incremental import assert_same_cache
 from xraycache.builder import workers
 from xraycache.core import interrupts
@@ -59,20 +61,23 @@ def test_the_forked_pool_is_used_for_a_few_files(kaggle: Path, tmp_path: Path, m
 def test_pixels_come_back_through_the_shared_ring(
     kaggle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every image's pixels cross in the ring, whose blocks are reused many times over in one build (one task
-    in flight per worker here), and the cache is the one a build without the ring writes."""
+    """Every image's pixels cross in the ring, whose blocks are reused within one build (one task in flight
+    per worker here), and a slow consumer still gets each image's own pixels: a block goes to a new task only
+    once its pixels were taken. The cache is the one an in-process build writes, and the one a build without
+    the ring writes."""
     serial = xraycache.build(kaggle, tmp_path / "serial.h5", size=40, jobs=1).out
     monkeypatch.setattr(workers, "TASKS_IN_FLIGHT", 1)
     taken: list[int] = []
-    take_all = workers.PixelRing.take_all
+    take = workers.PixelRing.take
 
-    def spy(self: workers.PixelRing, results: list, first_slot: int) -> None:  # type: ignore[type-arg]
-        taken.extend(int(r.pixels.size == 0) for r in results if isinstance(r, DecodedImage))
-        take_all(self, results, first_slot)
+    def slow(self: workers.PixelRing, results: list, parked: list[int], first_slot: int) -> None:  # type: ignore[type-arg]
+        time.sleep(0.05)  # the other worker finishes its task meanwhile, and would get this block if it were free
+        taken.extend(parked)
+        take(self, results, parked, first_slot)
 
-    monkeypatch.setattr(workers.PixelRing, "take_all", spy)
+    monkeypatch.setattr(workers.PixelRing, "take", slow)
     ringed = xraycache.build(kaggle, tmp_path / "ring.h5", size=40, jobs=2).out
-    assert taken == [1] * 10  # ten images, each parked in the ring by its worker
+    assert len(taken) == 10  # ten images, each parked in the ring by its worker
     assert_same_cache(Path(serial), Path(ringed))
     monkeypatch.setattr(workers, "RING_MAX_BYTES", 0)  # too large for the ring: pickled, as on loky
     taken.clear()
@@ -88,14 +93,13 @@ def test_the_ring_gives_each_slot_back_and_leaves_other_results_alone() -> None:
     odd = _decoded(np.ones((2, 2), dtype=np.uint16))  # not the shape the slots hold: keeps its pixels
     originals = [image.pixels.copy() for image in images]
     results: list[DecodeResult] = [images[0], DecodeFailure("broken"), odd, images[1]]
-    for slot, result in enumerate(results, 0):
-        if isinstance(result, DecodedImage):
-            ring.park(slot, result)
+    parked = [i for i, result in enumerate(results) if ring.park(i, result)]
+    assert parked == [0, 3]
     assert images[0].pixels.size == images[1].pixels.size == 0 and odd.pixels.shape == (2, 2)
-    ring.take_all(results, 0)
+    ring.take(results, parked, 0)
     for image, original in zip(images, originals, strict=True):
         assert np.array_equal(image.pixels, original) and image.pixels.dtype == np.uint16
-    ring.park(0, _decoded(np.zeros((3, 5), dtype=np.uint16)))  # the slot reused: what was taken is a copy
+    assert ring.park(0, _decoded(np.zeros((3, 5), dtype=np.uint16)))  # the slot reused: what was taken is a copy
     assert np.array_equal(images[0].pixels, originals[0])
     assert np.array_equal(odd.pixels, np.ones((2, 2))) and results[1] == DecodeFailure("broken")
 
@@ -145,6 +149,30 @@ def test_a_file_that_kills_its_worker_is_skipped_and_the_build_goes_on(
         kept = [i for i, p in enumerate(a["train"].meta["path"]) if "person12_virus_3" not in str(p)]
         assert (a["train"].load()[0][kept] == b["train"].load()[0]).all()
         assert list(b["train"].meta["path"]) == [a["train"].meta["path"][i] for i in kept]
+
+
+def _crash_on_the_last(root: str, source: object, spec: object) -> object:
+    """decode_task that kills its process on the last files of the list, where the tasks are one file each."""
+    if os.getpid() != PARENT and source.path.split("/")[-1] >= "IM-0034":  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _DECODE(root, source, spec)  # type: ignore[arg-type]
+
+
+@needs_fork
+def test_files_that_kill_their_workers_at_the_end_are_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Near the end the tasks are one file each and workers die one after the other, also between a result
+    and the next submission: each crash is isolated, none fails the build."""
+    for i in range(40):
+        write_image(tmp_path / "src/train/NORMAL" / f"IM-{i:04d}.jpeg", radiograph(90, 80, seed=i))
+    monkeypatch.setattr(workers, "decode_task", _crash_on_the_last)
+    check = interrupts.check
+    # the build made slow between taking a result and submitting the next task, so a worker dies in between
+    monkeypatch.setattr(interrupts, "check", lambda: (time.sleep(0.01), check()))
+    report = xraycache.build(tmp_path / "src", tmp_path / "c.h5", size=32, jobs=2)
+    assert [row.path for row in report.skipped] == [f"train/NORMAL/IM-{i:04d}.jpeg" for i in range(34, 40)]
+    assert {row.reason for row in report.skipped} == {"the decoder crashed on this file (SIGSEGV)"}
+    assert report.images == 34
+    assert forked_children() == []
 
 
 def _noisy(root: str, source: object, spec: object) -> object:

@@ -126,10 +126,10 @@ def run_build(
     shards = options.output.shards
     write_dir = out_path.parent.absolute() if shards > 1 else None
     with (
+        interrupt_guard(),  # around the rename and the pool's end: see core.interrupts
         # before any file is opened; none for sharded builds, whose shards loky workers write
         worker_pool(n_jobs if shards <= 1 else 1, options.run.backend, options.resize) as pool,
         output_lock(out_path),
-        interrupt_guard(),  # before the rename: see core.interrupts
         dask_cluster(address, found.root, probe, options.run.scheduler_timeout, write_dir) as threads,
     ):
         if threads is not None:  # on dask: every worker thread of the cluster

@@ -66,15 +66,14 @@ def decode_task(root: str, source: SourceFile, spec: ResizeOptions) -> DecodeRes
 
 def decode_chunk(
     root: str, sources: list[SourceFile], spec: ResizeOptions, first_slot: int | None = None
-) -> list[DecodeResult]:
-    """Worker entry point of the forked pool: one task's files, decoded in order; with ``first_slot``, each
-    image's pixels are left in the shared ring (slot ``first_slot + i``) instead of in the result."""
+) -> tuple[list[DecodeResult], list[int]]:
+    """Worker entry point of the forked pool: one task's files, decoded in order, and which of them left
+    their pixels in the shared ring (result ``i`` in slot ``first_slot + i``) instead of in the result."""
     results = [decode_task(root, source, spec) for source in sources]
+    parked: list[int] = []
     if first_slot is not None and _worker_ring is not None:
-        for slot, result in enumerate(results, first_slot):
-            if isinstance(result, DecodedImage):
-                _worker_ring.park(slot, result)
-    return results
+        parked = [i for i, result in enumerate(results) if _worker_ring.park(first_slot + i, result)]
+    return results, parked
 
 
 def decode_all(
@@ -112,9 +111,9 @@ def worker_pool(n_jobs: int, backend: Backend, spec: ResizeOptions) -> Iterator[
     try:
         yield pool
     except BaseException:
-        pool.close(kill=True)
+        pool.close(kill=True, release=True)
         raise
-    pool.close(kill=False)
+    pool.close(kill=False, release=True)
 
 
 class ForkedPool:
@@ -144,8 +143,11 @@ class ForkedPool:
         self._early = early  # forked before the build opened any file: may live until the build ends
         return executor
 
-    def close(self, *, kill: bool = False) -> None:
-        """Stop the workers: after their tasks, or (``kill``) at once."""
+    def close(self, *, kill: bool = False, release: bool = False) -> None:
+        """Stop the workers: after their tasks, or (``kill``) at once; ``release`` also frees the ring, for
+        good (a failed build's traceback, kept in a notebook, keeps the pool but not its memory)."""
+        if release:
+            self._ring = None
         if self._executor is None:
             return
         if kill:
@@ -175,14 +177,19 @@ class ForkedPool:
         unless a worker died)."""
         executor = self._executor or self._start()
         submitted = iter(range(start, len(tasks)))
-        pending: collections.deque[Future[list[DecodeResult]]] = collections.deque()
+        pending: collections.deque[Future[tuple[list[DecodeResult], list[int]]]] = collections.deque()
         blocks = self._blocks
         ring = self._ring if self._ring is not None and self._ring.holds(spec) else None
+        broken = False
 
         def submit(index: int) -> None:
             # task ``index`` writes the block of slots of task ``index - blocks``, whose results are taken
+            nonlocal broken
             first_slot = None if ring is None else (index % blocks) * FILES_PER_TASK
-            pending.append(executor.submit(decode_chunk, root, tasks[index], spec, first_slot))
+            try:
+                pending.append(executor.submit(decode_chunk, root, tasks[index], spec, first_slot))
+            except BrokenProcessPool:  # a worker died since the last result: the pending tasks say which
+                broken = True
 
         try:
             for index in itertools.islice(submitted, blocks):
@@ -190,14 +197,15 @@ class ForkedPool:
             delivered = start
             while pending:
                 try:
-                    results = pending.popleft().result()
+                    results, parked = pending.popleft().result()
                 except BrokenProcessPool:
                     return delivered
                 interrupts.check()  # a Ctrl-C whose KeyboardInterrupt a callback swallowed
                 if ring is not None:  # the pixels out of this task's block, before a new task may reuse it
-                    ring.take_all(results, (delivered % blocks) * FILES_PER_TASK)
-                for index in itertools.islice(submitted, 1):
-                    submit(index)
+                    ring.take(results, parked, (delivered % blocks) * FILES_PER_TASK)
+                if not broken:
+                    for index in itertools.islice(submitted, 1):
+                        submit(index)
                 if not pending and not self._early:
                     # workers forked mid-build hold its open files (and HDF5's locks on them): they go before
                     # the last result is handed over, as the writer may reopen those files next
@@ -265,17 +273,25 @@ class PixelRing:
         """Whether images of ``spec`` fit these slots."""
         return (spec.size, spec.size) == self.shape and np.dtype(spec.dtype) == self.dtype
 
-    def park(self, slot: int, image: DecodedImage) -> None:
-        """In a worker: move ``image``'s pixels into ``slot`` (an image of another shape keeps its own)."""
-        if image.pixels.shape == self.shape and image.pixels.dtype == self.dtype:
-            self._slots[slot] = image.pixels
-            image.pixels = _PARKED
+    def park(self, slot: int, result: DecodeResult) -> bool:
+        """In a worker: move a decoded image's pixels into ``slot``; False (nothing moved) for a failure or
+        an image of another shape, which keeps its own pixels."""
+        if (
+            not isinstance(result, DecodedImage)
+            or result.pixels.shape != self.shape
+            or result.pixels.dtype != self.dtype
+        ):
+            return False
+        self._slots[slot] = result.pixels
+        result.pixels = _PARKED
+        return True
 
-    def take_all(self, results: list[DecodeResult], first_slot: int) -> None:
-        """In the build: give every parked image of one task's results its pixels back, as its own copy."""
-        for slot, result in enumerate(results, first_slot):
-            if isinstance(result, DecodedImage) and result.pixels.size == 0:  # parked (a stored image has pixels)
-                result.pixels = self._slots[slot].copy()
+    def take(self, results: list[DecodeResult], parked: list[int], first_slot: int) -> None:
+        """In the build: give the ``parked`` results of one task their pixels back, each as its own copy."""
+        for i in parked:
+            result = results[i]
+            assert isinstance(result, DecodedImage)  # only decoded images are parked
+            result.pixels = self._slots[first_slot + i].copy()
 
 
 _PARKED = np.empty((0, 0), dtype=np.uint8)  # the pixels of a result whose image waits in the ring

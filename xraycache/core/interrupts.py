@@ -28,8 +28,9 @@ def check() -> None:
 def interrupt_guard() -> Iterator[None]:
     """Ctrl-C during a build: KeyboardInterrupt as usual, never lost, minus loky's noise on the way out.
 
-    Killing the pool mid-dispatch can make loky's manager thread die with a KeyError traceback
-    (a race inside loky); once the user has interrupted, that thread's exceptions are dropped, as is the
+    Killing the pool mid-dispatch can make an executor's manager thread die with a traceback (loky's with a
+    KeyError, the standard library's with InvalidStateError for a task cancelled as it failed: races inside
+    them); once the user has interrupted, those threads' exceptions are dropped, as is the
     "Exception ignored" report of a raise that landed in a callback, so the CLI prints its one line. Only
     active in the main thread, and restored on exit.
     """
@@ -44,8 +45,7 @@ def interrupt_guard() -> Iterator[None]:
         raise KeyboardInterrupt
 
     def hook(args: threading.ExceptHookArgs) -> None:
-        name = args.thread.name if args.thread is not None else ""
-        if _requested.is_set() and name.startswith("ExecutorManagerThread"):
+        if _requested.is_set() and _is_executor_manager(args.thread):
             return
         previous_hook(args)
 
@@ -65,3 +65,11 @@ def interrupt_guard() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous_handler)
         threading.excepthook, sys.unraisablehook = previous_hook, previous_unraisable
         _requested.clear()
+
+
+def _is_executor_manager(thread: threading.Thread | None) -> bool:
+    """The thread of a process pool that dispatches tasks and collects results: loky names its own, the
+    standard library's (``concurrent.futures``) is known by its class only."""
+    if thread is None:
+        return False
+    return thread.name.startswith("ExecutorManagerThread") or type(thread).__name__ == "_ExecutorManagerThread"
