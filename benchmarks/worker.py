@@ -63,10 +63,13 @@ def draft_decode(path: str, draft: int) -> tuple[int, int]:
 def decode_limit(files: list[str], draft: int, jobs: int) -> dict[str, float]:
     """Wall and CPU seconds to draft-decode every file on JOBS workers started as the build starts its own:
     forked where the OS can (a ProcessPoolExecutor, 32 files a task), else loky."""
+    from xraycache.builder.workers import CAN_FORK, FILES_PER_TASK
+    from xraycache.core.options import RunOptions
+
     cpu, started = tree_cpu(), time.perf_counter()
-    if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux":
-        workers = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
-        tasks = [files[i : i + 32] for i in range(0, len(files), 32)]
+    if CAN_FORK:
+        workers = RunOptions(jobs=jobs).workers()
+        tasks = [files[i : i + FILES_PER_TASK] for i in range(0, len(files), FILES_PER_TASK)]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             list(pool.map(_draft_all, tasks, itertools.repeat(draft)))
     else:

@@ -1,4 +1,4 @@
-"""The decode workers: tasks of a fixed number of files, results back in order, in forked processes, loky or dask.
+"""The decode workers: tasks of up to 32 files, results back in order, in forked processes, loky or dask.
 
 Workers get the pixel settings only (``ResizeOptions``) and return, per file, a ``DecodedImage`` or a
 ``DecodeFailure``; they never raise. The local backend forks its workers from the build where the OS
@@ -182,12 +182,15 @@ class ForkedPool:
         ring = self._ring if self._ring is not None and self._ring.holds(spec) else None
         broken = False
 
+        def first_slot(index: int) -> int:
+            # task ``index`` uses the block of slots of task ``index - blocks``, whose pixels were taken
+            return (index % blocks) * FILES_PER_TASK
+
         def submit(index: int) -> None:
-            # task ``index`` writes the block of slots of task ``index - blocks``, whose results are taken
             nonlocal broken
-            first_slot = None if ring is None else (index % blocks) * FILES_PER_TASK
+            slot = None if ring is None else first_slot(index)
             try:
-                pending.append(executor.submit(decode_chunk, root, tasks[index], spec, first_slot))
+                pending.append(executor.submit(decode_chunk, root, tasks[index], spec, slot))
             except BrokenProcessPool:  # a worker died since the last result: the pending tasks say which
                 broken = True
 
@@ -202,7 +205,7 @@ class ForkedPool:
                     return delivered
                 interrupts.check()  # a Ctrl-C whose KeyboardInterrupt a callback swallowed
                 if ring is not None:  # the pixels out of this task's block, before a new task may reuse it
-                    ring.take(results, parked, (delivered % blocks) * FILES_PER_TASK)
+                    ring.take(results, parked, first_slot(delivered))
                 if not broken:
                     for index in itertools.islice(submitted, 1):
                         submit(index)
@@ -257,8 +260,7 @@ class PixelRing:
 
     def __init__(self, slots: int, shape: tuple[int, int], dtype: np.dtype) -> None:
         self.shape, self.dtype = shape, dtype
-        self.slot_bytes = shape[0] * shape[1] * dtype.itemsize
-        self._memory = mmap.mmap(-1, slots * self.slot_bytes)  # anonymous and shared: a fork keeps it shared
+        self._memory = mmap.mmap(-1, slots * shape[0] * shape[1] * dtype.itemsize)  # anonymous, shared across a fork
         self._slots = np.frombuffer(self._memory, dtype=dtype).reshape(slots, *shape)
 
     @classmethod
