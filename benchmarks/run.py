@@ -36,7 +36,16 @@ import numpy as np
 
 from xraycache.core.options import BuildOptions, FilterName
 
-from .common import append_record, data_digest, git_commit, list_images, machine_info, median, write_small_dataset
+from .common import (
+    append_record,
+    compile_package,
+    data_digest,
+    git_commit,
+    list_images,
+    machine_info,
+    median,
+    write_small_dataset,
+)
 from .worker import REPLY
 
 DEFAULT_FILTER = BuildOptions().resize.filter
@@ -552,6 +561,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sections = set(args.sections.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="xcbench-", dir="/tmp"))
     work.mkdir(parents=True, exist_ok=True)
+    compile_package()  # time what an installed copy runs
     if args.data is not None:
         data = args.data
     elif not args.quick and REAL_DATA.is_dir():

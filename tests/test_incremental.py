@@ -203,3 +203,28 @@ def test_cli_summary_names_reused_added_changed_removed(kaggle: Path, tmp_path: 
     (kaggle / "train/NORMAL/IM-0115-0001.jpeg").unlink()
     result = runner.invoke(app, ["build", str(kaggle), str(out), "-j", "1"])
     assert "incremental: reused 8, added 0, changed 0" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_small_slabs_and_flushes_write_the_same_cache(
+    make_dataset: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
+    """Pixels written in slabs of 3 images and the other columns every 5 rows, between runs copied from an
+    old cache, give the cache one default-sized buffer gives."""
+    files = {
+        f"{split}/{'NORMAL' if i % 3 else 'PNEUMONIA'}/IM-{i:04d}-0001.jpeg": (64, 60)
+        for split in ("train", "test")
+        for i in range(23)
+    }
+    src = make_dataset(files)
+    out = tmp_path / "inc.h5"
+    build(src, out, jobs=1, size=32, compression=compression)  # type: ignore[arg-type]
+    for i in (2, 9, 10, 17):  # changed: decoded again between runs of copied images
+        write_image(src / f"train/{'NORMAL' if i % 3 else 'PNEUMONIA'}/IM-{i:04d}-0001.jpeg", radiograph(70, 66, i))
+    reference = cold(src, tmp_path / "cold.h5", size=32, compression=compression)
+    monkeypatch.setattr("xraycache.builder.writer.SLAB_BYTES", 3 * 32 * 32)
+    monkeypatch.setattr("xraycache.builder.writer.FLUSH_ROWS", 5)
+    report = build(src, out, jobs=1, size=32, compression=compression)  # type: ignore[arg-type]
+    assert (report.reused, report.changed) == (42, 4)
+    assert_same_cache(out, reference)
+    assert_same_cache(cold(src, tmp_path / "small.h5", size=32, compression=compression), reference)

@@ -51,10 +51,12 @@ from .scan import SourceFile
 from .workers import decode_all
 
 COMPRESSED_CHUNK_IMAGES = 8
-# Images buffered per split before one slab write: as many as fill FLUSH_BYTES (256 default 256-px images),
-# at most FLUSH_ROWS. Every flush writes ~25 datasets; h5py costs ~0.1-0.4 ms a call whatever its size, which
-# at 64 images a flush was a quarter of the build process's CPU (benchmarks/hotpath.py ``main process``).
-FLUSH_BYTES = 16 << 20
+# Pixels are written in slabs of SLAB_BYTES (32 default 256-px images): what is left when the workers are done
+# is written after the last decode, while both cores wait, and a split's last slab of 256 images was 0.15 s of a
+# 2,976-file build's end. The other columns are flushed every FLUSH_ROWS images: each flush writes ~25
+# datasets, and h5py costs ~0.1-0.4 ms a call whatever its size (at 64 images a flush that was a quarter of
+# the build process's CPU, benchmarks/hotpath.py ``main process``).
+SLAB_BYTES = 2 << 20
 FLUSH_ROWS = 1024
 COPY_BLOCK_BYTES = 32 << 20  # images copied from an old cache per read/write, at most
 
@@ -90,7 +92,7 @@ def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
 
 @dataclass
 class _Queued:
-    """One image waiting for the next flush, but for its pixels (already in the split's ``pending``)."""
+    """One image waiting for the next flush, but for its pixels (in the split's slab, or written)."""
 
     row: dict[str, Any]  # its meta columns
     checksum: bytes
@@ -102,8 +104,9 @@ class _Queued:
 class _SplitState:
     group: h5py.Group
     capacity: int
-    pending: np.ndarray  # (flush rows, H, W): the queued images, copied in as they come (one warm buffer)
-    written: int = 0
+    slab: np.ndarray  # (slab rows, H, W): the images not yet written, copied in as they come (one warm buffer)
+    written: int = 0  # rows whose every column is in the file
+    in_slab: int = 0  # images in ``slab``: their rows follow those whose pixels are written
 
 
 class CacheWriter:
@@ -137,7 +140,7 @@ class CacheWriter:
         self._buffers: dict[str, list[_Queued]] = {}
         self._hist: dict[str, np.ndarray] = {}
         pixel_bytes = self.dtype.itemsize * image_shape[0] * image_shape[1]
-        self._flush_rows = max(1, min(FLUSH_ROWS, FLUSH_BYTES // max(1, pixel_bytes)))
+        self._slab_rows = max(1, min(FLUSH_ROWS, SLAB_BYTES // max(1, pixel_bytes)))
         try:
             self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
         except BaseException:
@@ -180,25 +183,28 @@ class CacheWriter:
         side = DESCRIPTOR_SIDE
         descriptors = group.create_dataset("descriptors", shape=(capacity, side, side), dtype=np.uint8)
         descriptors.attrs["description"] = DESCRIPTOR_DESCRIPTION
-        pending = np.empty((min(self._flush_rows, max(1, capacity)), height, width), dtype=self.dtype)
-        self._splits[split] = _SplitState(group, capacity, pending)
+        slab = np.empty((min(self._slab_rows, max(1, capacity)), height, width), dtype=self.dtype)
+        self._splits[split] = _SplitState(group, capacity, slab)
         self._buffers[split] = []
         self._hist[split] = np.zeros((len(self.label_names), 256), dtype=np.int64)
 
     def add(self, image: DecodedImage, source: SourceFile) -> None:
         """Queue one decoded image; images are written in the order they are added."""
         buffer = self._buffers[source.split]
-        pending = self._splits[source.split].pending
-        if image.pixels.shape != pending.shape[1:] or image.pixels.dtype != pending.dtype:
+        state = self._splits[source.split]
+        slab = state.slab
+        if image.pixels.shape != slab.shape[1:] or image.pixels.dtype != slab.dtype:
             raise ValueError(
-                f"image of {image.pixels.shape} {image.pixels.dtype}, the cache stores "
-                f"{pending.shape[1:]} {pending.dtype}"
+                f"image of {image.pixels.shape} {image.pixels.dtype}, the cache stores {slab.shape[1:]} {slab.dtype}"
             )  # a copy would broadcast or cast it
-        pending[len(buffer)] = image.pixels
+        slab[state.in_slab] = image.pixels
+        state.in_slab += 1
         buffer.append(_Queued(_meta_row(image, source), image.checksum, image.descriptor, source))
         for label in source.labels if self.multi_label else (source.label,):
             self._hist[source.split][label] += image.hist
-        if len(buffer) >= len(pending):
+        if state.in_slab == len(slab):
+            self._write_slab(state, len(buffer))
+        if len(buffer) >= FLUSH_ROWS:
             self._flush(source.split)
 
     def add_rows(
@@ -246,14 +252,21 @@ class CacheWriter:
             row[list(source.labels)] = 1
         return rows
 
+    def _write_slab(self, state: _SplitState, queued: int) -> None:
+        """Write the images in the slab: the last ``in_slab`` of the ``queued`` rows after ``written``."""
+        if state.in_slab:
+            stop = state.written + queued
+            state.group["images"][stop - state.in_slab : stop] = state.slab[: state.in_slab]
+            state.in_slab = 0
+
     def _flush(self, split: str) -> None:
         buffer = self._buffers[split]
         if not buffer:
             return
         state = self._splits[split]
+        self._write_slab(state, len(buffer))
         start, stop = state.written, state.written + len(buffer)
         group = state.group
-        group["images"][start:stop] = state.pending[: len(buffer)]
         group["labels"][start:stop] = self.label_rows([queued.source for queued in buffer])
         meta = group["meta"]
         for name, dtype in self.columns.items():
