@@ -3,6 +3,8 @@ flushed and the exit handlers run; one that failed, or that cannot leave cleanly
 
 from __future__ import annotations
 
+import atexit
+import os
 import subprocess
 import sys
 import threading
@@ -24,8 +26,8 @@ class Teardown:
 kept = Teardown()
 atexit.register(lambda: open(marker + ".handler", "w").close())
 sys.argv = ["xraycache", *sys.argv[2:]]
-from xraycache.__main__ import main
-sys.exit(main())
+from xraycache.__main__ import run
+run()
 """
 
 
@@ -56,8 +58,8 @@ def test_a_command_that_failed_exits_normally(tmp_path: Path) -> None:
     assert (tmp_path / "m.handler").exists() and (tmp_path / "m.teardown").exists()
 
 
-def test_a_closed_pipe_is_left_to_the_normal_exit(kaggle: Path, tmp_path: Path) -> None:
-    """``xraycache ls | head -n 1``: the listing stops quietly, whichever way the process ends."""
+def test_a_listing_cut_short_by_its_reader_ends_quietly(kaggle: Path, tmp_path: Path) -> None:
+    """``xraycache ls | head -n 1``: no error about the closed pipe, from the command or from its exit."""
     out = tmp_path / "c.h5"
     assert _run(tmp_path / "b", "build", str(kaggle), str(out), "-q").returncode == 0
     done = subprocess.run(
@@ -71,17 +73,30 @@ def test_a_closed_pipe_is_left_to_the_normal_exit(kaggle: Path, tmp_path: Path) 
     assert done.stderr == ""
 
 
+@pytest.fixture
+def no_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``leave_now`` in this process: leaving would end the test run (with status 0), so it fails instead."""
+
+    def left(*_: object) -> None:
+        raise AssertionError("leave_now ended the process")
+
+    monkeypatch.setattr(os, "_exit", left)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", left)
+
+
+@pytest.mark.usefixtures("no_exit")
 def test_leave_now_returns_while_another_thread_runs() -> None:
     release = threading.Event()
     thread = threading.Thread(target=release.wait)
     thread.start()
     try:
-        leave_now()  # had it left, this test run would have ended here
+        leave_now()
     finally:
         release.set()
         thread.join()
 
 
+@pytest.mark.usefixtures("no_exit")
 def test_leave_now_returns_when_stdout_cannot_be_flushed(monkeypatch: pytest.MonkeyPatch) -> None:
     class ClosedPipe:
         def flush(self) -> None:
@@ -89,3 +104,22 @@ def test_leave_now_returns_when_stdout_cannot_be_flushed(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     leave_now()
+
+
+@pytest.mark.usefixtures("no_exit")
+def test_leave_now_returns_while_an_hdf5_file_is_open(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "open.h5", "w"):
+        leave_now()
+
+
+def test_a_profiled_command_keeps_its_profile(kaggle: Path, tmp_path: Path) -> None:
+    """``python -m cProfile -o OUT -m xraycache ...``: the profile is written after the command."""
+    out, profile = tmp_path / "c.h5", tmp_path / "prof.out"
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "xraycache", "build", str(kaggle), str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert profile.stat().st_size > 0

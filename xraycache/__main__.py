@@ -1,8 +1,8 @@
 """``python -m xraycache`` and the ``xraycache`` command.
 
 ``xraycache --version`` is answered before the command line is loaded: typer and rich cost more than
-numpy, h5py and PIL together, and the version needs none of them. A command that succeeded ends the
-process without the interpreter's teardown (see ``leave_now``).
+numpy, h5py and PIL together, and the version needs none of them. The command's process (``run``) ends
+without the interpreter's teardown once a command succeeded (see ``leave_now``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import atexit
 import os
 import sys
 import threading
+from typing import NoReturn
 
 
 def main() -> int | None:
@@ -21,27 +22,50 @@ def main() -> int | None:
         return show_version()
     from .cli import app
 
-    try:
-        app(prog_name="xraycache")
-    except SystemExit as done:
-        if done.code in (0, None):
-            leave_now()
-        raise
+    app(prog_name="xraycache")
     return None
+
+
+def run() -> NoReturn:
+    """The ``xraycache`` command: ``main()``, then the process ends, at once when the command succeeded."""
+    code: object
+    try:
+        code = main()
+    except SystemExit as done:
+        code = done.code
+    if code in (0, None):
+        leave_now()
+    sys.exit(code)
 
 
 def leave_now() -> None:
     """End the process at once, as a normal exit would but without freeing every object and module one by
     one: ~90 ms after a build, more than writing its last images. The output streams are flushed and the
-    exit handlers run (multiprocessing's, loky's, logging's, temporary folders'), and HDF5 files are closed
-    by then. Returns, for the normal exit, while another thread still runs or a stream will not flush."""
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    exit handlers run (multiprocessing's, loky's, logging's, temporary folders'). Returns, for the normal
+    exit, while something still needs it: another thread running, a stream that will not flush, an HDF5
+    file still open, or a profiler, tracer (coverage) or interactive session that runs after the command."""
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's, which also clears them
-    if any(t.is_alive() for t in others) or run_exit_handlers is None or not _flushed():
+    if run_exit_handlers is None or _watched() or _busy() or not _flushed():
         return
     run_exit_handlers()
     if _flushed():  # what the handlers printed
         os._exit(0)
+
+
+def _watched() -> bool:
+    """A profiler, a tracer or ``python -i``: each wants the rest of a normal exit."""
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: cProfile and coverage register here
+    tools = () if monitoring is None else (monitoring.get_tool(i) for i in range(6))
+    return sys.gettrace() is not None or sys.getprofile() is not None or bool(sys.flags.interactive) or any(tools)
+
+
+def _busy() -> bool:
+    """Another (non-daemon) thread still runs, or an HDF5 file is open (HDF5's own exit handler closes it)."""
+    main_thread = threading.main_thread()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not main_thread):
+        return True
+    h5py = sys.modules.get("h5py")
+    return h5py is not None and bool(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
 
 
 def _flushed() -> bool:
@@ -56,4 +80,4 @@ def _flushed() -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

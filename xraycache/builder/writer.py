@@ -51,9 +51,9 @@ from .scan import SourceFile
 from .workers import decode_all
 
 COMPRESSED_CHUNK_IMAGES = 8
-# Pixels are written in slabs of SLAB_BYTES (32 default 256-px images): what is left when the workers are done
-# is written after the last decode, while both cores wait, and a split's last slab of 256 images was 0.15 s of a
-# 2,976-file build's end. The other columns are flushed every FLUSH_ROWS images: each flush writes ~25
+# Pixels are written in slabs of SLAB_BYTES (32 default 256-px images; whole chunks when compressed): what is left when the workers are done
+# is written after the last decode, while both cores wait (with 16 MB slabs, ~0.08 s at the end of a 2,976-file
+# build in three splits). The other columns are flushed every FLUSH_ROWS images: each flush writes ~25
 # datasets, and h5py costs ~0.1-0.4 ms a call whatever its size (at 64 images a flush that was a quarter of
 # the build process's CPU, benchmarks/hotpath.py ``main process``).
 SLAB_BYTES = 2 << 20
@@ -140,7 +140,10 @@ class CacheWriter:
         self._buffers: dict[str, list[_Queued]] = {}
         self._hist: dict[str, np.ndarray] = {}
         pixel_bytes = self.dtype.itemsize * image_shape[0] * image_shape[1]
-        self._slab_rows = max(1, min(FLUSH_ROWS, SLAB_BYTES // max(1, pixel_bytes)))
+        slab_rows = max(1, min(FLUSH_ROWS, SLAB_BYTES // max(1, pixel_bytes)))
+        if compression != "none":  # whole chunks: a part of one is read back, decompressed and compressed again
+            slab_rows = -(-slab_rows // COMPRESSED_CHUNK_IMAGES) * COMPRESSED_CHUNK_IMAGES
+        self._slab_rows = slab_rows
         try:
             self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
         except BaseException:
