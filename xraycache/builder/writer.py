@@ -51,11 +51,11 @@ from .scan import SourceFile
 from .workers import decode_all
 
 COMPRESSED_CHUNK_IMAGES = 8
-# Pixels are written in slabs of SLAB_BYTES (32 default 256-px images; whole chunks when compressed): what is left when the workers are done
-# is written after the last decode, while both cores wait (with 16 MB slabs, ~0.08 s at the end of a 2,976-file
-# build in three splits). The other columns are flushed every FLUSH_ROWS images: each flush writes ~25
-# datasets, and h5py costs ~0.1-0.4 ms a call whatever its size (at 64 images a flush that was a quarter of
-# the build process's CPU, benchmarks/hotpath.py ``main process``).
+# Pixels are written in slabs of SLAB_BYTES (32 default 256-px images; whole chunks when compressed): what is
+# left when the workers are done is written after the last decode, while both cores wait (with 16 MB slabs,
+# ~0.08 s at the end of a 2,976-file build in three splits). The other columns are flushed every FLUSH_ROWS
+# images: each flush writes ~25 datasets, and h5py costs ~0.1-0.4 ms a call whatever its size (at 64 images
+# a flush that was a quarter of the build process's CPU, benchmarks/hotpath.py ``main process``).
 SLAB_BYTES = 2 << 20
 FLUSH_ROWS = 1024
 COPY_BLOCK_BYTES = 32 << 20  # images copied from an old cache per read/write, at most
