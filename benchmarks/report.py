@@ -228,9 +228,15 @@ def markdown(record: dict[str, Any], compact: bool = False) -> str:
             ]
     mem = record.get("memory")
     if mem and mem.get("measured"):
-        out += ["", "| build of N generated images | peak RSS main + workers | main process | s |", "|---|---|---|---|"]
         out += [
-            f"| {int(k):,} | {v['total_mb']:,.0f} MB | {v['main_mb']:,.0f} MB | {v['seconds']:.1f} |"
+            "",
+            "| build of N generated images | peak RSS main + workers | peak PSS main + workers | main process | s |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {int(k):,} | {v['total_mb']:,.0f} MB | "
+            + (f"{v['total_pss_mb']:,.0f} MB" if "total_pss_mb" in v else "-")
+            + f" | {v['main_mb']:,.0f} MB | {v['seconds']:.1f} |"
             for k, v in mem.items()
             if k.isdigit()
         ]

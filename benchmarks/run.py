@@ -404,32 +404,49 @@ def bench_big_load(worker: Worker, n: int, reps: int, work: Path) -> dict[str, A
     return result
 
 
-def _tree_rss(pid: int) -> tuple[int, int]:
-    """(RSS of PID, RSS of PID and all its descendants) in bytes; (0, 0) once it is gone."""
+def _pss(pid: int) -> int:
+    """Proportional set size of PID in bytes (pages shared with other processes divided among them), from
+    /proc/PID/smaps_rollup; 0 where the kernel has none or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_memory(pid: int) -> tuple[int, int, int]:
+    """(RSS of PID, RSS of PID and all its descendants, PSS of the same) in bytes; zeros once it is gone.
+
+    Summed RSS counts a page a forked worker shares with the build once per process; summed PSS once."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
         own = proc.memory_info().rss
-        total = own
+        total, pss = own, _pss(pid)
         for child in proc.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
-        return own, total
+                pss += _pss(child.pid)
+        return own, total, pss
     except psutil.Error:
-        return 0, 0
+        return 0, 0, 0
 
 
 def peak_rss_of(cmd: list[str]) -> dict[str, Any]:
-    """Run CMD, sampling every 20 ms; peak RSS of the main process and of main + workers summed."""
+    """Run CMD, sampling every 20 ms; peak RSS of the main process and of main + workers summed, and the
+    peak of their summed PSS."""
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    peaks = [0, 0]
+    peaks = [0, 0, 0]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            own, total = _tree_rss(proc.pid)
-            peaks[0], peaks[1] = max(peaks[0], own), max(peaks[1], total)
+            sampled = _tree_memory(proc.pid)
+            peaks[:] = [max(p, v) for p, v in zip(peaks, sampled, strict=True)]
             time.sleep(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -441,7 +458,12 @@ def peak_rss_of(cmd: list[str]) -> dict[str, Any]:
     thread.join()
     if rc:
         raise RuntimeError(f"{' '.join(cmd)} exited {rc}")
-    return {"main_mb": round(peaks[0] / 1e6, 1), "total_mb": round(peaks[1] / 1e6, 1), "seconds": round(seconds, 2)}
+    return {
+        "main_mb": round(peaks[0] / 1e6, 1),
+        "total_mb": round(peaks[1] / 1e6, 1),
+        "total_pss_mb": round(peaks[2] / 1e6, 1),
+        "seconds": round(seconds, 2),
+    }
 
 
 def bench_memory(counts: Sequence[int], work: Path) -> dict[str, Any]:
@@ -461,6 +483,8 @@ def bench_memory(counts: Sequence[int], work: Path) -> dict[str, Any]:
     if len(counts) >= 2:
         lo, hi = result[str(counts[0])]["total_mb"], result[str(counts[-1])]["total_mb"]
         result["growth"] = round(hi / lo, 3) if lo else 0.0
+        lo, hi = result[str(counts[0])]["total_pss_mb"], result[str(counts[-1])]["total_pss_mb"]
+        result["growth_pss"] = round(hi / lo, 3) if lo else 0.0
     return result
 
 
