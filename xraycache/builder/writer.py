@@ -105,8 +105,9 @@ class _SplitState:
     group: h5py.Group
     capacity: int
     slab: np.ndarray  # (slab rows, H, W): the images not yet written, copied in as they come (one warm buffer)
+    queued: list[_Queued] = dataclasses.field(default_factory=list)  # the rows after ``written``
     written: int = 0  # rows whose every column is in the file
-    in_slab: int = 0  # images in ``slab``: their rows follow those whose pixels are written
+    in_slab: int = 0  # images in ``slab``: the last of the queued rows
 
 
 class CacheWriter:
@@ -137,7 +138,6 @@ class CacheWriter:
         self._output = AtomicFile(self.out)
         self.tmp_path = self._output.tmp
         self._splits: dict[str, _SplitState] = {}
-        self._buffers: dict[str, list[_Queued]] = {}
         self._hist: dict[str, np.ndarray] = {}
         pixel_bytes = self.dtype.itemsize * image_shape[0] * image_shape[1]
         slab_rows = max(1, min(FLUSH_ROWS, SLAB_BYTES // max(1, pixel_bytes)))
@@ -188,12 +188,10 @@ class CacheWriter:
         descriptors.attrs["description"] = DESCRIPTOR_DESCRIPTION
         slab = np.empty((min(self._slab_rows, max(1, capacity)), height, width), dtype=self.dtype)
         self._splits[split] = _SplitState(group, capacity, slab)
-        self._buffers[split] = []
         self._hist[split] = np.zeros((len(self.label_names), 256), dtype=np.int64)
 
     def add(self, image: DecodedImage, source: SourceFile) -> None:
         """Queue one decoded image; images are written in the order they are added."""
-        buffer = self._buffers[source.split]
         state = self._splits[source.split]
         slab = state.slab
         if image.pixels.shape != slab.shape[1:] or image.pixels.dtype != slab.dtype:
@@ -202,12 +200,12 @@ class CacheWriter:
             )  # a copy would broadcast or cast it
         slab[state.in_slab] = image.pixels
         state.in_slab += 1
-        buffer.append(_Queued(_meta_row(image, source), image.checksum, image.descriptor, source))
+        state.queued.append(_Queued(_meta_row(image, source), image.checksum, image.descriptor, source))
         for label in source.labels if self.multi_label else (source.label,):
             self._hist[source.split][label] += image.hist
         if state.in_slab == len(slab):
-            self._write_slab(state, len(buffer))
-        if len(buffer) >= FLUSH_ROWS:
+            self._write_slab(state)
+        if len(state.queued) >= FLUSH_ROWS:
             self._flush(source.split)
 
     def add_rows(
@@ -255,19 +253,19 @@ class CacheWriter:
             row[list(source.labels)] = 1
         return rows
 
-    def _write_slab(self, state: _SplitState, queued: int) -> None:
-        """Write the images in the slab: the last ``in_slab`` of the ``queued`` rows after ``written``."""
+    def _write_slab(self, state: _SplitState) -> None:
+        """Write the images in the slab: the last ``in_slab`` of the queued rows."""
         if state.in_slab:
-            stop = state.written + queued
+            stop = state.written + len(state.queued)
             state.group["images"][stop - state.in_slab : stop] = state.slab[: state.in_slab]
             state.in_slab = 0
 
     def _flush(self, split: str) -> None:
-        buffer = self._buffers[split]
+        state = self._splits[split]
+        buffer = state.queued
         if not buffer:
             return
-        state = self._splits[split]
-        self._write_slab(state, len(buffer))
+        self._write_slab(state)
         start, stop = state.written, state.written + len(buffer)
         group = state.group
         group["labels"][start:stop] = self.label_rows([queued.source for queued in buffer])
