@@ -152,8 +152,8 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
     from xraycache.builder.workers import PixelRing
     from xraycache.builder.writer import CacheWriter
     from xraycache.core.files import read_regular
-    from xraycache.core.format import pixel_checksum
     from xraycache.core.options import ResizeOptions
+    from xraycache.core.pixels import pixel_checksum
     from xraycache.imaging.decode import decode_or_failure, max_file_bytes
     from xraycache.imaging.decoders.pillow import draft_request, to_gray
     from xraycache.imaging.resize import descriptor, histogram, resize

@@ -175,7 +175,7 @@ def recall_and_false_positives(data: Path, work: Path, seed: int) -> dict[str, A
 def augmented_descriptors(data: Path, n: int, seed: int) -> np.ndarray:
     """``n`` descriptors of augmented real radiographs: distinct pictures of the same kind (a few are
     near-duplicates of each other, when two crops of the same radiograph happen to nearly coincide)."""
-    from xraycache.core.format import DESCRIPTOR_SIDE
+    from xraycache.core.schema import DESCRIPTOR_SIDE
 
     rng = np.random.default_rng(seed)
     bases = []

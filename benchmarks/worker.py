@@ -131,7 +131,7 @@ def info() -> dict[str, Any]:
     """The imaging backend and library versions of this environment."""
     import cv2
 
-    from xraycache.core.format import hdf5_versions
+    from xraycache.core.schema import hdf5_versions
     from xraycache.imaging.stack import imaging_stack
 
     backend = imaging_stack()

@@ -412,7 +412,7 @@ def test_unreadable_old_cache_is_a_clear_error(world: Path) -> None:
 
 def _read_and_check(path: str) -> int:
     """Read every split of a cache and check each image against its stored checksum (a reader process)."""
-    from xraycache.core.format import pixel_checksum
+    from xraycache.core.pixels import pixel_checksum
 
     checked = 0
     with h5py.File(path, "r") as handle:

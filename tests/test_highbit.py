@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import xraycache
-from xraycache.core.format import pixel_hist
 from xraycache.core.options import ResizeOptions
+from xraycache.core.pixels import pixel_hist
 from xraycache.imaging.decoders import pillow
 
 

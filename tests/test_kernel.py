@@ -12,8 +12,8 @@ import pytest
 from conftest import radiograph
 
 from xraycache.builder.plan import settings_diff
-from xraycache.core.format import pixel_hist
 from xraycache.core.options import RESIZE_ARITHMETIC, BuildOptions, ResizeOptions
+from xraycache.core.pixels import pixel_hist
 from xraycache.imaging import kernel, resize
 from xraycache.imaging.decoders import pillow
 from xraycache.imaging.resize import area_resize, histogram
@@ -293,7 +293,7 @@ def test_the_kernel_refuses_arrow_arrays_that_do_not_fit() -> None:
 
 @needs_compiled
 def test_compiled_descriptor_matches_the_core() -> None:
-    from xraycache.core.format import pixel_descriptor
+    from xraycache.core.pixels import pixel_descriptor
 
     rng = np.random.default_rng(4)
     for shape in ((256, 256), (32, 32), (64, 512), (1024, 96)):

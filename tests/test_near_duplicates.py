@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 import xraycache
 from xraycache.analysis import near_duplicates as nd
 from xraycache.cli import app
-from xraycache.core.format import DESCRIPTOR_SIDE, pixel_descriptor
+from xraycache.core.pixels import pixel_descriptor
+from xraycache.core.schema import DESCRIPTOR_SIDE
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import radiograph, write_image
 
 import xraycache
-from xraycache.core.format import FORMAT_VERSION
+from xraycache.core.schema import FORMAT_VERSION
 
 
 def _nih_folder(root: Path) -> Path:

@@ -25,7 +25,7 @@ def show_version() -> int:
 
 def version_text() -> str:
     """The tool's version, the imaging/HDF5 stack it runs on, and which resize kernel runs."""
-    from .core.format import hdf5_versions
+    from .core.schema import hdf5_versions
     from .imaging.decoders import PLUGINS
     from .imaging.kernel import kernel_name
     from .imaging.stack import imaging_stack

@@ -20,16 +20,12 @@ import numpy as np
 
 from .analysis.leakage import leakage
 from .builder.scan import scan
-from .core.format import (
-    cache_bytes,
-    file_sha256,
-    open_cache,
-    pixel_checksum,
-    pixel_descriptor,
-    read_attrs,
-    read_text,
-    storable_path,
-)
+from .core.files import file_sha256
+from .core.pixels import pixel_checksum, pixel_descriptor
+from .core.reads import read_attrs, read_text
+from .core.schema import storable_path
+from .core.shard_files import cache_bytes
+from .core.validate import open_cache
 
 BLOCK_BYTES = 32 << 20  # pixels read per block while checking
 

@@ -3,7 +3,7 @@
 Chest X-rays look alike at low resolution (unrelated pairs of 32 px thumbnails correlate up to 0.96),
 so neither a hash nor a plain correlation separates copies from strangers. Two stages do:
 
-1. **Candidates** (cheap, every image): each image's 32 px descriptor (``core/format.py:
+1. **Candidates** (cheap, every image): each image's 32 px descriptor (``core/pixels.py:
    pixel_descriptor``) is cut to its central 12x12 cells at 16 px and projected onto the 32 directions
    that vary most between images relative to how much they move under the changes a copy may carry
    (scale 0.9-1.11 and shifts of 5% per axis, simulated on the descriptors themselves). The projection
@@ -30,7 +30,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..core.format import DESCRIPTOR_SIDE
+from ..core.schema import DESCRIPTOR_SIDE
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -23,9 +23,10 @@ from typing import Any
 
 from ..core.atomic import remove_stale_temporaries
 from ..core.errors import InputError, NotACacheError, SkipLog
-from ..core.format import FORMAT_VERSION, hdf5_versions, shard_count, storable_path
 from ..core.interrupts import interrupt_guard
 from ..core.options import BuildOptions
+from ..core.schema import FORMAT_VERSION, hdf5_versions, storable_path
+from ..core.shard_files import shard_count
 from ..core.version import __version__
 from ..imaging.pil_install import pil_problem
 from ..imaging.stack import imaging_stack

@@ -17,17 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import NotACacheError, Skipped
-from ..core.format import (
-    CONTEXT_SETTINGS,
-    SKIPPED_COLUMNS,
-    cache_bytes,
-    file_sha256,
-    open_cache,
-    read_attrs,
-    read_text,
-    storable_path,
-)
+from ..core.files import file_sha256
 from ..core.options import setting_names
+from ..core.reads import read_attrs, read_text
+from ..core.schema import CONTEXT_SETTINGS, SKIPPED_COLUMNS, storable_path
+from ..core.shard_files import cache_bytes
+from ..core.validate import open_cache
 from ..imaging.result import DecodeFailure, DecodeResult
 from .prepare import label_key
 from .report import BuildJob

@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..core.errors import InputError
-from ..core.format import MAX_LABELS, MAX_NAME_CHARS
 from ..core.options import SourceOptions
+from ..core.validate import MAX_LABELS, MAX_NAME_CHARS
 from ..imaging.decoders import dicom
 from . import identifiers
 from .labels_csv import Row, match, read_labels_csv

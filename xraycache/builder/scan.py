@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import InputError, Skipped
-from ..core.format import MAX_LABELS, storable_path
 from ..core.options import Classes
+from ..core.schema import storable_path
+from ..core.validate import MAX_LABELS
 from ..imaging.decoders.dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})

@@ -12,7 +12,7 @@ together with its shard folder.
 
 Each build writes a new shard folder, so a rebuild never touches the shards the old OUT reads; OUT
 is renamed into place last and the old folder removed after. HDF5 reads fill values (zeros) where a
-virtual source file is missing, so ``core.format.open_cache`` refuses a cache with a shard missing.
+virtual source file is missing, so ``core.validate.open_cache`` refuses a cache with a shard missing.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import numpy as np
 
 from ..core.atomic import AtomicFile, current_umask, fsync_dir, remove_stale_temporaries
 from ..core.errors import SkipLog, Skipped
-from ..core.format import STR, cache_bytes, shard_count, shard_paths
 from ..core.options import Compression, ResizeOptions
+from ..core.schema import STR
+from ..core.shard_files import cache_bytes, shard_count, shard_paths
 from ..imaging.result import DecodeResult
 from .cluster import parallel_config
 from .plan import Action, OldCache, Plan, plan_build

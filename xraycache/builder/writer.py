@@ -1,6 +1,6 @@
 """Stream decoded images into one HDF5 cache file, written beside OUT and renamed into place when complete.
 
-``CacheWriter`` writes one file in the format of ``core/format.py``: uncompressed image arrays are
+``CacheWriter`` writes one file in the format of ``core/schema.py``: uncompressed image arrays are
 contiguous, which makes whole-split and shuffled-batch reads run at memory speed (see benchmarks/);
 compressed ones are chunked a few images per chunk. ``write_plan`` runs a build's plan through one
 writer: runs of unchanged images copied from the old cache, the other files decoded by the workers, in
@@ -21,7 +21,10 @@ import numpy as np
 
 from ..core.atomic import AtomicFile
 from ..core.errors import Skipped
-from ..core.format import (
+from ..core.options import Compression
+from ..core.pixels import hist_bin_width, hist_moments, pixel_checksum, pixel_descriptor, pixel_hist, pixel_moments
+from ..core.reads import read_text
+from ..core.schema import (
     CHECKSUM,
     CHECKSUM_DESCRIPTION,
     DESCRIPTOR_DESCRIPTION,
@@ -31,18 +34,10 @@ from ..core.format import (
     SKIPPED_COLUMNS,
     STR,
     attribute_rank,
-    cache_bytes,
-    hist_bin_width,
-    hist_moments,
     meta_columns,
-    pixel_checksum,
-    pixel_descriptor,
-    pixel_hist,
-    pixel_moments,
-    read_text,
     storable_path,
 )
-from ..core.options import Compression
+from ..core.shard_files import cache_bytes
 from ..imaging.result import DecodedImage, DecodeFailure
 from .plan import Action, Plan
 from .regroup import Layout, Rows, regroup

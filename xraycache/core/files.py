@@ -9,11 +9,14 @@ Symlinks to regular files are followed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from typing import BinaryIO
 
 from .errors import DecodeError
+
+HASH_BLOCK = 1 << 20  # bytes read at a time when hashing a file
 
 KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",
@@ -56,3 +59,17 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, os.st
     if len(data) > limit:  # it grew while being read
         raise DecodeError(f"file of more than {limit:,} bytes is over the size limit")
     return data, info
+
+
+def file_sha256(path: str | os.PathLike[str]) -> bytes:
+    """Hex sha256 of a file's bytes (the ``file_hash`` column), read in blocks; only regular files
+    (OSError for anything else, so callers count it as changed or unreadable)."""
+    digest = hashlib.sha256()
+    try:
+        handle, _ = open_regular(path)
+    except DecodeError as exc:
+        raise OSError(str(exc)) from None
+    with handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest().encode("ascii")

@@ -13,8 +13,8 @@ import os
 
 from ..core.errors import DecodeError
 from ..core.files import read_regular
-from ..core.format import pixel_checksum
 from ..core.options import ResizeOptions
+from ..core.pixels import pixel_checksum
 from .decoders import decode_bytes
 from .resize import descriptor, histogram
 from .result import DecodedImage, DecodeFailure, DecodeResult

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..core.format import DESCRIPTOR_SIDE, HIST_BINS, pixel_descriptor, pixel_hist
 from ..core.options import RESIZE_ARITHMETIC, FilterName, OutDtype, ResizeOptions
+from ..core.pixels import pixel_descriptor, pixel_hist
+from ..core.schema import DESCRIPTOR_SIDE, HIST_BINS
 from . import kernel
 from .stack import installed_imaging_backend
 
@@ -168,7 +169,7 @@ def _area_compiled(
 
 
 def histogram(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
-    """(256,) int64 histogram of stored pixels (``core.format.pixel_hist``), uint8 in the compiled kernel."""
+    """(256,) int64 histogram of stored pixels (``core.pixels.pixel_hist``), uint8 in the compiled kernel."""
     module = kernel.compiled if compiled is None or compiled else None
     if compiled and module is None:
         from . import _kernel as module  # type: ignore[attr-defined, no-redef]
@@ -180,7 +181,7 @@ def histogram(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
 
 
 def descriptor(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
-    """(32, 32) uint8 near-duplicate descriptor of stored pixels (``core.format.pixel_descriptor``); uint8
+    """(32, 32) uint8 near-duplicate descriptor of stored pixels (``core.pixels.pixel_descriptor``); uint8
     images whose sides are multiples of 32 (every default size) in the compiled kernel, the same bytes."""
     module = kernel.compiled if compiled is None or compiled else None
     if compiled and module is None:

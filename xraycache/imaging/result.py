@@ -32,7 +32,7 @@ class DecodedImage:
     mtime_ns: int
     hist: np.ndarray  # (256,) int64 histogram of the output pixels (uint16: bins of value >> 8)
     descriptor: np.ndarray  # (32, 32) uint8 thumbnail of the output pixels, for the near-duplicate search
-    checksum: bytes  # of the output pixels (core.format.pixel_checksum), what ``verify`` checks
+    checksum: bytes  # of the output pixels (core.pixels.pixel_checksum), what ``verify`` checks
     info: dict[str, Any] = field(default_factory=dict)
 
 

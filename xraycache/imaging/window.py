@@ -12,7 +12,7 @@ full resolution, then low-pass resized, then quantised to the output dtype:
 - ``percentile``: the 0.5th-99.5th percentile range, robust to a few dead or saturated pixels.
 
 ``dtype="uint16"`` keeps the depth (0-65535); 8-bit sources are then scaled by 257 (exact, 255 -> 65535).
-Stored uint16 images have a 256-bin histogram of width 256 (``value >> 8``), see ``core.format.pixel_hist``.
+Stored uint16 images have a 256-bin histogram of width 256 (``value >> 8``), see ``core.pixels.pixel_hist``.
 """
 
 from __future__ import annotations

@@ -21,17 +21,11 @@ import numpy as np
 
 from ..analysis.leakage import LeakageReport, leakage
 from ..core.errors import InputError, NotACacheError, Skipped
-from ..core.format import (
-    SKIPPED_COLUMNS,
-    attr_value,
-    cache_bytes,
-    damaged,
-    open_cache,
-    read_attrs,
-    read_data,
-    read_text,
-)
 from ..core.options import setting_names
+from ..core.reads import attr_value, damaged, read_attrs, read_data, read_text
+from ..core.schema import SKIPPED_COLUMNS
+from ..core.shard_files import cache_bytes
+from ..core.validate import open_cache
 from .arrays import PixelFormat, label_dtype_for, mean_std_from_image_stats
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this

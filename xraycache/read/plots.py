@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.format import hist_moments
+from ..core.pixels import hist_moments
 from .cache import Cache, Split
 from .stats import CacheStats, split_hist, summarize
 

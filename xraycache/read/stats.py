@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import Skipped
-from ..core.format import hist_moments
+from ..core.pixels import hist_moments
 from .cache import Cache, Split
 
 

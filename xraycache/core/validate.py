@@ -1,18 +1,13 @@
-"""The cache file format: its names, columns, checksums and histograms, and the one validating open.
+"""The one validating open of a cache file, for the build (an OUT to update) and every reader.
 
-Layout (``h5ls -r`` in the README): per split, ``images`` (N, H, W) uint8 or uint16, ``labels`` (N,) or
-(N, C) multi-hot, ``checksums`` and a ``meta`` group of per-image provenance columns; ``stats`` holds
-per-label pixel histograms; ``/skipped`` lists the files the build could not take. A sharded cache joins
-its shard files (in a folder beside it) with virtual datasets. Both the build (to update an OUT) and
-every reader open a cache through :func:`open_cache`, and read attributes through :func:`attr_value`.
+A cache may come from anyone: :func:`open_cache` checks its structure, types, shapes and sizes before any
+of its data is read, so that a hostile or damaged file can only be refused with one line naming the part
+and the reason, never make a reader crash, read outside the file or allocate more than the file holds.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,309 +16,18 @@ import numpy as np
 
 from .errors import DecodeError, InputError, NotACacheError
 from .files import open_regular
-
-FORMAT_NAME = "xraycache"
-# 2: near-duplicate descriptors; patient ids from NIH file names (00001315_006.png: 00001315).
-# 3: CRC-32 image checksums (blake2b-128 before: four times the CPU, for no better detection of accidents).
-FORMAT_VERSION = 3
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-STR = h5py.string_dtype("utf-8")
-HASH = np.dtype("S64")
-CHECKSUM = np.dtype("S8")  # CRC-32 of each stored image, 8 hex digits: what ``verify`` checks
-CHECKSUM_DESCRIPTION = "CRC-32 (zlib, 8 hex digits) of the stored (H, W) uint8 (or uint16, --dtype) image, C order"
-BLAKE2B_BEFORE = 3  # files of an older format version store blake2b-128 (32 hex digits) instead
-HIST_BINS = 256
-HASH_BLOCK = 1 << 20
-SKIPPED_COLUMNS = ("path", "split", "reason")
-DESCRIPTOR_SIDE = 32  # ``descriptors``: a (32, 32) uint8 thumbnail per image, for the near-duplicate search
-DESCRIPTOR_DESCRIPTION = (
-    "32x32 area-average thumbnail of the stored image (uint8): the near-duplicate search compares these"
+from .reads import attr_value
+from .schema import (
+    DESCRIPTOR_SIDE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HDF5_SIGNATURE,
+    HIST_BINS,
+    META_COLUMNS,
+    SKIPPED_COLUMNS,
+    STR,
 )
-
-# Root attributes that are not build options but decide what a build produces: an incremental rebuild
-# reuses an old cache only when these and every recorded option (BuildOptions.settings) match.
-CONTEXT_SETTINGS = (
-    "source_root",
-    "imaging_backend",
-    "format_version",
-    "tool_version",
-    "pseudonym_key_id",
-    "labels_csv_sha256",
-    "label_kind",
-)
-
-# The order root attributes are written in (HDF5 keeps it in the file; readers see them by name). Others follow.
-ROOT_ATTRIBUTE_ORDER = (
-    "format",
-    "format_version",
-    "label_names",
-    "splits",
-    "tool_version",
-    "created",
-    "size",
-    "fit",
-    "filter",
-    "classes",
-    "layout",
-    "compression",
-    "max_pixels",
-    "imaging_backend",
-    "libjpeg",
-    "h5py_version",
-    "hdf5_version",
-    "source_root",
-    "command",
-    "ignored_files",
-    "window",
-    "dtype",
-    "identifiers",
-    "pseudonym_key_id",
-    "labels_csv",
-    "labels_csv_sha256",
-    "labels_columns",
-    "label_kind",
-    "resplit",
-    "seed",
-    "folds",
-    "csv_rows_without_file",
-)
-
-
-def attribute_rank(key: str) -> int:
-    """Where a root attribute goes in ROOT_ATTRIBUTE_ORDER (unknown ones last, in the order given)."""
-    return ROOT_ATTRIBUTE_ORDER.index(key) if key in ROOT_ATTRIBUTE_ORDER else len(ROOT_ATTRIBUTE_ORDER)
-
-
-# The per-image provenance columns of ``/<split>/meta``: name -> dtype.
-META_COLUMNS: dict[str, Any] = {
-    "path": STR,  # source path relative to SRC (non-UTF-8 bytes as \xNN escapes)
-    "patient": STR,
-    "width": np.int32,  # of the original, after EXIF orientation
-    "height": np.int32,
-    "mode": STR,  # Pillow mode of the original (L, RGB, I;16, ...)
-    "file_size": np.int64,
-    "file_hash": HASH,  # sha256 of the source file, hex
-    "mtime_ns": np.int64,
-    "min": np.uint8,  # statistics of the stored image (uint16 for a uint16 cache)
-    "max": np.uint8,
-    "mean": np.float32,
-    "std": np.float32,
-    "format": STR,  # JPEG, PNG or DICOM
-    "window": STR,  # the high-bit window applied, e.g. "dicom window 2048/4096 linear" or "none (8-bit)"
-    "bits_stored": np.int16,
-    "modality": STR,  # DICOM only, else ""
-    "view_position": STR,
-    "photometric": STR,
-    "study": STR,  # DICOM StudyInstanceUID (a pseudonym unless --keep-identifiers)
-    "source_split": STR,  # the split folder the file came from (differs from the split after --resplit)
-    "fold": np.int16,  # patient-grouped cross-validation fold (--folds), -1 without
-}
-
-
-def meta_columns(dtype: str = "uint8") -> dict[str, Any]:
-    """META_COLUMNS for a cache of ``dtype`` images (the pixel min/max columns take the image dtype)."""
-    columns = dict(META_COLUMNS)
-    if dtype == "uint16":
-        columns["min"] = columns["max"] = np.uint16
-    return columns
-
-
-def storable_path(path: str) -> str:
-    """A path as text HDF5 can store: names that are not valid UTF-8 keep their bytes as escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-# -- per-image values ---------------------------------------------------------------------
-
-
-def pixel_checksum(pixels: np.ndarray, format_version: int = FORMAT_VERSION) -> bytes:
-    """Checksum of one stored image (the ``checksums`` dataset), as hex bytes, as a file of
-    ``format_version`` stores it: CRC-32, or blake2b-128 for files older than format 3.
-
-    Either detects accidental damage (a flipped bit, a torn copy); neither is proof against someone who
-    rewrites a file on purpose, which no checksum stored beside the data can be.
-    """
-    dtype = np.uint16 if pixels.dtype == np.uint16 else np.uint8
-    data = np.ascontiguousarray(pixels, dtype=dtype).data
-    if format_version < BLAKE2B_BEFORE:
-        return hashlib.blake2b(data, digest_size=16).hexdigest().encode("ascii")
-    return b"%08x" % zlib.crc32(data)
-
-
-def pixel_descriptor(pixels: np.ndarray) -> np.ndarray:
-    """(32, 32) uint8 area-average thumbnail of one stored image (``descriptors``): what the near-duplicate
-    search compares. Integer arithmetic when the side is a multiple of 32 (every default size), so the
-    same pixels give the same bytes on any machine."""
-    side = DESCRIPTOR_SIDE
-    height, width = pixels.shape
-    if pixels.dtype == np.uint8 and height % side == 0 and width % side == 0:
-        kh, kw = height // side, width // side
-        rows = pixels.reshape(side, kh, width).sum(axis=1, dtype=np.uint32)
-        sums = rows.reshape(side, side, kw).sum(axis=2, dtype=np.uint32)
-        count = kh * kw
-        return ((sums + count // 2) // count).astype(np.uint8)
-    values = pixels.astype(np.float64) / (257.0 if pixels.dtype == np.uint16 else 1.0)
-    thumb = _area_weights(height) @ values @ _area_weights(width).T
-    return np.clip(np.rint(thumb), 0, 255).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=32)
-def _area_weights(n: int) -> np.ndarray:
-    """(32, n): the fraction of each of n pixels in each of 32 equal cells, normalised per cell."""
-    edges = np.arange(DESCRIPTOR_SIDE + 1) * (n / DESCRIPTOR_SIDE)
-    pixel = np.arange(n)
-    cover = np.minimum(pixel[None, :] + 1, edges[1:, None]) - np.maximum(pixel[None, :], edges[:-1, None])
-    return np.clip(cover, 0.0, None) / (edges[1:] - edges[:-1])[:, None]
-
-
-def hist_bin_width(dtype: str | np.dtype[Any]) -> int:
-    """Width of one of the 256 histogram bins: 1 for uint8 images, 256 for uint16 (bins of ``value >> 8``)."""
-    return 256 if np.dtype(dtype) == np.uint16 else 1
-
-
-def pixel_hist(pixels: np.ndarray) -> np.ndarray:
-    """(256,) int64 histogram of stored pixels; uint16 pixels are binned by their high byte."""
-    values = pixels.ravel()
-    if values.dtype == np.uint16:
-        values = values >> 8
-    return np.bincount(values, minlength=HIST_BINS).astype(np.int64)
-
-
-def hist_moments(hist: np.ndarray) -> tuple[int, int, float, float]:
-    """Exact (min, max, mean, std) of uint8 pixels from their 256-bin histogram."""
-    nonzero = np.flatnonzero(hist)
-    if nonzero.size == 0:
-        return 0, 0, 0.0, 0.0
-    values = np.arange(hist.size, dtype=np.float64)
-    count = float(hist.sum())
-    mean = float(values @ hist) / count
-    var = max(float((values * values) @ hist) / count - mean * mean, 0.0)
-    return int(nonzero[0]), int(nonzero[-1]), mean, var**0.5
-
-
-def pixel_moments(pixels: np.ndarray) -> tuple[int, int, float, float]:
-    """Exact (min, max, mean, std) of one image, straight from its pixels."""
-    if pixels.size == 0:
-        return 0, 0, 0.0, 0.0
-    values = pixels.astype(np.float64)
-    return int(pixels.min()), int(pixels.max()), float(values.mean()), float(values.std())
-
-
-def read_data(dset: h5py.Dataset, selection: Any = ()) -> np.ndarray:
-    """``dset[selection]``, with HDF5's errors on damaged data (a corrupt heap, a bad chunk) as one line."""
-    try:
-        return np.asarray(dset[selection])
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise damaged(dset, exc) from None
-
-
-def damaged(dset: h5py.Dataset, exc: BaseException) -> NotACacheError:
-    """The error for data HDF5 could not read although the file's structure was sound."""
-    first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-    return NotACacheError(
-        f"{dset.file.filename}: {dset.name} cannot be read ({first}); the file is damaged: rebuild it"
-    )
-
-
-def read_text(
-    dset: h5py.Dataset, budget: int, start: int = 0, stop: int | None = None, block: int = 4096
-) -> np.ndarray:
-    """Rows ``start:stop`` of a text column as a NumPy array of str, read in blocks, refused once they hold
-    more than ``budget`` characters: variable-length strings live in a heap that many rows may point at,
-    so a small hostile file could otherwise make a reader allocate far more than the file holds
-    (``budget``: :func:`cache_bytes`, less what was read before)."""
-    n = dset.shape[0] if dset.shape else 0
-    n = n if stop is None else min(n, stop)
-    parts: list[np.ndarray] = []
-    total = longest = 0
-    rows = 16  # blocks grow from 16 rows while what they could hold stays within the budget
-    while start < n:
-        try:
-            text = h5py.check_string_dtype(dset.dtype) is not None
-            values = dset.asstr()[start : min(n, start + rows)] if text else dset[start : min(n, start + rows)]
-        except (OSError, ValueError, RuntimeError, MemoryError) as exc:
-            raise damaged(dset, exc) from None
-        texts = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
-        total += sum(len(t) for t in texts)
-        if total > budget:
-            raise NotACacheError(f"{dset.file.filename}: {dset.name} holds more text than the file could store")
-        parts.append(np.array(texts, dtype=str))
-        start += len(texts)
-        longest = max([longest, *(len(t) for t in texts)])
-        rows = max(16, min(block, 2 * rows, (budget - total) // max(1, longest)))
-    return np.concatenate(parts) if parts else np.array([], dtype=str)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> bytes:
-    """Hex sha256 of a file's bytes (the ``file_hash`` column), read in blocks; only regular files
-    (OSError for anything else, so callers count it as changed or unreadable)."""
-    digest = hashlib.sha256()
-    try:
-        handle, _ = open_regular(path)
-    except DecodeError as exc:
-        raise OSError(str(exc)) from None
-    with handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest().encode("ascii")
-
-
-# -- attributes ---------------------------------------------------------------------------
-
-
-def attr_value(value: Any) -> Any:
-    """An HDF5 attribute as plain Python: str, int, float, or a tuple of those for arrays."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return tuple(attr_value(v) for v in value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    """Every attribute of a file, group or dataset, decoded by :func:`attr_value`."""
-    return {key: attr_value(value) for key, value in obj.attrs.items()}
-
-
-def shard_count(attrs: Any) -> int:
-    """How many shards a cache file (its root attributes) is joined from; 1 for a single file."""
-    try:
-        return int(attr_value(attrs.get("shards", 1)))
-    except (TypeError, ValueError):
-        return 1
-
-
-def shard_paths(path: Path, attrs: Any) -> list[Path]:
-    """The shard files a sharded cache at ``path`` reads from (empty for a single-file cache)."""
-    if "shard_files" not in attrs:
-        return []
-    folder = path.parent / str(attr_value(attrs["shard_dir"]))
-    names = attr_value(np.atleast_1d(attrs["shard_files"]))
-    return [folder / str(name) for name in names]
-
-
-def cache_bytes(path: Path, attrs: Any) -> int:
-    """Bytes of the cache at ``path`` with its shard files: all a legitimate cache stores, text included
-    (a sharded cache's own file is small; its rows live in the shards)."""
-    return path.stat().st_size + sum(p.stat().st_size for p in shard_paths(path, attrs) if p.is_file())
-
-
-def missing_shard_message(path: Path, attrs: Any) -> str | None:
-    """A one-line error when a shard file of the cache at ``path`` is missing, else None."""
-    missing = [p for p in shard_paths(path, attrs) if not p.is_file()]
-    if not missing:
-        return None
-    folder = missing[0].parent.name
-    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-    return (
-        f"{path}: shard {folder}/{missing[0].name} is missing{more}; HDF5 would read zeros in its place. "
-        f"Keep {folder}/ beside {path.name} (move or copy them together), or rebuild"
-    )
-
-
-# -- the one validating open ----------------------------------------------------------------
+from .shard_files import missing_shard_message
 
 BUILD_HINT = "give a cache written by `xraycache build SRC OUT`"
 # Bounds on what a cache may claim, checked before anything of that size is read (README "Untrusted caches").
@@ -643,8 +347,3 @@ class _CacheCheck:
             lengths.add(column.shape[0])
         if len(lengths) > 1:
             raise _Refused(group.name, "columns of different lengths")
-
-
-def hdf5_versions() -> tuple[str, str]:
-    """(h5py version, HDF5 library version) of this process."""
-    return h5py.__version__, h5py.version.hdf5_version
