@@ -38,6 +38,20 @@ def _load() -> ModuleType | None:
 compiled: ModuleType | None = _load()
 
 
+def choose(compiled_wanted: bool | None) -> ModuleType | None:
+    """The kernel a call asks for: None (the caller's default) the one of this process, False NumPy (None
+    returned), True the compiled one (ImportError when it is not built)."""
+    if compiled_wanted is None:
+        return compiled
+    if not compiled_wanted:
+        return None
+    if compiled is not None:
+        return compiled
+    from . import _kernel  # type: ignore[attr-defined]
+
+    return _kernel
+
+
 def kernel_name() -> str:
     """The kernel that runs in this process: ``compiled (C)``, with its vector level where it has one
     (``compiled (C), AVX2``), or ``NumPy``."""

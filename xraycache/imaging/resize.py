@@ -127,9 +127,7 @@ def area_resize(
     ``compiled``: None runs the kernel of this process (``kernel.kernel_name()``); False forces NumPy,
     True the compiled kernel (ImportError when it is not built). Both give the same bytes.
     """
-    module = kernel.compiled if compiled is None or compiled else None
-    if compiled and module is None:
-        from . import _kernel as module  # type: ignore[attr-defined, no-redef]
+    module = kernel.choose(compiled)
     if module is None:
         rows, cols = _fixed_tables(image.shape[0], image.shape[1], size, box)
         return _area_numpy(image, rows, cols)
@@ -170,9 +168,7 @@ def _area_compiled(
 
 def histogram(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
     """(256,) int64 histogram of stored pixels (``core.pixels.pixel_hist``), uint8 in the compiled kernel."""
-    module = kernel.compiled if compiled is None or compiled else None
-    if compiled and module is None:
-        from . import _kernel as module  # type: ignore[attr-defined, no-redef]
+    module = kernel.choose(compiled)
     if module is None or pixels.dtype != np.uint8:
         return pixel_hist(pixels)
     out = np.empty(HIST_BINS, dtype=np.int64)
@@ -183,9 +179,7 @@ def histogram(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
 def descriptor(pixels: np.ndarray, compiled: bool | None = None) -> np.ndarray:
     """(32, 32) uint8 near-duplicate descriptor of stored pixels (``core.pixels.pixel_descriptor``); uint8
     images whose sides are multiples of 32 (every default size) in the compiled kernel, the same bytes."""
-    module = kernel.compiled if compiled is None or compiled else None
-    if compiled and module is None:
-        from . import _kernel as module  # type: ignore[attr-defined, no-redef]
+    module = kernel.choose(compiled)
     height, width = pixels.shape
     if module is None or pixels.dtype != np.uint8 or height % DESCRIPTOR_SIDE or width % DESCRIPTOR_SIDE:
         return pixel_descriptor(pixels)
