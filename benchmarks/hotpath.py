@@ -148,6 +148,7 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
     import numpy
     from PIL import Image
 
+    from xraycache.builder.commit import commit_file
     from xraycache.builder.scan import scan
     from xraycache.builder.workers import PixelRing
     from xraycache.builder.writer import CacheWriter
@@ -236,7 +237,7 @@ def stage_costs(files: list[str], reps: int) -> dict[str, Any]:
             with writer:
                 for image_result, path in zip(decoded, files, strict=True):
                     writer.add(image_result, by_path[path])  # type: ignore[arg-type]
-                writer.commit()
+                commit_file(writer)
             sums["write"] = cpu() - t0  # the writer in the main process: meta rows, statistics, HDF5 writes
         for name, total in sums.items():
             stages[name].append(total / len(files) * 1e3)

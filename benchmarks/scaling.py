@@ -34,6 +34,7 @@ RESULTS = REPO / "benchmarks" / "results" / "scaling.json"
 
 def per_image_costs(root: Path, size: int, sample: int) -> dict[str, float]:
     """Milliseconds per image of decode+resize and of the single writer, serially in this process."""
+    from xraycache.builder.commit import commit_file
     from xraycache.builder.scan import scan
     from xraycache.builder.writer import CacheWriter
     from xraycache.core.options import ResizeOptions
@@ -53,7 +54,7 @@ def per_image_costs(root: Path, size: int, sample: int) -> dict[str, float]:
     ) as writer:
         for image, source in zip(decoded, files, strict=True):
             writer.add(image, source)
-        writer.commit()
+        commit_file(writer)
     writer_ms = (time.perf_counter() - started) * 1000 / len(files)
     shutil.rmtree(out.parent, ignore_errors=True)
     return {"decode_ms": decode_ms, "writer_ms": writer_ms, "sample": len(files)}

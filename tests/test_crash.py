@@ -34,6 +34,7 @@ DRIVER = '''
 import os, sys, time
 from pathlib import Path
 import xraycache.builder.workers as workers
+import xraycache.builder.rewrite as rewrite
 import xraycache.builder.writer as writer
 import xraycache.core.atomic as atomic
 
@@ -69,11 +70,11 @@ def add_rows(self, *args, **kwargs):
     pause("copy")
 writer.CacheWriter.add_rows = add_rows
 
-_copy_rows = writer._copy_rows
+_copy_rows = rewrite._copy_rows
 def copy_rows(*args, **kwargs):
     pause("compact")
     return _copy_rows(*args, **kwargs)
-writer._copy_rows = copy_rows
+rewrite._copy_rows = copy_rows
 
 _replace = os.replace
 def replace(src, dst, *args, **kwargs):

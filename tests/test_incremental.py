@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import radiograph, write_image
 from xraycache import build
-from xraycache.builder.pipeline import output_lock
+from xraycache.builder.output import output_lock
 from xraycache.cli import app
 from xraycache.core.errors import InputError
 
@@ -122,7 +122,7 @@ def test_many_blocks_are_copied_in_order(make_dataset: Any, tmp_path: Path, monk
     src = make_dataset(files)
     out = tmp_path / "inc.h5"
     build(src, out, jobs=1, size=32)
-    monkeypatch.setattr("xraycache.builder.writer.COPY_BLOCK_BYTES", 3 * 32 * 32)  # runs of at most 3 images
+    monkeypatch.setattr("xraycache.builder.execute.COPY_RUN_BYTES", 3 * 32 * 32)  # runs of at most 3 images
     (src / "train/NORMAL/IM-0010-0001.jpeg").unlink()
     write_image(src / "train/PNEUMONIA/IM-0021-0001.jpeg", radiograph(70, 66, 99))
     report = build(src, out, jobs=1, size=32)

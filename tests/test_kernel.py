@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import radiograph
 
-from xraycache.builder.plan import settings_diff
+from xraycache.builder.old_cache import settings_diff
 from xraycache.core.options import RESIZE_ARITHMETIC, BuildOptions, ResizeOptions
 from xraycache.core.pixels import pixel_hist
 from xraycache.imaging import kernel, resize

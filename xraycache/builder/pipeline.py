@@ -1,28 +1,32 @@
-"""The build: scan SRC, settle labels and splits, decode on all cores, stream into one HDF5 file.
+"""The build, one straight line: scan -> prepare -> plan -> execute -> commit, then the report.
 
-When OUT already holds a cache of the same SRC built with the same settings, the build is
-incremental: unchanged images are copied from it in blocks, only new and changed files are
-decoded, and when nothing changed nothing is written at all (see ``plan.py``).
+1. **scan** (``scan.py``): the files under SRC, their splits and labels from the folders.
+2. **prepare** (``prepare.py``): CSV labels, DICOM identifiers, patient-level re-splits and folds, so that
+   every file's split is known before any pixel is decoded (the output's splits are sized from it).
+3. **plan** (``plan.py``): with an existing OUT of the same settings (``old_cache.py``), which images are
+   copied from it and which files are decoded; no decoding.
+4. **execute** (``execute.py``): the files decoded on every core (``workers.py``) and the reused images
+   copied, streamed into one writer (``writer.py``) in scan order.
+5. **commit** (``commit.py``): near-duplicates dropped or moved (``regroup.py``), the file rewritten where
+   rows go (``rewrite.py``), made durable and renamed over OUT. A sharded build (``shards.py``) runs 4-5 per
+   shard in parallel and joins the shards.
+
+When OUT already holds exactly this build nothing is written; the report (``report.py``) is made once, at
+the end, from what the scan, the plan and the execution say.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
-import re
-import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..core.atomic import remove_stale_temporaries
-from ..core.errors import InputError, NotACacheError, SkipLog
+from ..core.errors import InputError, SkipLog
 from ..core.interrupts import interrupt_guard
 from ..core.options import BuildOptions
 from ..core.schema import FORMAT_VERSION, hdf5_versions, storable_path
@@ -31,13 +35,17 @@ from ..core.version import __version__
 from ..imaging.pil_install import pil_problem
 from ..imaging.stack import imaging_stack
 from .cluster import dask_cluster, scheduler_address
-from .plan import OldCache, plan_build, plan_rebuild, read_old_cache, settings_diff, up_to_date
-from .prepare import prepare
-from .report import BuildJob, BuildReport, ProgressCallback
+from .commit import commit
+from .execute import decode_retried, execute, leave_unchanged, new_writer, still_unchanged
+from .job import BuildJob, Outcome, ProgressCallback
+from .old_cache import OldCache, open_old
+from .output import check_output, os_reason, output_lock, size_or_zero
+from .plan import Plan, plan_build
+from .prepare import Prepared, prepare
+from .report import BuildReport
 from .scan import ScanResult, SourceFile, scan
-from .shards import build_sharded, output_bytes, remove_stale_shards
+from .shards import output_bytes, remove_stale_shards, write_sharded
 from .workers import worker_pool
-from .writer import write_plan
 
 
 def build(
@@ -78,230 +86,155 @@ def run_build(
     dry_run: bool = False,
     command: str | None = None,
 ) -> BuildReport:
-    """:func:`build` with its options in one validated object."""
-    address = scheduler_address(options.run)
+    """:func:`build` with its options in one validated object: the only orchestrator of a build."""
     started = time.perf_counter()
+    address = scheduler_address(options.run)
     out_path = Path(out)
+    shards = options.output.shards
+    # 1-2. scan and prepare: every file's label, patient, split and fold, before any pixel
     prepared = prepare(scan(src, options.sources.classes), options.sources)
     found = prepared.found
     if on_scan is not None:  # e.g. a progress bar learning its total: the files a build will go through
         on_scan(len(found.files))
-    n_jobs = options.run.workers()
+    warnings = _warnings(found, options)
+    check_output(out_path)
+    if options.sources.drop_duplicates and shards > 1:
+        raise InputError("--drop-duplicates compares every image with every other: use it without --shards")
+    attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
+    movable = options.sources.resplit is not None and shards <= 1  # --resplit may move a reused image
     skips = SkipLog(options.run.strict)
     skips.extend(found.unlabeled_rows())
-    report = BuildReport(
-        src=str(found.root),
-        out=str(out_path),
-        layout=found.layout,
-        label_names=list(found.label_names),
-        counts=_count(found, found.files),
-        skipped=skips.entries,
-        ignored=[storable_path(p) for p in found.ignored],
-        dry_run=dry_run,
-        jobs=n_jobs,
-        settings={**options.settings(), **{k: v for k, v in prepared.attrs.items() if k != "pseudonym_key_id"}},
-        backend=imaging_stack().imaging,
-        mode="dry-run" if dry_run else "cold",
-        csv_rows_without_file=prepared.rows_without_file,
+    job = BuildJob(
+        found,
+        out_path,
+        options.resize,
+        options.run.workers(),
+        options.output.compression,
+        attrs,
+        skips,
+        progress,
+        drop_duplicates=options.sources.drop_duplicates,
+        group_near_duplicates=movable,
+        group_folds=options.sources.folds > 0 and shards <= 1,
     )
-    warning = None if options.sources.labels else found.one_class_warning()
-    if warning is not None:
-        report.warnings.append(warning)
-    pil = pil_problem()  # here PIL imports: only "both Pillow and Pillow-SIMD installed" is left to say
-    if pil is not None:
-        report.warnings.append(pil[0])
-    _check_output(out_path)
-    if options.sources.drop_duplicates and options.output.shards > 1:
-        raise InputError("--drop-duplicates compares every image with every other: use it without --shards")
-    if options.output.shards > 1 and (options.sources.resplit is not None or options.sources.folds):
-        report.warnings.append(
-            "--shards: near-duplicates are reported, but --resplit and --folds do not keep them together "
-            "(each shard is written on its own); build without --shards for that"
-        )
-    attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
     if dry_run:  # what the real run would do, or the error it would stop with; nothing decoded or written
-        _plan_dry_run(report, found, out_path, attrs, options)
-        report.seconds = time.perf_counter() - started
-        return report
-    probe = found.files[0].path if found.files else None
-    shards = options.output.shards
-    write_dir = out_path.parent.absolute() if shards > 1 else None
+        old = None if options.output.overwrite or not out_path.exists() else open_old(out_path, attrs)
+        plan = plan_build(found, old, movable=movable, same_layout=_same_layout(old, shards))
+        return _report(job, prepared, options, warnings, started, plan, None)
     with (
         interrupt_guard(),  # around the rename and the pool's end: see core.interrupts
         # before any file is opened; none for sharded builds, whose shards loky workers write
-        worker_pool(n_jobs if shards <= 1 else 1, options.run.backend, options.resize) as pool,
+        worker_pool(job.n_jobs if shards <= 1 else 1, options.run.backend, options.resize) as job.pool,
         output_lock(out_path),
-        dask_cluster(address, found.root, probe, options.run.scheduler_timeout, write_dir) as threads,
+        dask_cluster(
+            address,
+            found.root,
+            job.found.files[0].path if found.files else None,
+            options.run.scheduler_timeout,
+            out_path.parent.absolute() if shards > 1 else None,
+        ) as threads,
     ):
         if threads is not None:  # on dask: every worker thread of the cluster
-            n_jobs = report.jobs = max(2, threads)
+            job.n_jobs = max(2, threads)
         remove_stale_temporaries(out_path)
-        old = None if options.output.overwrite or not out_path.exists() else _open_old(out_path, attrs)
+        old = None if options.output.overwrite or not out_path.exists() else open_old(out_path, attrs)
+        # 3. plan: what to copy from the old cache and what to decode
+        plan = plan_build(found, old, movable=movable, same_layout=_same_layout(old, shards))
         try:
-            job = BuildJob(
-                found,
-                out_path,
-                options.resize,
-                n_jobs,
-                options.output.compression,
-                attrs,
-                report,
-                skips,
-                progress,
-                pool=pool,
-                drop_duplicates=options.sources.drop_duplicates,
-                group_near_duplicates=options.sources.resplit is not None and shards <= 1,
-                group_folds=options.sources.folds > 0 and shards <= 1,
-            )
-            if shards > 1 or (old is not None and shard_count(old.attrs) > 1):
-                written = build_sharded(job, old, shards)  # sharded output, or a sharded OUT rewritten
-            else:
-                written = _build_single(job, old)
+            outcome = _execute_and_commit(job, plan, old, shards)  # 4-5
         except OSError as exc:
             raise InputError(f"cannot write {out_path}: {os_reason(exc)}") from None
         remove_stale_shards(out_path)
-    report.counts = _count(found, written)
-    emptied = [
-        s for s, n in _count(found, found.files).items() if sum(n.values()) and not sum(report.counts[s].values())
-    ]
-    if emptied and (report.dropped_duplicates or report.moved_duplicates):
-        report.warnings.append(
-            f"split(s) {', '.join(emptied)} hold no image after near-duplicates were "
-            f"{'dropped' if report.dropped_duplicates else 'moved'}: every image there copied one elsewhere"
+    return _report(job, prepared, options, warnings, started, plan, outcome)
+
+
+def _execute_and_commit(job: BuildJob, plan: Plan, old: OldCache | None, shards: int) -> Outcome:
+    """Steps 4 and 5: decode and write what the plan says into a new file, then rename it over OUT; or
+    nothing, when OUT already holds this build."""
+    decoded = decode_retried(job, plan)  # the files the old cache skipped, when they decide "unchanged"
+    if old is not None and still_unchanged(job, plan, old, decoded):
+        return leave_unchanged(job, plan, old)
+    old_path = None if old is None else old.path
+    if shards > 1:
+        return write_sharded(job, plan, decoded, old_path, shards)
+    with new_writer(job) as writer:  # aborted (OUT untouched) if anything below fails
+        kept = execute(job, plan, decoded, old_path, writer)
+        return commit(job, writer, kept, plan)
+
+
+def _same_layout(old: OldCache | None, shards: int) -> bool:
+    """Whether a rebuild writes OUT as the old cache was written: one file, or as many shards."""
+    return old is not None and shard_count(old.attrs) == shards
+
+
+def _warnings(found: ScanResult, options: BuildOptions) -> list[str]:
+    """What the report says without failing the build: one class only, two PILs, sharding without regrouping."""
+    warnings = []
+    warning = None if options.sources.labels else found.one_class_warning()
+    if warning is not None:
+        warnings.append(warning)
+    pil = pil_problem()  # here PIL imports: only "both Pillow and Pillow-SIMD installed" is left to say
+    if pil is not None:
+        warnings.append(pil[0])
+    if options.output.shards > 1 and (options.sources.resplit is not None or options.sources.folds):
+        warnings.append(
+            "--shards: near-duplicates are reported, but --resplit and --folds do not keep them together "
+            "(each shard is written on its own); build without --shards for that"
         )
-    if report.mode == "cold":
-        report.added = len(written)  # every image written was decoded
-    report.input_bytes = sum(_size_or_zero(found.root / f.path) for f in written)
-    report.output_bytes = output_bytes(out_path)  # with its shard files, if any
+    return warnings
+
+
+def _report(
+    job: BuildJob,
+    prepared: Prepared,
+    options: BuildOptions,
+    warnings: list[str],
+    started: float,
+    plan: Plan,
+    outcome: Outcome | None,
+) -> BuildReport:
+    """The build's report, from the scan, the plan and (None for a dry run) what the execution did."""
+    found = job.found
+    dry_run = outcome is None
+    report = BuildReport(
+        src=str(found.root),
+        out=str(job.out),
+        layout=found.layout,
+        label_names=list(found.label_names),
+        counts=_count(found, found.files if outcome is None else outcome.kept),
+        skipped=job.skips.entries,
+        ignored=[storable_path(p) for p in found.ignored],
+        dry_run=dry_run,
+        jobs=job.n_jobs,
+        settings={**options.settings(), **{k: v for k, v in prepared.attrs.items() if k != "pseudonym_key_id"}},
+        backend=imaging_stack().imaging,
+        mode="dry-run" if outcome is None else outcome.mode,
+        csv_rows_without_file=prepared.rows_without_file,
+        warnings=warnings,
+    )
+    if plan.incremental:
+        report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
+        report.added, report.changed = plan.added, plan.changed
+    if outcome is None:
+        report.retried = len(plan.retried) if plan.incremental else 0
+        report.would = "cold" if not plan.incremental else "unchanged" if plan.unchanged else "incremental"
+        if not plan.incremental:
+            report.added = len(found.files)
+    else:
+        report.dropped_duplicates, report.moved_duplicates = outcome.dropped_duplicates, outcome.moved_duplicates
+        report.added = len(outcome.kept) if outcome.mode == "cold" else report.added + outcome.retried_added
+        emptied = [
+            s for s, n in _count(found, found.files).items() if sum(n.values()) and not sum(report.counts[s].values())
+        ]
+        if emptied and (report.dropped_duplicates or report.moved_duplicates):
+            report.warnings.append(
+                f"split(s) {', '.join(emptied)} hold no image after near-duplicates were "
+                f"{'dropped' if report.dropped_duplicates else 'moved'}: every image there copied one elsewhere"
+            )
+        report.input_bytes = sum(size_or_zero(found.root / f.path) for f in outcome.kept)
+        report.output_bytes = output_bytes(job.out)  # with its shard files, if any
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _build_single(job: BuildJob, old: OldCache | None) -> list[SourceFile]:
-    """Plan (cold or incremental), then write one file; returns the files whose images OUT holds."""
-    plan = plan_build(job, old, same_layout=True)
-    if plan.up_to_date:
-        return plan.reused_files
-    return write_plan(job, plan, None if old is None else old.path)
-
-
-def _plan_dry_run(
-    report: BuildReport, found: ScanResult, out: Path, attrs: dict[str, Any], options: BuildOptions
-) -> None:
-    """Fill a dry run's report with what the real run would do (``report.would``): a cold build, an
-    incremental one (and its counts) or nothing (OUT up to date); InputError where the real run stops."""
-    if options.output.overwrite or not out.exists():
-        report.would, report.added = "cold", len(found.files)
-        return
-    old = _open_old(out, attrs)
-    movable = options.sources.resplit is not None and options.output.shards <= 1  # as run_build's BuildJob
-    plan = plan_rebuild(found, old, movable=movable)
-    report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
-    report.added, report.changed = plan.added, plan.changed
-    report.retried = len(plan.retried)
-    same_layout = shard_count(old.attrs) == options.output.shards
-    unchanged = same_layout and not plan.retried and up_to_date(found, old, plan)
-    report.would = "unchanged" if unchanged else "incremental"
-
-
-def _check_output(out: Path) -> None:
-    if out.is_dir():
-        raise InputError(f"output {out} is a folder; give a file name such as {out / 'cache.h5'}")
-    if not out.parent.is_dir():
-        raise InputError(f"cannot write {out}: folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise InputError(f"cannot write {out}: folder {out.parent} is not writable")
-
-
-LOCK_TRIES = 5
-
-
-@contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on OUT for the whole build, so two builds never write it at once.
-
-    The lock is ``.OUT.lock`` beside OUT, opened without following links and without blocking (a FIFO or
-    a link planted there is refused), readable by everyone (flock needs no write access, so another user of
-    a shared folder can take it next), and deleted by the build that holds it: no lock file stays behind.
-    A build that locked a file another one had just deleted finds the name gone or pointing elsewhere, and
-    tries again.
-    """
-    lock_path = out.parent / f".{out.name}.lock"
-    flags = os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-    for _ in range(LOCK_TRIES):
-        try:
-            fd = os.open(lock_path, flags, 0o444)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InputError(f"cannot lock {out}: {lock_path.name} is a symbolic link; remove it") from None
-            raise InputError(f"cannot lock {out}: {lock_path.name}: {exc.strerror}") from None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise InputError(f"cannot lock {out}: {lock_path.name} is not a regular file; remove it")
-            if info.st_uid == os.geteuid():
-                os.fchmod(fd, 0o444)  # the umask may have taken the others' read bit
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(f"another xraycache build is writing {out}; wait for it to finish") from None
-            try:
-                now = os.stat(lock_path, follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # the build before this one deleted it after we opened it: try again
-            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
-                continue
-            try:
-                yield
-            finally:
-                with contextlib.suppress(OSError):  # in a folder this user may not delete in: it stays
-                    os.unlink(lock_path)
-            return
-        finally:
-            os.close(fd)
-    raise InputError(f"cannot lock {out}: {lock_path.name} keeps changing; is another build starting?")
-
-
-def os_reason(exc: OSError) -> str:
-    """The short reason of an OS error, also out of HDF5's long messages (``error message = '...'``)."""
-    text = f"{exc.strerror or ''} {exc}"
-    match = re.search(r"error message = '([^']+)'", text) or re.search(r"errno = (\d+)", text)
-    if match:
-        value = match.group(1)
-        return os.strerror(int(value)) if value.isdigit() else value
-    if exc.errno and not exc.strerror:
-        return os.strerror(exc.errno)
-    first = (exc.strerror or str(exc) or type(exc).__name__).splitlines()[0]
-    return first if len(first) <= 200 else first[:200] + "..."
-
-
-def _size_or_zero(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _open_old(out: Path, attrs: dict[str, Any]) -> OldCache:
-    """The existing OUT as a cache to reuse; InputError when it is not one, or not built the same way."""
-    try:
-        old = read_old_cache(out)
-    except NotACacheError as exc:
-        raise InputError(f"{out} exists and is not a cache this build can update ({exc}); pass --overwrite") from None
-    version = old.attrs.get("format_version", 0)  # a whole number (open_cache refuses others); none: the oldest
-    if version < FORMAT_VERSION:
-        raise InputError(
-            f"{out} was written in cache format {version}, older than this xraycache's {FORMAT_VERSION} "
-            "(which stores near-duplicate descriptors, reads patient ids from NIH file names and checksums "
-            "images with CRC-32); pass --overwrite to rebuild it from scratch"
-        )
-    diffs = settings_diff(old.attrs, attrs)
-    if diffs:
-        raise InputError(
-            f"{out} was built with other settings ({'; '.join(diffs)}); "
-            "pass --overwrite to rebuild it from scratch, or choose another output file"
-        )
-    return old
 
 
 def _attrs(found: ScanResult, command: str | None) -> dict[str, Any]:

@@ -1,20 +1,11 @@
-"""What a build reports (``BuildReport``) and what every stage of one build shares (``BuildJob``)."""
+"""What a build reports: ``BuildReport``, made once at the end from what the scan, the plan and the execution say."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..core.errors import SkipLog, Skipped
-from ..core.options import Compression, ResizeOptions
-
-if TYPE_CHECKING:  # kept out at run time: ``xraycache.BuildReport`` loads no imaging code
-    from .scan import ScanResult
-    from .workers import ForkedPool
-
-ProgressCallback = Callable[[int], None]
+from ..core.errors import Skipped
 
 
 @dataclass
@@ -70,23 +61,3 @@ class BuildReport:
         data["images"] = self.images
         data["images_per_second"] = round(self.images_per_second, 1)
         return data
-
-
-@dataclass
-class BuildJob:
-    """What every stage of one build needs: the scanned files, OUT, the pixel settings, the workers, the
-    file attributes, the report being filled, the log of skipped files and the progress callback."""
-
-    found: ScanResult
-    out: Path
-    resize: ResizeOptions
-    n_jobs: int
-    compression: Compression
-    attrs: dict[str, Any]
-    report: BuildReport
-    skips: SkipLog
-    progress: ProgressCallback | None = None
-    pool: ForkedPool | None = None  # the build's forked workers, if it has some (see workers.worker_pool)
-    drop_duplicates: bool = False  # keep the first image of each near-duplicate group only
-    group_near_duplicates: bool = False  # --resplit: near-duplicates join their patients' split
-    group_folds: bool = False  # --folds: near-duplicates join their patients' fold

@@ -32,14 +32,16 @@ from ..core.atomic import AtomicFile, current_umask, fsync_dir, remove_stale_tem
 from ..core.errors import SkipLog, Skipped
 from ..core.options import Compression, ResizeOptions
 from ..core.schema import STR
-from ..core.shard_files import cache_bytes, shard_count, shard_paths
+from ..core.shard_files import cache_bytes, shard_paths
 from ..imaging.result import DecodeResult
 from .cluster import parallel_config
-from .plan import Action, OldCache, Plan, plan_build
-from .report import BuildJob, BuildReport
-from .scan import ScanResult, SourceFile
+from .commit import commit_file
+from .execute import execute, new_writer
+from .job import BuildJob, Outcome
+from .plan import Action, Plan
+from .scan import ScanResult
 from .workers import worker_initializer
-from .writer import write_plan, write_skipped
+from .writer import write_skipped
 
 SHARD_FOLDER = "{name}.shards-"  # + a random suffix; beside OUT, one per build
 REUSE_WEIGHT = 0.02  # copying a reused image costs ~1/50 of decoding one: used to balance the shards
@@ -82,30 +84,17 @@ def partition(actions: list[Action], shards: int) -> list[list[Action]]:
     return [actions[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def build_sharded(job: BuildJob, old: OldCache | None, shards: int) -> list[SourceFile]:
-    """A build that writes ``shards`` shard files, or that replaces a sharded OUT (cold or incremental).
-
-    The planning is the single-file build's: reuse what the old cache holds, decode the rest; when
-    nothing changed and the layout is the same, nothing is written. Returns the files OUT holds.
-    """
-    same_layout = old is not None and shard_count(old.attrs) == shards
-    plan = plan_build(job, old, same_layout=same_layout)
-    if plan.up_to_date:
-        return plan.reused_files
-    old_path = None if old is None else old.path
-    if shards <= 1:  # a sharded OUT rewritten as one file
-        return write_plan(job, plan, old_path)
-    return _write_sharded(job, plan, old_path, shards)
-
-
 def _new_shard_folder(out: Path) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=SHARD_FOLDER.format(name=out.name), dir=out.parent))
     folder.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700, which would hide a shared cache's pixels
     return folder
 
 
-def _write_sharded(job: BuildJob, plan: Plan, old_path: Path | None, shards: int) -> list[SourceFile]:
-    """Write the shards in parallel (one task each), then OUT joining them; OUT is renamed in last."""
+def write_sharded(
+    job: BuildJob, plan: Plan, decoded: dict[str, DecodeResult], old_path: Path | None, shards: int
+) -> Outcome:
+    """Carry out ``plan`` as ``shards`` shard files written in parallel (one task each: the single-file
+    build's execute and commit on its run of files), then OUT joining them; OUT is renamed in last."""
     import joblib  # only sharded builds need it (see cluster.parallel_config)
 
     found, progress = job.found, job.progress
@@ -118,7 +107,7 @@ def _write_sharded(job: BuildJob, plan: Plan, old_path: Path | None, shards: int
     tasks = []
     for index, part in enumerate(parts):
         sub_found = replace(found, files=[a.source for a in part], unlabeled=[], ignored=[])
-        sub_decoded = {a.source.path: plan.decoded[a.source.path] for a in part if a.source.path in plan.decoded}
+        sub_decoded = {a.source.path: decoded[a.source.path] for a in part if a.source.path in decoded}
         shard_attrs = {**job.attrs, "shard_index": index}
         args = (index, sub_found, str(folder / names[index]), job.resize, job.compression, shard_attrs, part, old)
         tasks.append(joblib.delayed(_shard_task)(*args, sub_decoded))
@@ -144,7 +133,8 @@ def _write_sharded(job: BuildJob, plan: Plan, old_path: Path | None, shards: int
         shutil.rmtree(folder, ignore_errors=True)
         raise
     remove_stale_shards(out, keep=folder)
-    return written
+    retried = {f.path for f in plan.retried}
+    return Outcome("incremental" if plan.incremental else "cold", written, sum(f.path in retried for f in written))
 
 
 def _shard_task(
@@ -160,12 +150,13 @@ def _shard_task(
 ) -> tuple[int, list[str], list[Skipped]]:
     """Worker: decode (or copy from the old cache) one run of files into one shard file, serially.
 
-    Returns (shard index, paths of the files kept, skipped rows). Uses the single-file writer path, so a
-    shard is a complete cache of its files.
+    Returns (shard index, paths of the files kept, skipped rows). Runs the single-file build's execute and
+    commit, so a shard is a complete cache of its files.
     """
-    report = BuildReport(src="", out=shard_path, layout="", label_names=[], counts={})
-    job = BuildJob(found, Path(shard_path), spec, 1, compression, attrs, report, SkipLog())
-    kept = write_plan(job, Plan(list(actions), decoded=decoded), None if old_path is None else Path(old_path))
+    job = BuildJob(found, Path(shard_path), spec, 1, compression, attrs, SkipLog())
+    with new_writer(job) as writer:
+        kept = execute(job, Plan(list(actions)), decoded, None if old_path is None else Path(old_path), writer)
+        commit_file(writer, job.skips.entries)
     return index, [f.path for f in kept], job.skips.entries
 
 

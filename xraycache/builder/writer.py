@@ -1,10 +1,12 @@
-"""Stream decoded images into one HDF5 cache file, written beside OUT and renamed into place when complete.
+"""Writing one cache file: decoded images and copied rows streamed in, renamed into place when complete.
 
-``CacheWriter`` writes one file in the format of ``core/schema.py``: uncompressed image arrays are
-contiguous, which makes whole-split and shuffled-batch reads run at memory speed (see benchmarks/);
-compressed ones are chunked a few images per chunk. ``write_plan`` runs a build's plan through one
-writer: runs of unchanged images copied from the old cache, the other files decoded by the workers, in
-scan order; the single-file build and every shard of a sharded build use it.
+``CacheWriter`` writes the format of ``core/schema.py`` into a temporary file beside OUT (``AtomicFile``):
+uncompressed image arrays are contiguous, which makes whole-split and shuffled-batch reads run at memory
+speed; compressed ones are chunked a few images per chunk. Pixels are copied into one warm slab per split
+and written as it fills; the other columns are queued and written every FLUSH_ROWS images, since each
+h5py call has a fixed cost whatever its size (``python -m benchmarks.hotpath --sections stages``, stage
+``write``). What to write comes from the build (``execute.py``); what to do with the finished file
+(rewrite it into fewer rows, rename it) from ``commit.py``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ import numpy as np
 from ..core.atomic import AtomicFile
 from ..core.errors import Skipped
 from ..core.options import Compression
-from ..core.pixels import hist_bin_width, hist_moments, pixel_checksum, pixel_descriptor, pixel_hist, pixel_moments
-from ..core.reads import read_text
+from ..core.pixels import (
+    add_label_hist,
+    hist_bin_width,
+    hist_moments,
+    pixel_checksum,
+    pixel_descriptor,
+    pixel_moments,
+)
 from ..core.schema import (
     CHECKSUM,
     CHECKSUM_DESCRIPTION,
@@ -37,23 +45,13 @@ from ..core.schema import (
     meta_columns,
     storable_path,
 )
-from ..core.shard_files import cache_bytes
-from ..imaging.result import DecodedImage, DecodeFailure
-from .plan import Action, Plan
-from .regroup import Layout, Rows, regroup
-from .report import BuildJob, ProgressCallback
+from ..imaging.result import DecodedImage
+from .regroup import Rows
 from .scan import SourceFile
-from .workers import decode_all
 
-COMPRESSED_CHUNK_IMAGES = 8
-# Pixels are written in slabs of SLAB_BYTES (32 default 256-px images; whole chunks when compressed): what is
-# left when the workers are done is written after the last decode, while both cores wait (with 16 MB slabs,
-# ~0.08 s at the end of a 2,976-file build in three splits). The other columns are flushed every FLUSH_ROWS
-# images: each flush writes ~25 datasets, and h5py costs ~0.1-0.4 ms a call whatever its size (at 64 images
-# a flush that was a quarter of the build process's CPU, benchmarks/hotpath.py ``main process``).
-SLAB_BYTES = 2 << 20
-FLUSH_ROWS = 1024
-COPY_BLOCK_BYTES = 32 << 20  # images copied from an old cache per read/write, at most
+COMPRESSED_CHUNK_IMAGES = 8  # images per chunk of a compressed ``images`` dataset
+SLAB_BYTES = 2 << 20  # pixels written at a time (whole chunks when compressed): little is left after the last decode
+FLUSH_ROWS = 1024  # images whose other columns are written at a time
 
 
 def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
@@ -130,8 +128,8 @@ class CacheWriter:
         self.label_names = label_names
         self.image_shape = image_shape
         self.compression = compression
-        self._output = AtomicFile(self.out)
-        self.tmp_path = self._output.tmp
+        self.output = AtomicFile(self.out)
+        self.tmp_path = self.output.tmp
         self._splits: dict[str, _SplitState] = {}
         self._hist: dict[str, np.ndarray] = {}
         pixel_bytes = self.dtype.itemsize * image_shape[0] * image_shape[1]
@@ -142,7 +140,7 @@ class CacheWriter:
         try:
             self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
         except BaseException:
-            self._output.abort()
+            self.output.abort()
             raise
         try:
             root = self._file.attrs
@@ -236,7 +234,7 @@ class CacheWriter:
         if descriptors is None:
             descriptors = np.stack([pixel_descriptor(image) for image in pixels])
         group["descriptors"][start:stop] = descriptors
-        _add_hist(self._hist[split], pixels, labels)
+        add_label_hist(self._hist[split], pixels, labels)
         state.written = stop
 
     def label_rows(self, sources: list[SourceFile]) -> np.ndarray:
@@ -299,64 +297,20 @@ class CacheWriter:
             folds=meta["fold"][:n],
         )
 
-    def commit(self, skipped: Sequence[Skipped] = (), layout: Layout | None = None) -> Path:
-        """Finish the file (summaries, the ``/skipped`` list, exact sizes), make it durable, rename it to OUT.
-
-        With a ``layout`` the file is rewritten with just its rows, in its splits (near-duplicates).
-        """
+    def finish(self, skipped: Sequence[Skipped] = ()) -> dict[str, int]:
+        """Write what is left (each split's summaries, the ``/skipped`` list) and close the file; returns the
+        rows written to each split. The file is then complete but for its rename (``output.commit()``),
+        possibly after a rewrite into fewer rows (``rewrite.py``)."""
         for split in self._splits:
             self._finish_split(split)
         write_skipped(self._file, list(skipped))
-        needs_compaction = any(s.written < s.capacity for s in self._splits.values())
         self._file.close()
-        if layout is not None:
-            self._rearrange(layout)
-        elif needs_compaction:
-            self._compact()
-        return self._output.commit()
+        return {name: state.written for name, state in self._splits.items()}
 
-    def _rearrange(self, layout: Layout) -> None:
-        """Copy into a new file whose splits hold the rows ``layout`` lists, in its order, with their
-        statistics counted again: images dropped as near-duplicates, or moved to another split."""
-        out_path = self._output.sibling("compact.tmp")
-        block = max(1, COPY_BLOCK_BYTES // max(1, self.dtype.itemsize * self.image_shape[0] * self.image_shape[1]))
-        try:
-            with h5py.File(self.tmp_path, "r") as src, h5py.File(out_path, "w", libver=("v110", "latest")) as dst:
-                for key, value in src.attrs.items():
-                    dst.attrs[key] = value
-                for name in src:
-                    if name not in self._splits:
-                        src.copy(src[name], dst, name=name)
-                for split, rows in layout.rows.items():
-                    _copy_selected(
-                        src, dst.create_group(split), split, rows, layout.folds, len(self.label_names), block
-                    )
-        except BaseException:
-            out_path.unlink(missing_ok=True)
-            raise
-        self._output.replace_inner("compact.tmp")
-
-    def _compact(self) -> None:
-        """Copy into a new file whose datasets hold exactly the written rows (files were skipped).
-
-        Contiguous datasets cannot shrink in place; this copy happens only when some file was
-        skipped, and it moves blocks of images so memory stays bounded.
-        """
-        written = {name: state.written for name, state in self._splits.items()}
-        compact_path = self._output.sibling("compact.tmp")
-        try:
-            with h5py.File(self.tmp_path, "r") as src, h5py.File(compact_path, "w", libver=("v110", "latest")) as dst:
-                for key, value in src.attrs.items():
-                    dst.attrs[key] = value
-                for name in src:
-                    if name not in written:
-                        src.copy(src[name], dst, name=name)
-                        continue
-                    _copy_rows(src[name], dst.create_group(name), written[name])
-        except BaseException:
-            compact_path.unlink(missing_ok=True)
-            raise
-        self._output.replace_inner("compact.tmp")
+    @property
+    def capacities(self) -> dict[str, int]:
+        """The rows each split was made for (the scan's count; fewer are written when files are skipped)."""
+        return {name: state.capacity for name, state in self._splits.items()}
 
     def abort(self) -> None:
         """Close and delete the temporary file; OUT is left as it was.
@@ -368,7 +322,7 @@ class CacheWriter:
         except Exception:
             pass
         finally:
-            self._output.abort()
+            self.output.abort()
 
     def __enter__(self) -> CacheWriter:
         return self
@@ -378,242 +332,8 @@ class CacheWriter:
             self.abort()
 
 
-def _copy_rows(src: h5py.Group, dst: h5py.Group, rows: int, block: int = 1024) -> None:
-    """Copy a split group, keeping only the first ``rows`` entries of its per-image datasets."""
-    for key, value in src.attrs.items():
-        dst.attrs[key] = value
-    for name, item in src.items():
-        if isinstance(item, h5py.Group):
-            if name == "meta":
-                _copy_rows(item, dst.create_group(name), rows, block)
-            else:
-                src.copy(item, dst, name=name)
-            continue
-        kwargs: dict[str, Any] = {}
-        if item.chunks is not None and item.compression is not None and rows > 0:
-            kwargs = {"chunks": (min(item.chunks[0], rows), *item.chunks[1:]), "compression": item.compression}
-        out = dst.create_dataset(name, shape=(rows, *item.shape[1:]), dtype=item.dtype, **kwargs)
-        for start in range(0, rows, block):
-            stop = min(rows, start + block)
-            out[start:stop] = item[start:stop]
-
-
-def _add_hist(hist: np.ndarray, pixels: np.ndarray, labels: np.ndarray) -> None:
-    """Add a block of images to the per-label histograms (multi-hot: once for each label an image has)."""
-    if labels.ndim == 2:
-        for label in np.flatnonzero(labels.any(axis=0)):
-            hist[int(label)] += pixel_hist(pixels[labels[:, label] == 1])
-    else:
-        for label in np.unique(labels):
-            hist[int(label)] += pixel_hist(pixels[labels == label])
-
-
-def _copy_selected(
-    src: h5py.File,
-    dst: h5py.Group,
-    split: str,
-    rows: list[tuple[str, int]],
-    folds: dict[tuple[str, int], int],
-    n_labels: int,
-    block: int,
-) -> None:
-    """Fill split group ``dst`` with the ``rows`` (written split, row) of ``src``, in order; new ``folds``
-    where given; ``stats`` counted from the copied rows."""
-    template = src[split]
-    for key, value in template.attrs.items():
-        dst.attrs[key] = value
-    datasets: dict[str, h5py.Dataset] = {}
-    for name, item in [*template.items(), *(("meta/" + k, v) for k, v in template["meta"].items())]:
-        if isinstance(item, h5py.Group):
-            continue
-        kwargs: dict[str, Any] = {}
-        if item.chunks is not None and item.compression is not None and rows:
-            kwargs = {"chunks": (min(item.chunks[0], len(rows)), *item.chunks[1:]), "compression": item.compression}
-        out = dst.create_dataset(name, shape=(len(rows), *item.shape[1:]), dtype=item.dtype, **kwargs)
-        for key, value in item.attrs.items():
-            out.attrs[key] = value
-        datasets[name] = out
-    hist = np.zeros((n_labels, 256), dtype=np.int64)
-    for start in range(0, len(rows), block):
-        chunk = rows[start : start + block]
-        for name, out in datasets.items():
-            values = _gather(src, name, chunk)
-            if name == "meta/fold" and folds:
-                values = np.array([folds.get(r, v) for r, v in zip(chunk, values.tolist(), strict=True)], out.dtype)
-            out[start : start + len(chunk)] = values
-        _add_hist(hist, _gather(src, "images", chunk), _gather(src, "labels", chunk))
-    stats = dst.create_group("stats")
-    stats.create_dataset("hist", data=hist)
-    for key, value in template["stats"]["hist"].attrs.items():
-        stats["hist"].attrs[key] = value
-    labels = datasets["labels"][:]
-    count = labels.sum(axis=0, dtype=np.int64) if labels.ndim == 2 else np.bincount(labels, minlength=n_labels)
-    stats.create_dataset("count", data=count)
-
-
-def _gather(src: h5py.File, name: str, rows: list[tuple[str, int]]) -> np.ndarray:
-    """Dataset ``name`` of each (split, row), in the order given; rows of one split come in increasing order."""
-    parts: list[np.ndarray] = []
-    order: list[np.ndarray] = []
-    position = np.arange(len(rows))
-    splits = np.array([split for split, _ in rows], dtype=object)
-    indices = np.array([row for _, row in rows], dtype=np.int64)
-    for split in dict.fromkeys(splits.tolist()):
-        mask = splits == split
-        sort = np.argsort(indices[mask], kind="stable")  # h5py reads rows in increasing order only
-        parts.append(src[split][name][indices[mask][sort]])
-        order.append(position[mask][sort])
-    values = np.concatenate(parts)
-    out = np.empty_like(values)
-    out[np.concatenate(order)] = values
-    return out
-
-
 def write_skipped(file: h5py.File, rows: list[Skipped]) -> None:
     """The ``/skipped`` group: one string column per field of the skipped rows."""
     group = file.create_group("skipped")
     for index, name in enumerate(SKIPPED_COLUMNS):
         group.create_dataset(name, data=np.array([row[index] for row in rows], dtype=object), dtype=STR)
-
-
-def write_plan(job: BuildJob, plan: Plan, old_path: Path | None) -> list[SourceFile]:
-    """Stream every file of the plan into a new cache at ``job.out``, in scan order; returns the files kept.
-
-    Reused files are copied from the old cache at ``old_path`` in contiguous runs; files the plan already
-    decoded are not decoded again; the rest go to the worker pool. Files that cannot be taken are logged in
-    ``job.skips`` (checked before the commit: a strict build writes nothing).
-    """
-    found, spec, progress = job.found, job.resize, job.progress
-    capacities = {split: 0 for split in found.splits}
-    for f in found.files:
-        capacities[f.split] += 1
-    kept: list[SourceFile] = []
-    decoded = plan.decoded
-    to_decode = [a.source for a in plan.actions if not a.reuse and a.source.path not in decoded]
-    block_rows = max(1, COPY_BLOCK_BYTES // (spec.size * spec.size))
-    old = _OldRows(old_path) if old_path is not None else None
-    try:
-        with CacheWriter(
-            job.out,
-            capacities=capacities,
-            label_names=found.label_names,
-            image_shape=(spec.size, spec.size),
-            attrs=job.attrs,
-            compression=job.compression,
-            dtype=spec.dtype,
-            multi_label=found.multi_label,
-        ) as writer:
-            results = decode_all(str(found.root), to_decode, spec, job.n_jobs, job.pool)
-            run: list[Action] = []
-            for action in plan.actions:
-                if action.reuse:
-                    if run and not _extends(run, action, block_rows):
-                        kept += _copied(old, writer, run, progress)
-                        run = []
-                    run.append(action)
-                    continue
-                if run:
-                    kept += _copied(old, writer, run, progress)
-                    run = []
-                source = action.source
-                result = decoded[source.path] if source.path in decoded else next(results)
-                if isinstance(result, DecodeFailure):
-                    job.skips(Skipped(storable_path(source.path), source.split, result.reason))
-                else:
-                    writer.add(result, source)
-                    kept.append(source)
-                if progress is not None:
-                    progress(1)
-            if run:
-                kept += _copied(old, writer, run, progress)
-            job.skips.check()  # strict: the writer aborts, OUT is not written
-            if old is not None:
-                old.close()
-            layout = None
-            if job.drop_duplicates or job.group_near_duplicates or job.group_folds:
-                written = {split: writer.written_rows(split) for split in capacities}
-                layout = regroup(
-                    written, drop=job.drop_duplicates, resplit=job.group_near_duplicates, folds=job.group_folds
-                )
-            if layout is not None:
-                job.skips.extend(layout.dropped)  # after the strict check: dropping is what was asked for
-                kept = _placed(kept, layout)
-                job.report.dropped_duplicates, job.report.moved_duplicates = len(layout.dropped), layout.moved
-            writer.commit(skipped=job.skips.entries, layout=layout)
-    finally:
-        if old is not None:
-            old.close()
-    return kept
-
-
-def _placed(kept: list[SourceFile], layout: Layout) -> list[SourceFile]:
-    """The files the final file holds, each with the split (and fold) the layout put it in."""
-    dropped = {row.path for row in layout.dropped}
-    split_of = {}
-    for split, rows in layout.rows.items():
-        for row in rows:
-            split_of[row] = split
-    out = []
-    index = {split: 0 for split in layout.rows}
-    for source in kept:  # written in this order, so the n-th file of a split is its row n
-        row = (source.split, index[source.split])
-        index[source.split] += 1
-        if storable_path(source.path) in dropped:
-            continue
-        fold = layout.folds.get(row, source.fold)
-        out.append(dataclasses.replace(source, split=split_of[row], fold=fold))
-    return out
-
-
-def _extends(run: list[Action], action: Action, block_rows: int) -> bool:
-    """Whether ``action`` continues ``run`` as one contiguous slice of the same old split, into one split."""
-    last = run[-1].old
-    now = action.old
-    assert last is not None and now is not None
-    same_target = action.source.split == run[-1].source.split
-    return len(run) < block_rows and same_target and now.split == last.split and now.index == last.index + 1
-
-
-class _OldRows:
-    """The old cache's file, read in runs of unchanged rows. Its text is read within what the whole cache
-    stores (:func:`cache_bytes`), counted over every run: rows of a hostile file that all point at one
-    large heap string are refused instead of copied again and again."""
-
-    def __init__(self, path: Path) -> None:
-        self.file = h5py.File(path, "r")
-        self.budget = cache_bytes(path, self.file.attrs)
-
-    def copy(self, writer: CacheWriter, run: list[Action]) -> None:
-        """Copy one contiguous run of unchanged images (pixels, provenance, checksums) into ``writer``."""
-        first = run[0].old
-        assert first is not None
-        start, stop = first.index, first.index + len(run)
-        group = self.file[first.split]
-        meta: dict[str, np.ndarray] = {}
-        for name in writer.columns:
-            column = group["meta"][name]
-            if h5py.check_string_dtype(column.dtype) is not None:
-                meta[name] = read_text(column, self.budget, start, stop)
-                self.budget -= sum(len(text) for text in meta[name])
-            else:
-                meta[name] = column[start:stop]
-        meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
-        meta["fold"] = np.array([a.source.fold for a in run])  # the hash's fold: the regrouping runs again
-        checksums = group["checksums"][start:stop] if "checksums" in group else None
-        descriptors = group["descriptors"][start:stop] if "descriptors" in group else None
-        labels = writer.label_rows([a.source for a in run])
-        writer.add_rows(run[0].source.split, group["images"][start:stop], labels, meta, checksums, descriptors)
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _copied(
-    old: _OldRows | None, writer: CacheWriter, run: list[Action], progress: ProgressCallback | None
-) -> list[SourceFile]:
-    """Copy ``run`` from the old cache; returns its files."""
-    assert old is not None
-    old.copy(writer, run)
-    if progress is not None:
-        progress(len(run))
-    return [a.source for a in run]

@@ -88,3 +88,14 @@ def pixel_moments(pixels: np.ndarray) -> tuple[int, int, float, float]:
         return 0, 0, 0.0, 0.0
     values = pixels.astype(np.float64)
     return int(pixels.min()), int(pixels.max()), float(values.mean()), float(values.std())
+
+
+def add_label_hist(hist: np.ndarray, pixels: np.ndarray, labels: np.ndarray) -> None:
+    """Add a block of images to per-label histograms ``hist`` (labels, 256), in place: each image counts
+    once for its label, or (multi-hot ``labels`` of shape (N, C)) once for each label it has."""
+    if labels.ndim == 2:
+        for label in np.flatnonzero(labels.any(axis=0)):
+            hist[int(label)] += pixel_hist(pixels[labels[:, label] == 1])
+    else:
+        for label in np.unique(labels):
+            hist[int(label)] += pixel_hist(pixels[labels == label])
