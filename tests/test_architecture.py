@@ -71,10 +71,10 @@ def test_torch_adapter_loads_no_build_stack(small_cache: Path) -> None:
 
 
 def test_plots_load_matplotlib_only_when_drawing(small_cache: Path) -> None:
-    imported = _loaded_after("import xraycache.read.plots\nOUT = 0")
+    imported = _loaded_after("import xraycache.read.figures\nimport xraycache.read.html_report\nOUT = 0")
     assert "matplotlib" not in imported["loaded"]
     drawn = _loaded_after(
-        f"import xraycache\nfrom xraycache.read import plots\nOUT = 0\nplots.counts(xraycache.open({str(small_cache)!r}))"
+        f"import xraycache\nfrom xraycache.read import figures\nOUT = 0\nfigures.counts(xraycache.open({str(small_cache)!r}))"
     )
     assert "matplotlib" in drawn["loaded"] and "joblib" not in drawn["loaded"]
 

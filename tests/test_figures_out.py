@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import xraycache
 from xraycache.cli import app
 from xraycache.cli.show import DEFAULT_DPI
-from xraycache.read import plots
+from xraycache.read import figures, html_report, report_text
 
 runner = CliRunner()
 MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF"}
@@ -77,12 +77,12 @@ def test_dpi_sets_the_resolution(reader_cache: Path, tmp_path: Path) -> None:
     default = tmp_path / "counts-default.png"
     assert runner.invoke(app, ["show", "counts", str(reader_cache), "-o", str(default)]).exit_code == 0
     assert Image.open(default).size[0] == pytest.approx(widths[50] * DEFAULT_DPI / 50, abs=3)
-    assert DEFAULT_DPI == plots.DEFAULT_DPI == 150
+    assert DEFAULT_DPI == figures.DEFAULT_DPI == 150
 
 
 def test_grid_has_no_colour_bar(reader_cache: Path) -> None:
     with xraycache.open(reader_cache) as cache:
-        fig = plots.grid(cache["train"], n=4, seed=1)
+        fig = figures.grid(cache["train"], n=4, seed=1)
     assert len(fig.get_axes()) == 4  # one per image: no extra colour-bar axes
     assert all(ax.get_label() != "<colorbar>" for ax in fig.get_axes())
     assert "0 (black) to 255 (white)" in fig.get_suptitle()
@@ -94,8 +94,8 @@ def test_titles_without_a_patient_id_do_not_say_patient(tmp_path: Path) -> None:
     out = tmp_path / "flat.h5"
     xraycache.build(tmp_path / "src", out, size=16, jobs=1)
     with xraycache.open(out) as cache:
-        grid = plots.grid(cache[cache.splits[0]], n=4)
-        one = plots.image(cache[cache.splits[0]], 0)
+        grid = figures.grid(cache[cache.splits[0]], n=4)
+        one = figures.image(cache[cache.splits[0]], 0)
     titles = [ax.get_title() for ax in grid.get_axes()]
     assert all("patient" not in t and re.search(r"#\d+$", t) for t in titles), titles
     assert "patient" not in one.get_suptitle() and "(#" not in one.get_suptitle()
@@ -103,12 +103,12 @@ def test_titles_without_a_patient_id_do_not_say_patient(tmp_path: Path) -> None:
 
 def test_multi_label_shares_over_100_percent_say_why(multilabel_cache: Path, reader_cache: Path) -> None:
     with xraycache.open(multilabel_cache) as cache:
-        fig = plots.counts(cache)
-        page = plots.report_html(cache, dpi=30)
+        fig = figures.counts(cache)
+        page = html_report.report_html(cache, dpi=30)
     assert "counts once per label" in fig.get_axes()[0].get_xlabel()
     assert "counts once per label" in page
     with xraycache.open(reader_cache) as cache:  # single-label: no note
-        assert "once per label" not in plots.counts(cache).get_axes()[0].get_xlabel()
+        assert "once per label" not in figures.counts(cache).get_axes()[0].get_xlabel()
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_report_html_has_statistics_leakage_and_skipped(leaky_cache: Path, tmp_p
 
 def test_png_report_has_the_statistics_table(leaky_cache: Path) -> None:
     with xraycache.open(leaky_cache) as cache:
-        fig = plots.report(cache)
+        fig = figures.report(cache)
     tables = [
         child for sub in fig.subfigs for ax in sub.get_axes() for child in ax.get_children() if isinstance(child, Table)
     ]
@@ -168,7 +168,7 @@ def test_leakage_summary_renders_any_counts_and_lists(leaky_cache: Path) -> None
     extra = leaks.to_dict()
     extra["similar_groups"] = [{"images": [["train", "a.png"], ["val", "b.png"]], "distance": 3}]
     leaks.to_dict = lambda: extra  # type: ignore[method-assign]
-    section = plots._leakage_html(leaks)
+    section = html_report._leakage_html(leaks)
     assert "similar groups: 1" in section and "train: a.png; val: b.png" in section
-    summary = plots.leakage_summary(leaks)
+    summary = report_text.leakage_summary(leaks)
     assert "similar groups: 1" in summary and "images: 7" in summary

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 import xraycache
-from xraycache.read import plots
+from xraycache.read import html_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SECTIONS = ["statistics", "leakage", "skipped", "counts", "hist-split", "hist-class", "grid", "image"]
@@ -84,7 +84,7 @@ def _console_lines(log: str) -> list[str]:
 def report_page(tmp_path_factory: pytest.TempPathFactory, reader_cache: Path) -> Path:
     out = tmp_path_factory.mktemp("browser") / "report.html"
     with xraycache.open(reader_cache) as cache:
-        plots.write_report(cache, out, dpi=60)
+        html_report.write_report(cache, out, dpi=60)
     return out
 
 

@@ -16,7 +16,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "architecture.png"
 LAYERS = {  # name: (colour, modules)
     "cli": ("#d9d9d9", "xraycache.cli: parse, call, print (the only code that prints)"),
     "builder": ("#9ecae1", "xraycache.builder: scan, prepare, plan, workers, writer, shards"),
-    "read": ("#a1d99b", "xraycache.read (+ xraycache.torch): Cache/Split, stats, plots"),
+    "read": ("#a1d99b", "xraycache.read (+ xraycache.torch): Cache/Split, stats, figures, HTML report"),
     "imaging": ("#fdd0a2", "xraycache.imaging: decoder plugins, window, resize"),
     "analysis": ("#dadaeb", "xraycache.analysis: leakage on stored columns"),
     "core": ("#fff2ae", "xraycache.core: errors, BuildOptions, file format, atomic write"),
@@ -32,7 +32,7 @@ STAGES = [
     ("open", "core/validate.py open_cache:\nthe one validating open", "core", 0.915, 0.30),
     ("read", "read/cache.py: load(), batches(),\nxraycache.torch", "read", 0.70, 0.30),
     ("analyse", "read/stats.py, analysis/leakage.py\nfrom stored histograms/columns", "read", 0.485, 0.30),
-    ("show", "read/plots.py figures,\ncli: show, info, verify", "cli", 0.27, 0.30),
+    ("show", "read/figures.py, html_report.py,\ncli: show, info, verify", "cli", 0.27, 0.30),
 ]
 
 

@@ -35,8 +35,13 @@ ALWAYS_SHOWN = (
 
 
 def _plots() -> ModuleType:
-    """xraycache.read.plots, imported on first use: matplotlib costs ~0.5 s of start-up other commands skip."""
-    return importlib.import_module("xraycache.read.plots")
+    """xraycache.read.figures, imported on first use: matplotlib costs ~0.5 s of start-up other commands skip."""
+    return importlib.import_module("xraycache.read.figures")
+
+
+def _html_report() -> ModuleType:
+    """xraycache.read.html_report, imported on first use (it draws every figure)."""
+    return importlib.import_module("xraycache.read.html_report")
 
 
 show_app = typer.Typer(
@@ -59,7 +64,7 @@ OutOpt = Annotated[
         show_default=False,
     ),
 ]
-DEFAULT_DPI = 150  # = read.plots.DEFAULT_DPI, written out so that --help loads no plotting code
+DEFAULT_DPI = 150  # = read.figures.DEFAULT_DPI, written out so that --help loads no plotting code
 DpiOpt = Annotated[
     int,
     typer.Option("--dpi", min=30, max=1200, help="Dots per inch of PNG figures (and of the images in a PDF or SVG)."),
@@ -72,7 +77,7 @@ def _out(file: Path, view: str, out: Path | None, report: bool = False) -> Path:
     if out is None:
         return Path.cwd() / f"{file.stem}-{view}.{'html' if report else 'png'}"
     plots = _plots()
-    plots.output_format(out, plots.REPORT_FORMATS if report else plots.FIGURE_FORMATS)
+    plots.output_format(out, _html_report().REPORT_FORMATS if report else plots.FIGURE_FORMATS)
     return out
 
 
@@ -259,4 +264,4 @@ def report_command(
     with cli_errors():
         target = _out(file, "report", out, report=True)
         with open_for_reading(file) as cache:
-            print(_plots().write_report(_nonempty(cache), target, seed=seed, dpi=dpi))
+            print(_html_report().write_report(_nonempty(cache), target, seed=seed, dpi=dpi))

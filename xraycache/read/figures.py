@@ -1,4 +1,4 @@
-"""The notebook's figures, from a cache: one image, pixel histograms, class counts, a random grid, a report.
+"""The notebook's figures, from a cache: one image, pixel histograms, class counts, a random grid, all in one.
 
 Every function returns a matplotlib Figure drawn on the Agg canvas (headless, no pyplot state), so they
 work the same from Python, in a notebook and behind ``xraycache show``. Images use the gray colormap
@@ -8,9 +8,6 @@ across images. Histograms come from the histograms the build stored: no pass ove
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +17,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.pixels import hist_moments
 from .cache import Cache, Split
+from .report_text import MULTI_LABEL_NOTE, STATS_COLUMNS, leakage_summary, shares_over_100, stats_rows
 from .stats import CacheStats, split_hist, summarize
 
 if TYPE_CHECKING:  # matplotlib itself is imported when the first figure is drawn (~0.5 s)
@@ -28,18 +26,25 @@ if TYPE_CHECKING:  # matplotlib itself is imported when the first figure is draw
     from matplotlib.figure import Figure, SubFigure
 
     from ..analysis.leakage import LeakageReport
-    from ..core.errors import Skipped
 
     Canvas: TypeAlias = Figure | SubFigure
 
 GRAY: dict[str, Any] = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
+
+
 RANGE_NOTE = "gray colormap, display range 0 (black) to 255 (white)"
+
+
 PIXEL_AXIS = "pixel value (0 = black, 255 = white)"
+
+
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+
+
 DEFAULT_DPI = 150  # sharp on a laptop screen and in a paper; --dpi changes it
+
+
 FIGURE_FORMATS = (".png", ".pdf", ".svg")  # what --out may end in: matplotlib picks the format by suffix
-REPORT_FORMATS = (".html", *FIGURE_FORMATS)  # the report also as a self-contained HTML page
-MULTI_LABEL_NOTE = "multi-label: an image with several labels counts once per label, so shares add to more than 100%"
 
 
 def output_format(out: str | os.PathLike[str], formats: tuple[str, ...] = FIGURE_FORMATS) -> str:
@@ -105,7 +110,6 @@ def _clip_end_spikes(ax: Any, curves: np.ndarray, unit: str) -> None:
     ax.set_xlabel(f"{ax.get_xlabel()}\n(off the y scale: " + "; ".join(clipped) + ")")
 
 
-# -- one image -----------------------------------------------------------------------------------------
 def _draw_image(fig: Canvas, split: Split, index: int) -> None:
     n = len(split)
     if not -n <= index < n:
@@ -152,7 +156,6 @@ def image(split: Split, index: int) -> Figure:
     return fig
 
 
-# -- histograms ----------------------------------------------------------------------------------------
 def _draw_hist(fig: Canvas, cache: Cache, split: str | None, by_class: bool, log: bool) -> None:
     names = [split] if split is not None else list(cache.splits)
     if split is not None:
@@ -205,7 +208,6 @@ def hist(cache: Cache, split: str | None = None, by_class: bool = False, log: bo
     return fig
 
 
-# -- counts ----------------------------------------------------------------------------------------------
 def _draw_counts(fig: Canvas, cache: Cache) -> None:
     labels = list(cache.label_names)
     splits = list(cache.splits)
@@ -239,7 +241,6 @@ def counts(cache: Cache) -> Figure:
     return fig
 
 
-# -- grid -------------------------------------------------------------------------------------------------
 def _draw_grid(fig: Canvas, split: Split, n: int, seed: int, label: str | int | None) -> None:
     if n < 1:
         raise InputError(f"n={n}: a grid needs at least 1 image")
@@ -282,193 +283,9 @@ def grid(split: Split, n: int = 9, seed: int = 0, label: str | int | None = None
     return fig
 
 
-# -- report -----------------------------------------------------------------------------------------------
-def _png(fig: Figure, dpi: int) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-STATS_COLUMNS = ("split", "class", "images", "share", "pixel min", "max", "mean", "std", "width (px)", "height (px)")
-
-
-def _stats_rows(stats: CacheStats) -> list[tuple[bool, list[str]]]:
-    """(is the split's total, cells) per class and split: the table of ``show stats``."""
-    return [
-        (
-            g.label == "all",
-            [
-                s.split,
-                *g.cells(),
-                f"{g.width_min:,}-{g.width_max:,}",
-                f"{g.height_min:,}-{g.height_max:,}",
-            ],
-        )
-        for s in stats.splits
-        for g in [*s.classes, s.total]
-    ]
-
-
-def _shares_over_100(stats: CacheStats) -> bool:
-    """True when some split's class shares add to more than 100% (multi-label images)."""
-    return any(sum(g.share for g in s.classes) > 1.0 + 1e-9 for s in stats.splits)
-
-
-def _words(key: str) -> str:
-    return key.replace("_", " ")
-
-
-def _plain(value: Any) -> str:
-    """Any JSON value of a report as short text: dicts as ``k: v``, pairs as ``a: b``, lists joined by ``;``."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        if all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value):
-            return "; ".join(f"{_plain(a)}: {_plain(b)}" for a, b in value)
-        return "; ".join(_plain(v) for v in value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def leakage_summary(leaks: LeakageReport) -> str:
-    """One sentence: every count the leakage report holds (whatever groups it carries)."""
-    data = leaks.to_dict()
-    data.pop("near_duplicate_groups", None)  # the pairs, grouped: counted once
-    if not data.get("near_duplicates_unavailable"):
-        data.pop("near_duplicates_unavailable", None)
-    counts = [f"{_words(k)}: {_plain(v)}" for k, v in data.items() if not isinstance(v, (list, dict))]
-    counts += [f"{_words(k)}: {len(v):,}" for k, v in data.items() if isinstance(v, list)]
-    verdict = "no leakage found" if leaks.clean else "leakage found"
-    return f"{verdict} ({'; '.join(counts)})"
-
-
-def _records_html(name: str, rows: list[Any], limit: int) -> str:
-    """One list of the leakage report as a table (a list of records) or a list."""
-    title = f"<h3>{html.escape(_words(name))}: {len(rows):,}</h3>"
-    if not rows:
-        return title + "<p>none</p>"
-    more = (
-        f"<p>... and {len(rows) - limit:,} more (all in <code>show stats --json</code>)</p>"
-        if len(rows) > limit
-        else ""
-    )
-    if all(isinstance(r, dict) for r in rows):
-        columns = list(dict.fromkeys(k for r in rows[:limit] for k in r))
-        head = "".join(f"<th>{html.escape(_words(c))}</th>" for c in columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_plain(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-            for r in rows[:limit]
-        )
-        return f'{title}<table class="records"><tr>{head}</tr>{body}</table>{more}'
-    items = "".join(f"<li>{html.escape(_plain(r))}</li>" for r in rows[:limit])
-    return f"{title}<ul>{items}</ul>{more}"
-
-
-def _leakage_html(leaks: LeakageReport, limit: int = 50) -> str:
-    """The leakage section: the summary, then each list the report holds (patients, duplicate groups, ...)."""
-    data = leaks.to_dict()
-    data.pop("near_duplicate_groups", None)  # the same pairs, grouped
-    data["near_duplicates"] = [
-        {
-            "image": f"{pair.a[1]} ({pair.a[0]})",
-            "looks like": f"{pair.b[1]} ({pair.b[0]})",
-            "score": f"{pair.score:.3f}",
-        }
-        for pair in leaks.near_duplicates
-    ]
-    lists = "".join(_records_html(k, v, limit) for k, v in data.items() if isinstance(v, list))
-    if leaks.near_duplicates_unavailable:
-        lists += f"<p>near-duplicates not searched: {html.escape(leaks.near_duplicates_unavailable)}</p>"
-    style = "clean" if leaks.clean else "warn"
-    return f'<p class="{style}">{html.escape(leakage_summary(leaks))}</p>{lists}'
-
-
-def _stats_html(stats: CacheStats) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in STATS_COLUMNS)
-    total_row = ' class="total"'
-    rows = "".join(
-        f"<tr{total_row if total else ''}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-        for total, cells in _stats_rows(stats)
-    )
-    imbalance = "; ".join(f"{s.split}: {s.imbalance:.2f}" for s in stats.splits)
-    note = f"<p>{html.escape(MULTI_LABEL_NOTE)}.</p>" if _shares_over_100(stats) else ""
-    return (
-        f"<table><tr>{head}</tr>{rows}</table>{note}"
-        f"<p>Imbalance ratio (largest class / smallest class): {html.escape(imbalance)}. "
-        "Width and height: of the original files.</p>"
-    )
-
-
-def _skipped_html(skipped: list[Skipped], limit: int = 200) -> str:
-    if not skipped:
-        return "<p>none: every image file under the source folder is in the cache</p>"
-    rows = "".join(
-        f"<tr><td>{html.escape(s.path)}</td><td>{html.escape(s.split or '-')}</td><td>{html.escape(s.reason)}</td></tr>"
-        for s in skipped[:limit]
-    )
-    more = (
-        f"<p>... and {len(skipped) - limit:,} more (all in <code>xraycache info</code>)</p>"
-        if len(skipped) > limit
-        else ""
-    )
-    return f'<table class="records"><tr><th>file</th><th>split</th><th>reason</th></tr>{rows}</table>{more}'
-
-
-REPORT_STYLE = (
-    "body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;font-size:13px;margin-bottom:.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
-    "text-align:right}table.records td,table.records th{text-align:left}tr.total{font-weight:bold;background:#f3f3f3}"
-    "img{max-width:100%;display:block;margin-bottom:1em}.warn{color:#9a5b00}.clean{color:#1a7f37}"
-)
-
-
 def first_with_images(cache: Cache) -> Split:
     """The first split that holds an image (``--drop-duplicates`` or ``--resplit`` can empty one), else the first."""
     return next((cache[name] for name in cache.splits if len(cache[name])), cache[cache.splits[0]])
-
-
-def report_html(cache: Cache, image_index: int = 0, seed: int = 0, dpi: int = DEFAULT_DPI) -> str:
-    """A self-contained HTML page: build settings, statistics, leakage, skipped files, every figure as a PNG."""
-    stats = summarize(cache)
-    leaks = cache.leakage()
-    first = first_with_images(cache)
-    figures = [
-        ("counts", "Images per class and split", counts(cache)),
-        ("hist-split", "Pixel distribution per split", hist(cache)),
-        ("hist-class", "Pixel distribution per class", hist(cache, by_class=True)),
-    ]
-    if len(first):
-        figures += [
-            ("grid", f"Random images ({first.name})", grid(first, n=9, seed=seed)),
-            ("image", f"One image ({first.name}[{image_index}])", image(first, image_index)),
-        ]
-    sections = [
-        ("statistics", "Statistics (from the stored histograms)", _stats_html(stats)),
-        ("leakage", "Leakage between splits", _leakage_html(leaks)),
-        ("skipped", f"Skipped files: {len(stats.skipped):,}", _skipped_html(stats.skipped)),
-    ] + [
-        (key, title, f'<img alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig, dpi)}">')
-        for key, title, fig in figures
-    ]
-    body = "".join(
-        f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>' for key, title, content in sections
-    )
-    settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
-    shape = " x ".join(str(s) for s in stats.image_shape[::-1])
-    dtype = str(cache.attrs.get("dtype", "uint8"))
-    name = html.escape(cache.path.name)
-    return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>xraycache report: {name}</title>"
-        f"<style>{REPORT_STYLE}</style></head><body><h1>xraycache report: {name}</h1>"
-        f"<p>{html.escape(str(cache.path))}: images {html.escape(shape)} px {html.escape(dtype)}; "
-        f"{html.escape(settings)}; built {html.escape(str(cache.attrs.get('created', '?')))} with xraycache "
-        f"{html.escape(str(cache.attrs.get('tool_version', '?')))}</p>{body}</body></html>"
-    )
 
 
 def _subfigures(parent: Canvas, rows: int, cols: int, **kwargs: Any) -> list[SubFigure]:
@@ -482,12 +299,12 @@ def _draw_stats(fig: Canvas, stats: CacheStats, leaks: LeakageReport) -> None:
 
     ax = fig.subplots()
     ax.axis("off")
-    rows = _stats_rows(stats)
+    rows = stats_rows(stats)
     notes = [leakage_summary(leaks)]
     skipped = stats.skipped
     listed = ", ".join(f"{s.path} ({s.reason})" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
     notes.append(f"skipped files: {len(skipped):,}" + (f": {listed}" if skipped else ""))
-    if _shares_over_100(stats):
+    if shares_over_100(stats):
         notes.append(MULTI_LABEL_NOTE)
     text_share = 0.1 * len(notes) * 13 / (len(rows) + 3)
     table = ax.table(
@@ -512,7 +329,7 @@ def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
     and one image."""
     first = first_with_images(cache)
     stats = summarize(cache)
-    table_height = 1.2 + 0.22 * (len(_stats_rows(stats)) + 1)
+    table_height = 1.2 + 0.22 * (len(stats_rows(stats)) + 1)
     fig = _figure(12, 22 + table_height)
     table_fig, top, middle, grid_fig, bottom = _subfigures(fig, 5, 1, height_ratios=[table_height, 4.2, 4.2, 8.5, 4.6])
     _draw_stats(table_fig, stats, cache.leakage())
@@ -528,17 +345,3 @@ def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
     shape = " x ".join(str(s) for s in first.shape[1:][::-1])
     fig.suptitle(f"xraycache report: {cache.path.name} ({shape} px images)", fontsize=14, fontweight="bold")
     return fig
-
-
-def write_report(
-    cache: Cache, out: str | os.PathLike[str], image_index: int = 0, seed: int = 0, dpi: int = DEFAULT_DPI
-) -> Path:
-    """Write the report by the suffix of ``out``: a self-contained HTML page (.html), or one PNG, PDF or SVG figure."""
-    path = Path(out)
-    if output_format(path, REPORT_FORMATS) != ".html":
-        return save(report(cache, image_index, seed), path, dpi=dpi)
-    try:
-        path.write_text(report_html(cache, image_index, seed, dpi), encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}; give --out a writable path") from None
-    return path

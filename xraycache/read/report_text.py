@@ -1,0 +1,70 @@
+"""The words and table rows the figures and the HTML report share: statistics rows, the leakage summary,
+report values as short text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..analysis.leakage import LeakageReport
+    from .stats import CacheStats
+
+MULTI_LABEL_NOTE = "multi-label: an image with several labels counts once per label, so shares add to more than 100%"
+
+
+STATS_COLUMNS = ("split", "class", "images", "share", "pixel min", "max", "mean", "std", "width (px)", "height (px)")
+
+
+def stats_rows(stats: CacheStats) -> list[tuple[bool, list[str]]]:
+    """(is the split's total, cells) per class and split: the table of ``show stats``."""
+    return [
+        (
+            g.label == "all",
+            [
+                s.split,
+                *g.cells(),
+                f"{g.width_min:,}-{g.width_max:,}",
+                f"{g.height_min:,}-{g.height_max:,}",
+            ],
+        )
+        for s in stats.splits
+        for g in [*s.classes, s.total]
+    ]
+
+
+def shares_over_100(stats: CacheStats) -> bool:
+    """True when some split's class shares add to more than 100% (multi-label images)."""
+    return any(sum(g.share for g in s.classes) > 1.0 + 1e-9 for s in stats.splits)
+
+
+def words(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def plain(value: Any) -> str:
+    """Any JSON value of a report as short text: dicts as ``k: v``, pairs as ``a: b``, lists joined by ``;``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {plain(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value):
+            return "; ".join(f"{plain(a)}: {plain(b)}" for a, b in value)
+        return "; ".join(plain(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def leakage_summary(leaks: LeakageReport) -> str:
+    """One sentence: every count the leakage report holds (whatever groups it carries)."""
+    data = leaks.to_dict()
+    data.pop("near_duplicate_groups", None)  # the pairs, grouped: counted once
+    if not data.get("near_duplicates_unavailable"):
+        data.pop("near_duplicates_unavailable", None)
+    counts = [f"{words(k)}: {plain(v)}" for k, v in data.items() if not isinstance(v, (list, dict))]
+    counts += [f"{words(k)}: {len(v):,}" for k, v in data.items() if isinstance(v, list)]
+    verdict = "no leakage found" if leaks.clean else "leakage found"
+    return f"{verdict} ({'; '.join(counts)})"
