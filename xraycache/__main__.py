@@ -40,7 +40,8 @@ def run() -> NoReturn:
 
 def leave_now() -> None:
     """End the process at once, as a normal exit would but without freeing every object and module one by
-    one: ~90 ms after a build, more than writing its last images. The output streams are flushed and the
+    one, which after a build takes longer than writing its last images (``python -m benchmarks.hotpath
+    --sections whole``). The output streams are flushed and the
     exit handlers run (multiprocessing's, loky's, logging's, temporary folders'). Returns, for the normal
     exit, while something still needs it: another thread running, a stream that will not flush, an HDF5
     file still open, or a profiler, tracer (coverage) or interactive session that runs after the command."""

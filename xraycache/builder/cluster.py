@@ -46,7 +46,7 @@ def on_cluster() -> bool:
 
 def parallel_config(n_jobs: int, initializer: Any = None) -> tuple[AbstractContextManager[Any], int]:
     """joblib configuration and ``n_jobs`` for the running build: the dask cluster, or local loky processes."""
-    import joblib  # here, not at the top: a build on forked workers never needs it (~60 ms of imports)
+    import joblib  # here, not at the top: a build on forked workers never needs it, nor its imports' cost
 
     if _client is not None:
         return joblib.parallel_config(backend="dask"), -1  # -1: every thread of every worker

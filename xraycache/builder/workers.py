@@ -3,7 +3,7 @@
 Workers get the pixel settings only (``ResizeOptions``) and return, per file, a ``DecodedImage`` or a
 ``DecodeFailure``; they never raise. The local backend forks its workers from the build where the OS
 can (Linux): they start in milliseconds with everything imported, where loky starts fresh interpreters
-(~0.35 s of imports each); elsewhere, and with ``--backend loky``, loky runs them (its pool is kept between
+that import everything again; elsewhere, and with ``--backend loky``, loky runs them (its pool is kept between
 builds in one process, so its initializer must stay the same object). Workers ignore SIGINT (the main
 process handles Ctrl-C) and exit on their own when the build process is gone. A file that kills its
 worker (a decoder crash on a hostile file) is found by decoding that task's files one process each, and
@@ -41,17 +41,17 @@ from ..imaging.result import DecodedImage, DecodeFailure, DecodeResult
 from .cluster import on_cluster, parallel_config
 from .scan import SourceFile
 
-# Files per task. Not joblib's "auto": it grows batches until a task lasts ~1 s, which for small
-# images means thousands of decoded arrays per result message, and peak memory that grew with the
-# dataset (measured, 320 px JPEGs: 300 -> 374 -> 409 MB for 1k, 10k, 30k images). With 32:
-# 280 -> 302 MB for 1k and 10k, at the same speed (16 was ~8% slower on those small images).
+# Files per task: few enough that the results waiting in order bound the build's memory whatever the
+# dataset's size (joblib's "auto" batching grows tasks to ~1 s, thousands of small images a message, and the
+# peak grew with the dataset: ``python -m benchmarks.run --sections memory``), enough to amortise a task's
+# cost (``python -m benchmarks.hotpath --sections whole``).
 FILES_PER_TASK = 32
 TASKS_IN_FLIGHT = 4  # per worker: bounds memory (results wait in order) while keeping every worker busy
 PARENT_POLL_SECONDS = 0.25  # how often a worker checks that the build process is still alive
-# Fewer files than this are decoded in the build process itself when the workers are loky's: its pool
-# gives its first result ~0.5 s after it starts (2 cores, idle; ~100 decodes), a forked pool in a few
-# milliseconds, so a forked pool runs for any number of files (benchmarks/hotpath.py ``crossover``; see the
-# README). XRAYCACHE_SERIAL_BELOW overrides it (the tests set 0, so that their small datasets exercise loky).
+# Fewer files than this are decoded in the build process itself when the workers are loky's: its pool takes
+# as long as a hundred or so decodes to give its first result, a forked pool a few milliseconds, so a forked
+# pool runs for any number of files (``python -m benchmarks.hotpath --sections crossover`` measures where
+# each pays off). XRAYCACHE_SERIAL_BELOW overrides it (the tests set 0, so that their small datasets exercise loky).
 SERIAL_BELOW = int(os.environ.get("XRAYCACHE_SERIAL_BELOW", "200"))
 CAN_FORK = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 # The forked workers hand pixels back through memory shared with the build (``PixelRing``) when every
@@ -224,8 +224,8 @@ class ForkedPool:
 def guided_tasks(files: list[SourceFile], n_jobs: int) -> list[list[SourceFile]]:
     """``files`` cut into tasks that shrink as the work left does (guided self-scheduling): FILES_PER_TASK
     files while plenty is left, then a share of what is left, down to one file. So the workers finish
-    together: with tasks of a fixed 32 files, one worker idled for up to a whole task (~0.1 s) at the end,
-    and a few files still make several tasks for every worker."""
+    together: with tasks of a fixed size, one worker idles for up to a whole task at the end, and a few
+    files still make several tasks for every worker."""
     tasks, start, share = [], 0, 2 * TASKS_IN_FLIGHT * n_jobs
     while start < len(files):
         size = max(1, min(FILES_PER_TASK, -(-(len(files) - start) // share)))
@@ -351,7 +351,7 @@ def _exit_reason(exitcode: int | None) -> str:
 
 def worker_initializer() -> Callable[[], None]:
     """The workers' initializer for this process: the same object on every call, because joblib keeps
-    its loky pool only while the initializer is unchanged (a new one cost ~0.55 s CPU per build)."""
+    its loky pool only while the initializer is unchanged (a new one starts every worker again)."""
     return _initializer_for(os.getpid())
 
 

@@ -32,9 +32,9 @@ class _InUserOrder(TidyGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The command list in click's plain format: rich's help formatter would import rich.markdown, pygments
-        # (via rich.traceback) and more, 0.3 G instructions, over half of what numpy, h5py and PIL cost
-        # together. Each command's own --help (its options in panels) stays rich.
+        # The command list in click's plain format: rich's help formatter would import rich.markdown and
+        # pygments (via rich.traceback), more than the rest of ``--help`` costs (``python -m benchmarks.hotpath
+        # --sections startup`` counts its instructions). Each command's own --help (its options in panels) stays rich.
         self.rich_markup_mode = None
 
     def list_commands(self, ctx: Any) -> list[str]:

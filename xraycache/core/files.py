@@ -52,7 +52,8 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, os.st
         if info.st_size > limit:
             raise DecodeError(f"file of {info.st_size:,} bytes is over the size limit of {limit:,}")
         # Ask for the size fstat gave (+1 to see growth), not for ``limit``: a read of n bytes allocates n
-        # first, and 512 MB allocated, faulted in and shrunk per file cost 0.25 ms of a 230 KB JPEG's 0.3 ms.
+        # first, and allocating the limit for every file costs about as much as reading a radiograph
+        # (``python -m benchmarks.hotpath --sections per_image``, stage ``read``).
         data = handle.read(min(info.st_size, limit) + 1)
         if len(data) > info.st_size:  # it grew since fstat: read on, up to the limit
             data += handle.read(limit + 1 - len(data))

@@ -1,7 +1,8 @@
 /* The compiled kernel of the build's hot path: the exact-area resize of 8-bit images, and the histogram.
  *
- * Why C: the NumPy area resize costs ~40% of the JPEG decode per image (K gathers and multiply-adds,
- * each a full pass over memory with temporaries); one loop over the pixels costs a fraction of that.
+ * Why C: the NumPy area resize makes K gathers and multiply-adds, each a full pass over memory with
+ * temporaries, a large share of the JPEG decode per image; one loop over the pixels costs a fraction of
+ * that (``python -m benchmarks.hotpath --sections per_image``, stage ``resize``).
  * The arithmetic is the fixed-point integer arithmetic of xraycache/imaging/resize.py, step for step,
  * so the two give the same bytes on every image: weights are integers summing to 1 << WEIGHT_BITS per
  * output cell (computed once, in Python, and passed in), the vertical pass rounds to 7 fractional bits
@@ -11,7 +12,7 @@
  *
  * The source is any contiguous buffer, or a Pillow image's own memory through the Arrow C data interface
  * (``Image.__arrow_c_array__``): then the decoded image is read in place, without the copy that
- * ``numpy.asarray(image)`` makes (~0.24 ms a draft-decoded radiograph, 6% of its decode).
+ * ``numpy.asarray(image)`` makes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -576,7 +577,7 @@ static PyObject *simd(PyObject *self, PyObject *unused) { return PyUnicode_FromS
  * row or column table of one resize, (k, n_out) int32 each, C order. The same float64 operations in the
  * same order as the NumPy code (setup.py compiles this file with -ffp-contract=off, so no multiply-add is
  * fused), so the same integers: the tests compare the two on many shapes and crops. Computed per image
- * (radiographs come in hundreds of sizes, so a cache rarely hits): NumPy took ~0.15 ms a table. */
+ * (radiographs come in hundreds of sizes, so a cache of tables rarely hits). */
 static PyObject *fixed_taps(PyObject *self, PyObject *args) {
     Py_ssize_t n_in, n_out;
     double start, stop;

@@ -27,7 +27,8 @@ def _installed() -> dict[str, str]:
     """``{"pillow": version, "pillow-simd": version}`` of the distributions on ``sys.path``, first one wins.
 
     The metadata folders' names, as importlib.metadata finds them, without importing it: its import
-    (email, zipfile, csv, ...) costs ~0.06 G instructions, a tenth of ``xraycache --version``.
+    (email, zipfile, csv, ...) is a sizeable part of ``xraycache --version`` (``python -m benchmarks.hotpath
+    --sections startup``).
     """
     found: dict[str, str] = {}
     for entry in sys.path:

@@ -31,7 +31,8 @@ def installed_imaging_backend() -> str:
     """``Pillow-SIMD`` or ``Pillow``: the distribution that owns the importable ``PIL`` package.
 
     First the metadata folder beside ``PIL`` (one directory listing), then importlib.metadata, whose
-    search of every path entry costs ~0.06 G instructions, a tenth of ``--version``.
+    search of every path entry is a sizeable part of ``--version``'s start-up (``python -m
+    benchmarks.hotpath --sections startup``).
     """
     site = os.path.dirname(os.path.dirname(PIL.__file__ or ""))
     try:

@@ -24,8 +24,9 @@ NAME = "JPEG/PNG (Pillow)"
 REQUIRES = "Pillow"
 MISSING = ""  # Pillow is a dependency: always available
 FORMATS = ("JPEG", "PNG")
-# Draft (DCT-scaled) decode to at least this multiple of the target: measured on the real sample,
-# 1x leaves the worst image at 37 dB against an exact area average, 2x at 46 dB (area filter).
+# Draft (DCT-scaled) decode to at least this multiple of the target: a 1x draft loses detail the area
+# filter would keep; 2x keeps the worst image close to an exact area average of the full decode
+# (``python -m benchmarks.hotpath --sections fidelity`` checks it on the real sample).
 DRAFT_OVERSAMPLE = 2
 
 
