@@ -1,5 +1,6 @@
-"""The build layer: scan SRC, settle labels and splits, plan, decode on the workers, write the file.
+"""The build layer: scan SRC, settle labels and splits, plan, decode on the workers, write and commit the file.
 
-``pipeline.build`` is ``xraycache.build``. Imports the imaging and core layers (and may import analysis),
+``pipeline.run_build`` is the one orchestrator, and ``pipeline.build`` is ``xraycache.build``: read
+``pipeline.py`` first, it names the module of each step. Imports the imaging, analysis and core layers,
 never the read side (``xraycache.read``) or the command line.
 """
