@@ -10,10 +10,10 @@ machine is shared: each rep runs every reader once, in turn; figures are medians
 medians of per-rep ratios), and the CPU time of this process and its workers (what an idle machine bounds):
 
 - ``split.batches(64, dtype="float32")`` in this process (NumPy arrays: the reference);
-- ``DataLoader(XrayDataset(...), batch_size=64, shuffle=True, num_workers=2)``: float32 items, each batch
+- ``DataLoader(XrayDataset(..., dtype="float32"), batch_size=64, shuffle=True, num_workers=2)``: float32 items, each batch
   read at once (``__getitems__``) and stacked by the DataLoader's collate;
 - ``dataset.loader(64, shuffle=True, num_workers=2)``: whole batches read straight into shared memory:
-  float32; ``deferred=True`` (uint8 leaves the workers, ``dataset.convert`` makes it float32 here);
+  float32; ``dtype=None`` (uint8 leaves the workers, ``dataset.convert`` makes it float32 here);
   ``dtype=None`` (uint8 as stored, as a GPU pipeline would take it);
 - a DataLoader over a plain per-image dataset (what a map-style Dataset without batched reads costs);
 - ``dataset.loader(64, num_workers=0)``: the same batches read in this process.
@@ -47,7 +47,7 @@ WORKERS = 2
 REFERENCE = "split.batches(64, dtype='float32'), in process"
 PLAIN = "DataLoader(dataset, batch_size=64), float32"
 BATCHED = "dataset.loader(64), float32"
-DEFERRED = "dataset.loader(64), deferred=True: uint8 from the workers, convert() here"
+DEFERRED = "dataset.loader(64), dtype=None: uint8 from the workers, convert() here"
 STORED = "dataset.loader(64), dtype=None: uint8 as stored"
 PER_IMAGE = "DataLoader(batch_size=64) over a per-image dataset, float32"
 IN_PROCESS = "dataset.loader(64, num_workers=0), float32, in this process"
@@ -139,8 +139,8 @@ def run(cache: Path, split: str, reps: int, epochs: int) -> dict[str, Any]:
     def batched(dataset: XrayDataset) -> DataLoader[Any]:
         return dataset.loader(BATCH, shuffle=True, num_workers=WORKERS, persistent_workers=True)
 
-    float_ds = XrayDataset(cache, split)
-    deferred = XrayDataset(cache, split, deferred=True)
+    float_ds = XrayDataset(cache, split, dtype="float32")
+    deferred = XrayDataset(cache, split, dtype=None)
 
     def converted(made: DataLoader[Any]) -> Iterable[Any]:
         return ((deferred.convert(images), labels) for images, labels in made)

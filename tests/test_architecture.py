@@ -50,7 +50,7 @@ def test_reading_a_cache_loads_no_build_stack(small_cache: Path) -> None:
         "import xraycache\n"
         f"cache = xraycache.open({str(small_cache)!r})\n"
         "split = cache['train']\n"
-        "x, y = split.load()\n"
+        "x, y = split.load(channels=None, label_dtype=None)\n"
         "batches = list(split.batches(4, dtype='float32'))\n"
         "from xraycache.read.stats import summarize\n"
         "stats = summarize(cache)\n"

@@ -26,7 +26,7 @@ def test_medmnist_npz_reloads_as_load(reader_cache: Path, tmp_path: Path) -> Non
     with np.load(out) as npz, xraycache.open(reader_cache) as cache:
         assert sorted(npz.files) == sorted(f"{s}_{k}" for s in cache.splits for k in ("images", "labels"))
         for name in cache.splits:
-            x, y = cache[name].load()
+            x, y = cache[name].load(channels=None, label_dtype=None)
             images, labels = npz[f"{name}_images"], npz[f"{name}_labels"]
             assert images.dtype == np.uint8 and images.shape == x.shape  # MedMNIST: (N, H, W) uint8
             assert labels.dtype == np.uint8 and labels.shape == (len(y), 1)  # and (N, 1) labels
@@ -38,7 +38,7 @@ def test_multi_label_npz_is_multi_hot_like_chestmnist(multilabel_cache: Path, tm
     out = tmp_path / "nih.npz"  # format from the suffix
     assert runner.invoke(app, ["export", str(multilabel_cache), str(out)]).exit_code == 0
     with np.load(out) as npz, xraycache.open(multilabel_cache) as cache:
-        _, y = cache["train"].load()
+        _, y = cache["train"].load(channels=None, label_dtype=None)
         assert npz["train_labels"].shape == (len(y), len(cache.label_names))
         np.testing.assert_array_equal(npz["train_labels"], y)
 
@@ -49,7 +49,7 @@ def test_uint16_needs_to_uint8_and_keeps_the_high_byte(uint16_cache: Path, tmp_p
     assert refused.exit_code == 2 and "--to-uint8" in refused.stderr and not out.exists()
     assert runner.invoke(app, ["export", str(uint16_cache), str(out), "--to-uint8"]).exit_code == 0
     with np.load(out) as npz, xraycache.open(uint16_cache) as cache:
-        x, _ = cache["train"].load()
+        x, _ = cache["train"].load(channels=None, label_dtype=None)
         np.testing.assert_array_equal(npz["train_images"], (x >> 8).astype(np.uint8))
 
 

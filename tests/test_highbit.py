@@ -92,7 +92,7 @@ def test_build_uint16_cache(tmp_path: Path) -> None:
     xraycache.build(src, out, size=SIDE, jobs=1, dtype="uint16", window="minmax")
     with xraycache.open(out) as cache:
         train = cache["train"]
-        images, _ = train.load()
+        images, _ = train.load(channels=None, label_dtype=None)
         assert images.dtype == np.uint16
         np.testing.assert_array_equal(images[0], expected(known16(), 0, 65535, 65535))
         np.testing.assert_array_equal(images[2], np.full((SIDE, SIDE), 200 * 257))

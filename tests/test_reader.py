@@ -34,7 +34,7 @@ def test_load_round_trips_what_the_build_wrote(reader_cache: Path, reader_cache_
         expected_x, expected_y = f["train/images"][:], f["train/labels"][:]
     for path in (reader_cache, reader_cache_gzip):
         with xraycache.open(path) as cache:
-            x, y = cache["train"].load()
+            x, y = cache["train"].load(channels=None, label_dtype=None)
         assert x.dtype == np.uint8 and x.shape == (40, 32, 32)
         np.testing.assert_array_equal(x, expected_x)
         np.testing.assert_array_equal(y, expected_y)
@@ -45,7 +45,7 @@ def test_images_indexing_matches_numpy(reader_cache: Path, reader_cache_gzip: Pa
     path = reader_cache if which == "none" else reader_cache_gzip
     with xraycache.open(path) as cache:
         split = cache["train"]
-        x, _ = split.load()
+        x, _ = split.load(channels=None, label_dtype=None)
         images = split.images
         assert images.shape == x.shape and len(images) == 40 and images.dtype == np.uint8
         np.testing.assert_array_equal(images[3], x[3])
@@ -82,7 +82,7 @@ def test_meta_columns_are_numpy_with_str(reader_cache: Path) -> None:
         assert all(len(h) == 64 for h in meta["file_hash"])
         row = meta.row(0)
         assert isinstance(row["path"], str) and isinstance(row["width"], int)
-        x, _ = cache["train"].load()
+        x, _ = cache["train"].load(channels=None, label_dtype=None)
         np.testing.assert_array_equal(meta["min"], x.min(axis=(1, 2)))
         np.testing.assert_array_equal(meta["max"], x.max(axis=(1, 2)))
         np.testing.assert_allclose(meta["mean"], x.mean(axis=(1, 2)), rtol=1e-5)
@@ -102,7 +102,7 @@ def _all(split: xraycache.Split, **kwargs: object) -> tuple[np.ndarray, np.ndarr
 def test_batches_cover_the_split_once_and_match_images(reader_cache: Path) -> None:
     with xraycache.open(reader_cache) as cache:
         split = cache["train"]
-        x, y = split.load()
+        x, y = split.load(channels=None, label_dtype=None)
         batches = list(split.batches(16, seed=3))
         assert [len(b[0]) for b in batches] == [16, 16, 8]  # the short last batch is kept
         assert [len(b[0]) for b in split.batches(16, drop_last=True)] == [16, 16]
@@ -131,7 +131,7 @@ def test_batches_are_deterministic_per_seed_and_epoch(reader_cache: Path) -> Non
 def test_batches_float32_scales_to_unit_range(reader_cache: Path) -> None:
     with xraycache.open(reader_cache) as cache:
         split = cache["train"]
-        x, _ = split.load()
+        x, _ = split.load(channels=None, label_dtype=None)
         xb, _ = next(split.batches(40, shuffle=False, dtype="float32"))
         assert xb.dtype == np.float32 and xb.min() >= 0.0 and xb.max() <= 1.0
         np.testing.assert_allclose(xb[:, 0], x.astype(np.float32) / 255, atol=1e-6)
@@ -146,7 +146,7 @@ def test_balanced_batches_equalise_classes(reader_cache: Path, reader_cache_gzip
         assert len(seen) == 25 * 40  # len(split) images per epoch
         share = np.bincount(seen, minlength=2) / len(seen)
         assert abs(share[0] - 0.5) < 0.06  # vs 0.25 without balancing
-        x, y = split.load()
+        x, y = split.load(channels=None, label_dtype=None)
         xb, yb = _all(split, batch_size=16, seed=0, balanced=True)
         order = split.order(seed=0, balanced=True)
         np.testing.assert_array_equal(xb[:, 0], x[order])
@@ -160,7 +160,7 @@ def _read_in_child(split: xraycache.Split) -> tuple[int, np.ndarray, np.ndarray]
 def test_split_pickles_as_path_and_name_and_reads_in_another_process(reader_cache: Path) -> None:
     with xraycache.open(reader_cache) as cache:
         split = cache["train"]
-        x, y = split.load()
+        x, y = split.load(channels=None, label_dtype=None)
         blob = pickle.dumps(split)
         assert b"h5py" not in blob and len(blob) < 500
         copy = pickle.loads(blob)
@@ -230,7 +230,7 @@ def test_read_into_fills_a_given_array(reader_cache: Path, reader_cache_gzip: Pa
 def test_batches_channels_labels_and_normalisation(reader_cache: Path) -> None:
     with xraycache.open(reader_cache) as cache:
         split = cache["train"]
-        x, _ = split.load()
+        x, _ = split.load(channels=None, label_dtype=None)
         xb, yb = next(split.batches(40, shuffle=False, dtype="float32", channels=3))
         assert xb.shape == (40, 3, 32, 32) and yb.dtype == np.int64
         np.testing.assert_array_equal(xb[:, 0], xb[:, 2])
@@ -239,7 +239,9 @@ def test_batches_channels_labels_and_normalisation(reader_cache: Path) -> None:
         zb, _ = next(split.batches(40, shuffle=False, dtype="float32", normalize="dataset"))
         assert abs(float(zb.mean())) < 1e-4 and float(zb.std()) == pytest.approx(1.0, abs=1e-4)
         vb, _ = next(cache["val"].batches(4, shuffle=False, dtype="float32", normalize="dataset"))
-        np.testing.assert_allclose(vb[:, 0], (cache["val"].load()[0] - mean) / std, atol=1e-5)  # train's statistics
+        np.testing.assert_allclose(
+            vb[:, 0], (cache["val"].load(channels=None, label_dtype=None)[0] - mean) / std, atol=1e-5
+        )  # train's statistics
         xrv, _ = next(split.batches(40, shuffle=False, dtype="float32", normalize="xrv"))
         np.testing.assert_allclose(xrv[:, 0], x / 255 * 2048 - 1024, atol=1e-3)
         for options, message in (

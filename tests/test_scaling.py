@@ -89,8 +89,10 @@ def test_sharded_build_reads_as_the_single_file(source: Path, single: Path, tmp_
         assert cache.splits == reference.splits and cache.skipped == reference.skipped
         for name in cache.splits:
             split, ref = cache[name], reference[name]
-            images, labels = split.load()
-            assert np.array_equal(images, ref.load()[0]) and np.array_equal(labels, ref.labels)
+            images, labels = split.load(channels=None, label_dtype=None)
+            assert np.array_equal(images, ref.load(channels=None, label_dtype=None)[0]) and np.array_equal(
+                labels, ref.labels
+            )
             assert np.array_equal(split.images[[3, 0, 3]], ref.images[[3, 0, 3]])
             assert list(split.meta["path"]) == list(ref.meta["path"])
             batches = list(split.batches(4, seed=1))

@@ -15,7 +15,7 @@ from xraycache.read.stats import split_hist, summarize
 def test_stored_histograms_match_the_pixels(reader_cache: Path) -> None:
     with xraycache.open(reader_cache) as cache:
         for name in cache.splits:
-            x, y = cache[name].load()
+            x, y = cache[name].load(channels=None, label_dtype=None)
             hist = split_hist(cache[name])
             for label in range(len(cache.label_names)):
                 expected = np.bincount(x[y == label].reshape(-1), minlength=256)
@@ -30,7 +30,7 @@ def test_summary_matches_numpy(reader_cache: Path) -> None:
         assert len(stats.skipped) == 1 and stats.skipped[0]["reason"]
         for s in stats.splits:
             split = cache[s.split]
-            x, y = split.load()
+            x, y = split.load(channels=None, label_dtype=None)
             width, height = split.meta["width"], split.meta["height"]
             assert s.count == len(y) == s.total.count
             groups = [(s.total, np.ones_like(y, dtype=bool)), *((g, y == i) for i, g in enumerate(s.classes))]

@@ -36,7 +36,7 @@ results = {}
 try:
     cache = xraycache.open(path)
     split = cache[cache.splits[0]]
-    x, y = split.load()
+    x, y = split.load(channels=None, label_dtype=None)
     sum(len(b) for b, _ in split.batches(2))
     list(split.meta["path"]), split.labels, cache.skipped, cache.attrs
     results["api"] = {"code": 0, "lines": ["read %d images" % len(x)]}
@@ -129,7 +129,7 @@ def test_a_file_truncated_under_a_reader_is_an_error_not_a_crash(valid: tuple[Pa
         "first = split.images[0]\n"
         f"os.truncate({str(path)!r}, 4096)  # as `cp other.h5 cache.h5` does first\n"
         "try:\n"
-        "    split.load()\n"
+        "    split.load(channels=None, label_dtype=None)\n"
         "    list(split.batches(2))\n"
         "    print('READ')\n"
         "except xraycache.NotACacheError as exc:\n"
@@ -151,7 +151,7 @@ try:
     with xraycache.open(path) as cache:
         for name in cache.splits:
             split = cache[name]
-            split.load(), list(split.batches(3, dtype="float32")), split.meta["path"], split.counts()
+            split.load(channels=None, label_dtype=None), list(split.batches(3, dtype="float32")), split.meta["path"], split.counts()
         cache.leakage(), cache.skipped
     out["read"] = "ok"
 except xraycache.XrayCacheError as exc:

@@ -10,7 +10,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import DecodeError, InputError, NotACacheError, Skipped, StrictError, XrayCacheError
+from .core.errors import (
+    CacheNotFoundError,
+    DecodeError,
+    IndexOutOfRangeError,
+    InputError,
+    KeyNotFoundError,
+    NotACacheError,
+    OptionError,
+    Skipped,
+    StrictError,
+    XrayCacheError,
+)
 from .core.options import BuildOptions
 from .core.version import __version__
 
@@ -32,9 +43,13 @@ __all__ = [
     "BuildOptions",
     "BuildReport",
     "Cache",
+    "CacheNotFoundError",
     "DecodeError",
+    "IndexOutOfRangeError",
     "InputError",
+    "KeyNotFoundError",
     "NotACacheError",
+    "OptionError",
     "Skipped",
     "Split",
     "StrictError",

@@ -12,6 +12,7 @@ memory; both take any sampler (shuffle, ``DistributedSampler``, :meth:`XrayDatas
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from torch.utils.data import (
 )
 
 from .core.errors import InputError
-from .read.arrays import PixelFormat
+from .read.arrays import UNSET, PixelFormat, Unset
 from .read.cache import Split
 
 
@@ -69,22 +70,50 @@ def _torch_dtype(dtype: np.dtype[Any]) -> torch.dtype:
 
 
 class XrayDataset(Dataset):
-    """``dataset[i] -> (image, label)`` for one split of a cache, ready for a model and its loss.
+    """``dataset[i] -> (image, label)`` for one split of a cache, with torchvision's dataset conventions.
 
-    - image: a (C, H, W) tensor, float32 in [0, 1] for uint8 and uint16 caches alike; ``dtype=None``
-      keeps the stored uint8/uint16 (to convert on the GPU); ``channels=3`` repeats the gray channel
-      for ImageNet-pretrained backbones; ``normalize="dataset"`` (the pixel mean and std of
-      ``stats_split``, by default the cache's ``train`` split), ``"imagenet"`` or ``"xrv"``
-      (torchxrayvision's [-1024, 1024]).
-    - label: an int64 class index (``CrossEntropyLoss``), or a float32 (C,) multi-hot vector for a
-      multi-label cache (``BCEWithLogitsLoss``).
+    The outputs are those of ``Split.load()`` and ``Split.batches()`` (one definition,
+    ``xraycache.read.arrays``), per image:
 
-    ``deferred=True`` keeps items as stored (uint8/uint16, 1 channel) and :meth:`convert` applies ``dtype``,
-    ``channels`` and ``normalize`` to each batch where it is used: 4x fewer bytes leave the workers.
+    - image: a (C, H, W) tensor; as stored (uint8, or uint16) with ``dtype=None``, scaled to [0, 1] with
+      a float ``dtype``; ``channels=3`` repeats the gray channel for ImageNet-pretrained backbones.
+    - label: an int class index (``CrossEntropyLoss``; batched by the DataLoader into int64), or a float32
+      (C,) multi-hot tensor for a multi-label cache (``BCEWithLogitsLoss``).
 
-    ``transform`` receives the image tensor (or, with ``raw=True``, the stored NumPy array (H, W)) and
-    ``target_transform`` the stored label (an int, or the (C,) uint8 multi-hot row); their results are
-    returned as they are.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The cache file.
+    split : str, default "train"
+        The split to read.
+    transform : callable, optional
+        Called with each image tensor; its result is returned as it is (torchvision v2 transforms work).
+    target_transform : callable, optional
+        Called with each stored label (an int, or the (C,) uint8 multi-hot row); its result is returned.
+    dtype : dtype or None, default None
+        None keeps the stored pixels (convert batches on the GPU with :meth:`convert`: 2-4x fewer bytes
+        leave the workers); ``"float32"`` (any float) scales to [0, 1]. Omitted, it is still float32 in
+        this release, with a FutureWarning: pass it to choose.
+    channels : {1, 3}, default 1
+        Output channels.
+    normalize : {None, "dataset", "imagenet", "xrv"}, default None
+        With a float dtype: the pixel mean and std of ``stats_split`` (by default the cache's ``train``
+        split), ImageNet's, or torchxrayvision's [-1024, 1024] range.
+    stats_split : str, optional
+        The split ``normalize="dataset"`` takes its statistics from.
+    raw, deferred : bool
+        Deprecated: ``dtype=None`` says "as stored" (``raw=True`` handed NumPy arrays to ``transform``: take
+        ``image.numpy()``; ``deferred=True`` kept items as stored and converted in :meth:`convert`: give
+        ``convert`` the format instead).
+
+    Attributes
+    ----------
+    classes : list of str
+        Class names, indexed by label value (torchvision's ``classes``).
+    class_to_idx : dict of str to int
+        Class name -> label value.
+    targets : list
+        Every image's label: ints, or (for a multi-label cache) multi-hot rows as lists of 0/1.
     """
 
     def __init__(
@@ -94,7 +123,7 @@ class XrayDataset(Dataset):
         transform: Callable[[Any], Any] | None = None,
         target_transform: Callable[[Any], Any] | None = None,
         raw: bool = False,
-        dtype: str | None = "float32",
+        dtype: str | np.dtype[Any] | type | Unset | None = UNSET,
         channels: int = 1,
         normalize: str | None = None,
         stats_split: str | None = None,
@@ -104,6 +133,24 @@ class XrayDataset(Dataset):
         self.split_name = split
         self.transform = transform
         self.target_transform = target_transform
+        if isinstance(dtype, Unset):
+            if not raw and not deferred:
+                warnings.warn(
+                    "XrayDataset will return images as stored (uint8/uint16), as Split.load() and batches() do; "
+                    "today it returns float32 in [0, 1]. Pass dtype='float32' to keep float images, or dtype=None "
+                    "and convert batches on the device with dataset.convert(batch)",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+            dtype = "float32"
+        for name, used in (("raw", raw), ("deferred", deferred)):
+            if used:
+                warnings.warn(
+                    f"XrayDataset({name}=True) is deprecated: dtype=None keeps images as stored"
+                    + (" (a tensor; image.numpy() is the array)" if name == "raw" else "; convert(batch) converts"),
+                    FutureWarning,
+                    stacklevel=2,
+                )
         self.raw = raw
         if raw and (normalize is not None or channels != 1 or deferred):
             raise InputError("raw=True hands the stored array to transform; drop channels=, normalize= and deferred=")
@@ -115,14 +162,26 @@ class XrayDataset(Dataset):
             self.label_names: tuple[str, ...] = probe.label_names
             self.multi_label: bool = probe.multi_label
             self._counts = probe.counts()
+            labels = probe.labels
+            self.targets: list[Any] = labels.astype(np.int64).tolist()
+            self.stats_split = stats_split
+            self.normalize = normalize
             # validated and computed once, in the parent (the dataset statistics need a pass over meta)
             self.pixels: PixelFormat = probe.pixel_format(dtype, channels, normalize, stats_split)
             self.deferred = deferred
             self._item_pixels = probe.pixel_format(None, 1) if deferred else self.pixels
+            self._float = (
+                self.pixels
+                if self.pixels.dtype is not None and self.pixels.dtype.kind == "f"
+                else probe.pixel_format("float32", channels)
+            )
         finally:
             probe.close()
+        self.classes: list[str] = list(self.label_names)
+        self.class_to_idx: dict[str, int] = {name: index for index, name in enumerate(self.classes)}
         self._split: Split | None = None
         self._scratch: np.ndarray | None = None  # stored pixels of the last batch, reused (never returned)
+        self._formats: dict[tuple[Any, ...], PixelFormat] = {}
 
     @property
     def num_classes(self) -> int:
@@ -208,20 +267,59 @@ class XrayDataset(Dataset):
         if self.target_transform is not None:
             rows = list(stored) if self.multi_label else stored.tolist()
             targets: Sequence[Any] = [self.target_transform(label) for label in rows]
+        elif self.multi_label:
+            targets = torch.from_numpy(stored.astype(np.float32)).unbind(0)
         else:
-            dtype = np.float32 if self.multi_label else np.int64
-            targets = torch.from_numpy(stored.astype(dtype)).unbind(0)
+            targets = stored.astype(np.int64).tolist()  # ints, as torchvision's datasets give
         return list(zip(images, targets, strict=True))
 
-    def convert(self, images: torch.Tensor) -> torch.Tensor:
-        """A batch as stored (B, 1, H, W), from a ``deferred=True`` dataset -> this dataset's dtype, channels
-        and normalisation, on the batch's device: ``train.convert(images.to(device, non_blocking=True))``.
+    def convert(
+        self,
+        images: torch.Tensor,
+        dtype: str | np.dtype[Any] | type | Unset | None = UNSET,
+        channels: int | None = None,
+        normalize: str | Unset | None = UNSET,
+        stats_split: str | None = None,
+    ) -> torch.Tensor:
+        """A batch as stored (B, 1, H, W) -> float, on the batch's device:
+        ``train.convert(images.to(device, non_blocking=True), normalize="dataset")``.
 
-        Deferring moves 2 or 4 times fewer bytes from the workers (and to the GPU) than float32 items.
+        Parameters
+        ----------
+        images : torch.Tensor
+            A batch of items of a ``dtype=None`` dataset (uint8 or uint16, one channel).
+        dtype : float dtype, optional
+            Default: this dataset's float dtype (float32 unless it was given another).
+        channels : {1, 3}, optional
+            Default: this dataset's.
+        normalize : {None, "dataset", "imagenet", "xrv"}, optional
+            Default: this dataset's ``normalize``.
+        stats_split : str, optional
+            For ``normalize="dataset"``; default: this dataset's.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, C, H, W), the same values items of that format have.
         """
+        if isinstance(dtype, Unset) and isinstance(normalize, Unset) and channels is None and stats_split is None:
+            pixels = self.pixels if self.deferred else self._float
+        else:
+            pixels = self._format(dtype, channels, normalize, stats_split)
         if images.device.type == "cpu" and images.ndim == 4 and images.shape[1] == 1:
-            return torch.from_numpy(self.pixels.apply(images.numpy()[:, 0]))  # the items' own NumPy code, exactly
-        return convert_batch(images, self.pixels)
+            return torch.from_numpy(pixels.apply(images.numpy()[:, 0]))  # the items' own NumPy code, exactly
+        return convert_batch(images, pixels)
+
+    def _format(self, dtype: Any, channels: int | None, normalize: Any, stats_split: str | None) -> PixelFormat:
+        """The float format ``convert`` was asked for, the dataset's where not said; made once per request."""
+        dtype = self._float.dtype if isinstance(dtype, Unset) else dtype
+        channels = channels if channels is not None else (self._float.channels or 1)
+        normalize = self.normalize if isinstance(normalize, Unset) else normalize
+        stats_split = stats_split if stats_split is not None else self.stats_split
+        key = (str(np.dtype(dtype)) if dtype is not None else None, channels, normalize, stats_split)
+        if key not in self._formats:
+            self._formats[key] = self._open().pixel_format(dtype, channels, normalize, stats_split)
+        return self._formats[key]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

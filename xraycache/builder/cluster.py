@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import InputError
+from ..core.errors import InputError, OptionError
 from ..core.options import DEFAULT_CONNECT_TIMEOUT, RunOptions
 from ..core.version import __version__
 from ..imaging.stack import imaging_stack
@@ -34,7 +34,11 @@ def scheduler_address(run: RunOptions) -> str | None:
         return None
     address = run.scheduler or os.environ.get(SCHEDULER_ENV, "").strip()
     if not address:
-        raise InputError(f"--backend dask needs a scheduler: pass --scheduler tcp://HOST:8786 or set {SCHEDULER_ENV}")
+        raise OptionError(
+            f"{{backend}} needs a scheduler: pass {{scheduler}} or set {SCHEDULER_ENV}",
+            backend="dask",
+            scheduler="tcp://HOST:8786",
+        )
     return address
 
 
@@ -74,7 +78,7 @@ def dask_cluster(
     try:
         import distributed
     except ImportError:
-        raise InputError("--backend dask needs dask.distributed: pip install 'xraycache[dask]'") from None
+        raise OptionError("{backend} needs dask.distributed: pip install 'xraycache[dask]'", backend="dask") from None
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=True)
     except (OSError, TimeoutError) as exc:

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..core.errors import InputError, NotACacheError, Skipped
+from ..core.errors import NotACacheError, OptionError, Skipped, literal
 from ..core.options import setting_names
 from ..core.reads import read_attrs, read_text
 from ..core.schema import CONTEXT_SETTINGS, FORMAT_VERSION, SKIPPED_COLUMNS
@@ -54,19 +54,24 @@ def open_old(out: Path, attrs: Mapping[str, Any]) -> OldCache:
     try:
         old = read_old_cache(out)
     except NotACacheError as exc:
-        raise InputError(f"{out} exists and is not a cache this build can update ({exc}); pass --overwrite") from None
+        raise OptionError(
+            literal(f"{out} exists and is not a cache this build can update ({exc}); pass ") + "{overwrite}",
+            overwrite=True,
+        ) from None
     version = old.attrs.get("format_version", 0)  # a whole number (open_cache refuses others); none: the oldest
     if version < FORMAT_VERSION:
-        raise InputError(
-            f"{out} was written in cache format {version}, older than this xraycache's {FORMAT_VERSION} "
-            "(which stores near-duplicate descriptors, reads patient ids from NIH file names and checksums "
-            "images with CRC-32); pass --overwrite to rebuild it from scratch"
+        raise OptionError(
+            literal(f"{out} was written in cache format {version}, older than this xraycache's {FORMAT_VERSION} ")
+            + "(which stores near-duplicate descriptors, reads patient ids from NIH file names and checksums "
+            "images with CRC-32); pass {overwrite} to rebuild it from scratch",
+            overwrite=True,
         )
     diffs = settings_diff(old.attrs, attrs)
     if diffs:
-        raise InputError(
-            f"{out} was built with other settings ({'; '.join(diffs)}); "
-            "pass --overwrite to rebuild it from scratch, or choose another output file"
+        raise OptionError(
+            literal(f"{out} was built with other settings ({'; '.join(diffs)}); ")
+            + "pass {overwrite} to rebuild it from scratch, or choose another output file",
+            overwrite=True,
         )
     return old
 

@@ -17,18 +17,20 @@ the end, from what the scan, the plan and the execution say.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
+import typing
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.atomic import remove_stale_temporaries
-from ..core.errors import InputError, SkipLog
+from ..core.errors import InputError, OptionError, SkipLog
 from ..core.interrupts import interrupt_guard
-from ..core.options import BuildOptions
+from ..core.options import BuildOptions, hints_of, info_of
 from ..core.schema import FORMAT_VERSION, hdf5_versions, storable_path
 from ..core.shard_files import shard_count
 from ..core.version import __version__
@@ -47,6 +49,11 @@ from .scan import ScanResult, SourceFile, scan
 from .shards import output_bytes, remove_stale_shards, write_sharded
 from .workers import worker_pool
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..core.build_settings import BuildSettings
+
 
 def build(
     src: str | os.PathLike[str],
@@ -57,23 +64,83 @@ def build(
     on_scan: Callable[[int], None] | None = None,
     dry_run: bool = False,
     command: str | None = None,
-    **settings: Any,
+    **settings: Unpack[BuildSettings],
 ) -> BuildReport:
     """Build (or bring up to date) one HDF5 cache of every readable image under ``src``.
 
-    Options come as a :class:`BuildOptions` or as flat keywords, e.g. ``build(src, out, size=128, jobs=2)``
-    (keywords change ``options`` when both are given; see ``BuildOptions`` for every option). If ``out``
-    holds a cache of the same ``src`` built with the same settings, only new and changed files are decoded
-    (nothing is written when nothing changed); ``overwrite=True`` forces a cold build. Raises InputError for
-    unusable options, paths or layouts, for an ``out`` built with other settings, and for write errors (OUT
-    is then untouched); StrictError when ``strict=True`` and some file could not be taken (OUT is then not
-    written). ``progress(n)`` is called as images are done; ``on_scan(total)`` once, after the scan, with
-    the number of files the build goes through; ``dry_run`` scans and reports without decoding.
+        If ``out`` holds a cache of the same ``src`` built with the same settings, only new and changed files
+        are decoded, and nothing is written when nothing changed; ``overwrite=True`` forces a cold build.
+
+        Parameters
+        ----------
+        src : str or os.PathLike
+            The dataset folder, e.g. ``chest_xray`` holding ``train/NORMAL/*.jpeg``.
+        out : str or os.PathLike
+            The HDF5 file to write, e.g. ``train.h5``.
+        options : BuildOptions, optional
+            Every option in one object; the keywords below change it where both are given.
+        progress : callable, optional
+            ``progress(n)`` is called as ``n`` more images are done.
+        on_scan : callable, optional
+            ``on_scan(total)`` is called once, after the scan, with the number of files the build goes through.
+        dry_run : bool, default False
+            Scan and report what the build would do, without decoding or writing.
+        command : str, optional
+            The command line recorded in the file (default: this process's).
+    {options}
+        Returns
+        -------
+        BuildReport
+            What the build did: counts per split and label, skipped files, mode, timings.
+
+        Raises
+        ------
+        OptionError
+            An option's value is not usable (an InputError; the message names the keyword).
+        InputError
+            Unusable paths or layouts, an ``out`` built with other settings, a write error (``out`` is then
+            untouched).
+        StrictError
+            ``strict=True`` and some file could not be taken (``out`` is then not written).
+        TypeError
+            An unknown keyword.
     """
     base = options if options is not None else BuildOptions()
     return run_build(
         src, out, base.replace(**settings), progress=progress, on_scan=on_scan, dry_run=dry_run, command=command
     )
+
+
+def _with_options(function: Callable[..., BuildReport]) -> None:
+    """Give ``function`` (:func:`build`) a signature and Parameters that list every option of
+    :class:`BuildOptions` as a keyword-only argument, for ``help()``, ``inspect`` and notebooks."""
+    signature = inspect.signature(function)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    lines = []
+    for part, field in BuildOptions.fields():
+        hint = hints_of(BuildOptions.PARTS[part])[field.name]
+        fixed.append(
+            inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default, annotation=hint)
+        )
+        lines += [
+            f"        {field.name} : {_type_text(hint)}, default {field.default!r}",
+            f"            {info_of(field).help}",
+        ]
+    function.__signature__ = signature.replace(parameters=fixed)  # type: ignore[attr-defined]
+    function.__doc__ = (function.__doc__ or "").replace("    {options}", "\n".join(lines))
+
+
+def _type_text(hint: Any) -> str:
+    """A type hint as numpydoc says it: ``int``, ``str or None``, ``{'a', 'b'}``."""
+    if typing.get_origin(hint) is Literal:
+        return "{" + ", ".join(repr(a) for a in typing.get_args(hint)) + "}"
+    args = typing.get_args(hint)
+    if args:
+        return " or ".join(_type_text(a) for a in args)
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+_with_options(build)
 
 
 def run_build(
@@ -99,7 +166,11 @@ def run_build(
     warnings = _warnings(found, options)
     check_output(out_path)
     if options.sources.drop_duplicates and shards > 1:
-        raise InputError("--drop-duplicates compares every image with every other: use it without --shards")
+        raise OptionError(
+            "{drop_duplicates:name} compares every image with every other: use it without {shards:name}",
+            drop_duplicates=True,
+            shards=shards,
+        )
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
     movable = options.sources.resplit is not None and shards <= 1  # --resplit may move a reused image
     skips = SkipLog(options.run.strict)

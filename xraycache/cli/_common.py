@@ -28,7 +28,7 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except XrayCacheError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {exc.for_cli()}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: nothing was written", highlight=False)

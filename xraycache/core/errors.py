@@ -1,12 +1,17 @@
 """The package's own exceptions, and the one policy for files a build cannot take.
 
-Each exception carries a one-line message a user can act on. A file that cannot be taken, at any stage
-(the scan, the labels CSV, the decoder), becomes one ``Skipped`` record in a ``SkipLog``; the log is
-the single place that decides, for ``strict`` builds, that any such file fails the build.
+Each exception carries a one-line message a user can act on. Where Python has an exception for the same
+thing, the package's is also that one (``KeyNotFoundError`` is a ``KeyError``, ``IndexOutOfRangeError`` an
+``IndexError``, ``CacheNotFoundError`` a ``FileNotFoundError``), so ``except KeyError``, ``dict.get``-style
+lookups and ``for x in images`` work as they do on h5py and NumPy objects, while the command line still
+prints the one line. A file that cannot be taken, at any stage (the scan, the labels CSV, the decoder),
+becomes one ``Skipped`` record in a ``SkipLog``; the log is the single place that decides, for ``strict``
+builds, that any such file fails the build.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any, NamedTuple, SupportsIndex, overload
 
 
@@ -15,9 +20,69 @@ class XrayCacheError(Exception):
 
     exit_code = 2
 
+    def for_cli(self) -> str:
+        """The message as the command line says it (options by their ``--flag``)."""
+        return str(self)
+
 
 class InputError(XrayCacheError):
     """The source folder, the output path or an argument is not usable (CLI exit code 2)."""
+
+
+class KeyNotFoundError(InputError, KeyError):
+    """A split, column or label the cache does not have; also a ``KeyError``."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class IndexOutOfRangeError(InputError, IndexError):
+    """An index past either end of a split; also an ``IndexError``, which ends ``for image in split.images``."""
+
+
+class CacheNotFoundError(InputError, FileNotFoundError):
+    """No file at the path given to open; also a ``FileNotFoundError`` (``errno.ENOENT``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOENT
+
+
+class OptionError(InputError):
+    """A build option's value is not usable. The message names options by keyword (``jobs=0``) for Python
+    callers, by flag (``--jobs 0``) on the command line: ``template`` holds ``{name}`` for an option with its
+    value and ``{name:name}`` for the option alone, the names being the keys of ``options``."""
+
+    def __init__(self, template: str, **options: Any) -> None:
+        self.template, self.options = template, options
+        super().__init__(self._render(cli=False))
+
+    def _render(self, cli: bool) -> str:
+        from .options import flag_for  # the flags are the options' own definitions
+
+        return self.template.format(**{k: _Named(k, v, flag_for(k) if cli else None) for k, v in self.options.items()})
+
+    def for_cli(self) -> str:
+        return self._render(cli=True)
+
+
+class _Named:
+    """One option in an :class:`OptionError`: ``jobs=0`` / ``jobs``, or ``--jobs 0`` / ``--jobs``."""
+
+    def __init__(self, keyword: str, value: Any, flag: str | None) -> None:
+        self.keyword, self.value, self.flag = keyword, value, flag
+
+    def __format__(self, spec: str) -> str:
+        if self.flag is None:
+            return self.keyword if spec == "name" else f"{self.keyword}={self.value!r}"
+        if spec == "name" or self.value is True:  # a switch is its flag alone
+            return self.flag
+        return f"{self.flag} {self.value!r}"
+
+
+def literal(text: str) -> str:
+    """``text`` as a part of an :class:`OptionError` template: its braces kept as they are."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 class NotACacheError(XrayCacheError):

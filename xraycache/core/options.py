@@ -13,6 +13,7 @@ keyword of ``xraycache.build`` and (unless ``record=False``) a setting recorded 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import numbers
 import os
@@ -20,7 +21,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from .errors import InputError
+from .errors import OptionError
 
 Fit = Literal["stretch", "pad", "crop"]
 # "area" is exact area averaging; the others are Pillow's resampling filters.
@@ -92,6 +93,14 @@ def flag_of(f: dataclasses.Field[Any]) -> str:
     return flags[0] if flags else "--" + f.name.replace("_", "-")
 
 
+def flag_for(name: str) -> str:
+    """The main CLI name of the option called ``name`` (``jobs`` -> ``--jobs``)."""
+    for _, f in BuildOptions.fields():
+        if f.name == name:
+            return flag_of(f)
+    return "--" + name.replace("_", "-")
+
+
 def _allowed(hint: Any) -> tuple[Any, ...] | None:
     """The values of a Literal type (also inside ``X | None``), or None when any value of the type goes."""
     if typing.get_origin(hint) is Literal:
@@ -118,7 +127,7 @@ class _Part:
         for f in fields(self):
             value = getattr(self, f.name)
             hint = hints[f.name]
-            flag = flag_of(f)
+            name = f.name
             types = _base_types(hint)
             if isinstance(value, os.PathLike) and str in types:
                 value = os.fspath(value)
@@ -133,14 +142,14 @@ class _Part:
                 object.__setattr__(self, f.name, value)
             if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 wanted = " or ".join("none" if t is type(None) else t.__name__ for t in types)
-                raise InputError(f"{flag} {value!r}: give a value of type {wanted}")
+                raise OptionError(f"{{{name}}}: give a value of type {wanted}", **{name: value})
             allowed = _allowed(hint)
             if allowed is not None and value not in allowed:
-                raise InputError(f"{flag} {value!r} is not one of {', '.join(map(str, allowed))}")
+                raise OptionError(f"{{{name}}} is not one of {', '.join(map(str, allowed))}", **{name: value})
             if _out_of_range(value, info_of(f)):
                 low, high, unit = info_of(f).min, info_of(f).max, info_of(f).unit
                 span = f"use {low:g} to {high:g}" if high is not None else f"use at least {low:g}"
-                raise InputError(f"{flag} {value!r} is out of range; {span}{' ' + unit if unit else ''}")
+                raise OptionError(f"{{{name}}} is out of range; {span}{' ' + unit if unit else ''}", **{name: value})
         self.check()
 
     def check(self) -> None:
@@ -259,11 +268,16 @@ class SourceOptions(_Part):
 
     def check(self) -> None:
         if self.folds < 0 or self.folds == 1 or self.folds > MAX_FOLDS:
-            raise InputError(f"--folds {self.folds}: use 0 (none) or 2 to {MAX_FOLDS}")
+            raise OptionError(f"{{folds}}: use 0 (none) or 2 to {MAX_FOLDS}", folds=self.folds)
         if self.resplit is not None:
             self.fractions()
         if self.labels is None and (self.label_sep or self.patient_col):
-            raise InputError("--label-sep and --patient-col need --labels FILE.csv")
+            raise OptionError(
+                "{label_sep:name} and {patient_col:name} need {labels:name} (a CSV file)",
+                label_sep=self.label_sep,
+                patient_col=self.patient_col,
+                labels=None,
+            )
 
     def fractions(self) -> tuple[tuple[str, float], ...]:
         """``--resplit "0.8,0.1,0.1"`` as ((split name, fraction), ...); empty without --resplit."""
@@ -294,11 +308,11 @@ def parse_fractions(text: str) -> tuple[tuple[str, float], ...]:
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise InputError(f"--resplit {text!r}: give train,val,test fractions such as 0.8,0.1,0.1") from None
+        raise OptionError("{resplit}: give train,val,test fractions such as 0.8,0.1,0.1", resplit=text) from None
     if len(values) not in SPLIT_NAMES:
-        raise InputError(f"--resplit {text!r}: give 3 fractions (train,val,test) or 2 (train,test)")
+        raise OptionError("{resplit}: give 3 fractions (train,val,test) or 2 (train,test)", resplit=text)
     if any(v < 0 or not math.isfinite(v) for v in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise InputError(f"--resplit {text!r}: fractions must be >= 0 and add up to 1")
+        raise OptionError("{resplit}: fractions must be >= 0 and add up to 1", resplit=text)
     return tuple(zip(SPLIT_NAMES[len(values)], values, strict=True))
 
 
@@ -354,9 +368,13 @@ class RunOptions(_Part):
     def check(self) -> None:
         cpus = os.cpu_count() or 1
         if self.jobs == 0 or self.jobs < -cpus:
-            raise InputError(f"--jobs {self.jobs}: use a positive number of workers, or -1 for all cores")
+            raise OptionError("{jobs}: use a positive number of workers, or -1 for all cores", jobs=self.jobs)
         if self.backend != "dask" and self.scheduler:
-            raise InputError("--scheduler is for --backend dask; add --backend dask, or drop --scheduler")
+            raise OptionError(
+                "{scheduler:name} is for {backend}; set it, or drop {scheduler:name}",
+                scheduler=self.scheduler,
+                backend="dask",
+            )
 
     def workers(self) -> int:
         """``jobs`` as a number of local worker processes (-1: every core, -2: all but one, ...)."""
@@ -366,8 +384,24 @@ class RunOptions(_Part):
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Every option of a build, in four validated parts. ``BuildOptions.from_flat(size=128, jobs=2)`` or
-    ``BuildOptions(resize=ResizeOptions(size=128))``; ``replace(size=64)`` gives a changed copy."""
+    """Every option of a build, in four validated parts: the one options object of ``xraycache.build``.
+
+    Make one with ``BuildOptions.from_flat(size=128, jobs=2)`` or ``BuildOptions(resize=ResizeOptions(size=128))``;
+    ``replace(size=64)`` gives a changed copy. Making one validates it (:class:`~xraycache.OptionError` naming
+    the keyword), so every ``BuildOptions`` in the program is usable. ``help(xraycache.build)`` lists every
+    option with its default and meaning.
+
+    Parameters
+    ----------
+    resize : ResizeOptions
+        The pixel settings (size, fit, filter, max_pixels, window, dtype): all the workers receive.
+    sources : SourceOptions
+        Labels, splits, folds and identifiers.
+    output : OutputOptions
+        Compression, overwrite, shards.
+    run : RunOptions
+        Workers, strictness, compute backend: nothing here changes a stored pixel.
+    """
 
     resize: ResizeOptions = field(default_factory=ResizeOptions)
     sources: SourceOptions = field(default_factory=SourceOptions)
@@ -404,7 +438,9 @@ class BuildOptions:
         changes: dict[str, dict[str, Any]] = {}
         for key, value in values.items():
             if key not in owner:
-                raise TypeError(f"unknown build option {key!r}; the options are: {', '.join(owner)}")
+                close = difflib.get_close_matches(key, owner, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise TypeError(f"unknown build option {key!r}; {hint}the options are: {', '.join(owner)}")
             changes.setdefault(owner[key], {})[key] = value
         return dataclasses.replace(
             self, **{part: dataclasses.replace(getattr(self, part), **kw) for part, kw in changes.items()}

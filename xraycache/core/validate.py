@@ -14,7 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import DecodeError, InputError, NotACacheError
+from .errors import CacheNotFoundError, DecodeError, InputError, NotACacheError
 from .files import open_regular
 from .reads import attr_value
 from .schema import (
@@ -61,7 +61,7 @@ def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> h5py
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file; {BUILD_HINT}")
+        raise CacheNotFoundError(f"{path}: no such file; {BUILD_HINT}")
     if path.is_dir():
         raise InputError(f"{path} is a folder; {BUILD_HINT}")
     try:

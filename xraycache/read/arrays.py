@@ -24,6 +24,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 XRV_RANGE = 1024.0  # torchxrayvision: (2 * x / maxval - 1) * 1024
 
 
+class Unset:
+    """The default of a parameter whose default is changing: the caller omitted it, so the old default
+    applies, with a FutureWarning saying what will change."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+UNSET = Unset()
+
+
 def _dtype(dtype: str | np.dtype[Any] | type | None, what: str) -> np.dtype[Any] | None:
     if dtype is None:
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,13 +21,13 @@ import h5py
 import numpy as np
 
 from ..analysis.leakage import LeakageReport, leakage
-from ..core.errors import InputError, NotACacheError, Skipped
+from ..core.errors import IndexOutOfRangeError, InputError, KeyNotFoundError, NotACacheError, Skipped
 from ..core.options import setting_names
 from ..core.reads import attr_value, damaged, read_attrs, read_data, read_text
 from ..core.schema import SKIPPED_COLUMNS
 from ..core.shard_files import cache_bytes
 from ..core.validate import open_cache
-from .arrays import PixelFormat, label_dtype_for, mean_std_from_image_stats
+from .arrays import UNSET, PixelFormat, Unset, label_dtype_for, mean_std_from_image_stats
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
 
@@ -78,8 +79,23 @@ class _Handle:
         self._raw = None
 
 
-class Cache:
-    """An open cache file: its build settings, its splits and the files it skipped. Use as a context manager."""
+class Cache(Mapping[str, "Split"]):
+    """An open cache file: a read-only mapping of split name -> :class:`Split`, with its build settings and
+    the files it skipped. Use as a context manager.
+
+    ``cache["train"]``, ``"val" in cache``, ``list(cache)`` (the split names, in the build's order: train,
+    val, test, then the rest), ``cache.items()`` and ``cache.get("val")`` behave as on a dict or an h5py
+    group; a missing split raises :class:`~xraycache.KeyNotFoundError`, a ``KeyError``.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    splits : tuple of str
+        The split names (the mapping's keys).
+    label_names : tuple of str
+        Class names, indexed by label value.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -141,13 +157,17 @@ class Cache:
     def __getitem__(self, split: str) -> Split:
         if split not in self.splits:
             available = ", ".join(self.splits) or "none"
-            raise InputError(f"{self.path} has no split {split!r}; available: {available}")
+            raise KeyNotFoundError(f"{self.path} has no split {split!r}; available: {available}")
         if split not in self._split_objects:
             self._split_objects[split] = Split(self.path, split, _handle=self._handle)
         return self._split_objects[split]
 
     def __contains__(self, split: object) -> bool:
         return split in self.splits
+
+    # a Cache is one open file: equal to itself only, and hashable, as an h5py File is
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.splits)
@@ -171,7 +191,25 @@ class Cache:
 
 
 def open(path: str | os.PathLike[str]) -> Cache:
-    """Open a cache file for reading; raises NotACacheError if it is not one, InputError if missing."""
+    """Open a cache file for reading.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by ``xraycache build`` (or :func:`xraycache.build`).
+
+    Returns
+    -------
+    Cache
+        The open cache: a mapping of split name -> :class:`Split`; use it as a context manager.
+
+    Raises
+    ------
+    CacheNotFoundError
+        Nothing at ``path`` (also a ``FileNotFoundError``).
+    NotACacheError
+        The file is not an xraycache cache, or is damaged, or could make a reader misbehave.
+    """
     return Cache(path)
 
 
@@ -186,7 +224,9 @@ def _check_indices(index: np.ndarray, n: int, what: str) -> np.ndarray:
     index = index.astype(np.int64, copy=False)
     if index.size and (index.min() < -n or index.max() >= n):
         bad = int(index[(index < -n) | (index >= n)][0])
-        raise InputError(f"index {bad} is out of range for {what} of length {n}; use 0 to {n - 1} (or -{n} to -1)")
+        raise IndexOutOfRangeError(
+            f"index {bad} is out of range for {what} of length {n}; use 0 to {n - 1} (or -{n} to -1)"
+        )
     return np.where(index < 0, index + n, index)
 
 
@@ -216,9 +256,21 @@ class Images:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        data = self._split.load()[0]
-        return data if dtype is None else data.astype(dtype)
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(split.images)``: every image, read from the file. ``copy=False`` is refused (ValueError),
+        as h5py refuses it, since a read always makes a new array."""
+        if copy is False:
+            raise ValueError("split.images is read from the file: a new array cannot be avoided; use copy=None")
+        data = self._split._read_all()
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """The images one by one, (H, W) each, read in blocks of about BLOCK_BYTES."""
+        n = len(self)
+        per_image = max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize)
+        step = max(1, BLOCK_BYTES // per_image)
+        for start in range(0, n, step):
+            yield from self._split._read_sorted(np.arange(start, min(n, start + step)))
 
     def __getitem__(self, key: Any) -> np.ndarray:
         rest: tuple[Any, ...] = ()
@@ -245,7 +297,7 @@ class Meta(Mapping[str, np.ndarray]):
         if name not in self._cache:
             group = self._group()
             if name not in group:
-                raise KeyError(f"no meta column {name!r}; available: {', '.join(group)}")
+                raise KeyNotFoundError(f"no meta column {name!r}; available: {', '.join(group)}")
             dset = group[name]
             if h5py.check_string_dtype(dset.dtype) is not None:
                 self._cache[name] = read_text(dset, self._split._handle.size)
@@ -300,7 +352,7 @@ class Split:
         group = file.get(self.name)
         if not isinstance(group, h5py.Group) or "images" not in group:
             splits = [s for s in attr_value(file.attrs.get("splits", ())) if s in file]
-            raise InputError(f"{self.path} has no split {self.name!r}; available: {', '.join(splits) or 'none'}")
+            raise KeyNotFoundError(f"{self.path} has no split {self.name!r}; available: {', '.join(splits) or 'none'}")
         return group
 
     def _dset(self, name: str) -> h5py.Dataset:
@@ -391,7 +443,7 @@ class Split:
             start, stop, step = key.indices(n)
             key = np.arange(start, stop, step)  # a step-1 slice is one run: one read
         if key is Ellipsis:
-            return self.load()[0]
+            return self._read_all()
         index = _check_indices(np.asarray(key), n, what)
         if index.ndim != 1:
             raise InputError(f"index array of shape {index.shape} for {what}; give a 1-D array of indices")
@@ -436,7 +488,7 @@ class Split:
             return names.index(label)
         if isinstance(label, str) and label.isdigit() and int(label) < len(names):
             return int(label)
-        raise InputError(f"no label {label!r} in {self.path}; use one of: {', '.join(names)}")
+        raise KeyNotFoundError(f"no label {label!r} in {self.path}; use one of: {', '.join(names)}")
 
     @property
     def descriptors(self) -> np.ndarray | None:
@@ -494,8 +546,59 @@ class Split:
             mean_std = source.pixel_mean_std()
         return PixelFormat.make(self.images.dtype, dtype, channels, normalize, mean_std)
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split as NumPy ``(images (N, H, W) uint8, labels (N,))``, read in one large read."""
+    def load(
+        self,
+        dtype: str | np.dtype[Any] | type | None = None,
+        channels: int | Unset | None = UNSET,
+        label_dtype: str | np.dtype[Any] | type | Unset | None = UNSET,
+        normalize: str | None = None,
+        stats_split: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The whole split as NumPy arrays, read in one large read.
+
+        The arrays are what :meth:`batches` and ``xraycache.torch.XrayDataset`` give, for every image at
+        once (see ``xraycache.read.arrays`` for the one definition of the reader outputs).
+
+        Parameters
+        ----------
+        dtype : dtype or None, default None
+            None keeps the stored uint8 (or uint16) pixels; a float dtype scales them to [0, 1].
+        channels : {1, 3, None}, default 1
+            Images (N, 1, H, W), (N, 3, H, W) with the gray repeated, or (N, H, W) for None.
+        label_dtype : dtype or None, default None
+            None gives int64 class indices, or float32 (N, C) multi-hot rows for a multi-label cache.
+        normalize : {None, "dataset", "imagenet", "xrv"}, default None
+            For float dtypes: see :meth:`batches`.
+        stats_split : str, optional
+            The split whose statistics ``normalize="dataset"`` uses (default ``train``).
+
+        Returns
+        -------
+        images : numpy.ndarray
+        labels : numpy.ndarray
+
+        Notes
+        -----
+        Until now ``load()`` returned (N, H, W) images and the labels as stored (int16). Called without
+        ``channels`` or ``label_dtype`` it still does, with a FutureWarning; the defaults above take effect in
+        a later release. Pass both to choose now.
+        """
+        if isinstance(channels, Unset) or isinstance(label_dtype, Unset):
+            warnings.warn(
+                "Split.load() will return images (N, 1, H, W) and int64 labels, as batches() and XrayDataset do; "
+                "today it returns (N, H, W) and the stored int16 labels. Pass channels=1, label_dtype=None for the "
+                "new output, or channels=None, label_dtype=split.labels.dtype to keep today's",
+                FutureWarning,
+                stacklevel=2,
+            )
+            channels = None if isinstance(channels, Unset) else channels
+            label_dtype = self.labels.dtype if isinstance(label_dtype, Unset) else label_dtype
+        pixels = self.pixel_format(dtype, channels, normalize, stats_split)
+        images = pixels.apply(self._read_all())
+        return images, self.labels.astype(label_dtype_for(self.labels, label_dtype), copy=True)
+
+    def _read_all(self) -> np.ndarray:
+        """Every stored image (N, H, W), in one large read."""
         dset = self._dset("images")
         out = np.empty(dset.shape, dtype=dset.dtype)
         contiguous = self._contiguous()
@@ -506,7 +609,7 @@ class Split:
                 dset.read_direct(out)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise damaged(dset, exc) from None
-        return out, self.labels.copy()
+        return out
 
     def batches(
         self,
@@ -525,16 +628,39 @@ class Split:
         """Yield ``(images, labels)`` batches for one epoch, reading in large sorted blocks.
 
         One global order per (seed, epoch): the same pair gives the same batches, another epoch another
-        order. ``balanced=True`` draws ``len(split)`` images with replacement, each with weight inverse to
-        its class frequency. The last short batch is kept unless ``drop_last``. Memory stays ~2 x 64 MB
-        whatever the split size. The arrays are what ``xraycache.torch.XrayDataset`` gives, batched:
+        order. Memory stays about 2 x 64 MB whatever the split size. The arrays are what :meth:`load` and
+        ``xraycache.torch.XrayDataset`` give (one definition: ``xraycache.read.arrays``), batched.
 
-        - images (B, C, H, W) with ``channels=1`` or ``3`` (gray repeated), or (B, H, W) with ``None``;
-          ``dtype=None`` keeps the stored uint8/uint16, ``"float32"`` (any float) scales to [0, 1];
-          ``normalize="dataset"`` (the mean and std of ``stats_split``, by default ``train``),
-          ``"imagenet"`` or ``"xrv"`` ([-1024, 1024]) then normalises (float dtypes only);
-        - labels int64 class indices, or float32 multi-hot (B, C) for a multi-label cache;
-          ``label_dtype`` casts them to another type (``"int16"`` as stored).
+        Parameters
+        ----------
+        batch_size : int
+            Images per batch; the last short batch is kept unless ``drop_last``.
+        shuffle : bool, default True
+            A new order per (seed, epoch); False reads in file order.
+        seed, epoch : int, default 0
+            Pass the epoch number for a new order each epoch.
+        balanced : bool, default False
+            Draw ``len(split)`` images with replacement, each weighted inverse to its class frequency
+            (single-label caches).
+        dtype : dtype or None, default None
+            None keeps the stored uint8 (or uint16); a float dtype scales to [0, 1].
+        drop_last : bool, default False
+            Drop the last batch when it is short.
+        channels : {1, 3, None}, default 1
+            Images (B, 1, H, W), (B, 3, H, W) with the gray repeated, or (B, H, W) for None.
+        label_dtype : dtype or None, default None
+            None gives int64 class indices, or float32 multi-hot (B, C) for a multi-label cache; e.g.
+            ``"int16"`` as stored.
+        normalize : {None, "dataset", "imagenet", "xrv"}, default None
+            Float dtypes only: the mean and std of ``stats_split`` (by default ``train``), ImageNet's
+            constants, or torchxrayvision's [-1024, 1024] range.
+        stats_split : str, optional
+            The split ``normalize="dataset"`` takes its statistics from.
+
+        Yields
+        ------
+        images : numpy.ndarray
+        labels : numpy.ndarray
         """
         if batch_size < 1:
             raise InputError(f"batch_size {batch_size} must be at least 1")

@@ -134,7 +134,7 @@ def export_medmnist(cache: Cache, out: str | os.PathLike[str], to_uint8: bool = 
         zipfile.ZipFile(target.tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
     ):
         for name in cache.splits:
-            images, labels = cache[name].load()
+            images, labels = cache[name].load(channels=None, label_dtype="int16")
             if images.dtype == np.uint16:
                 images = (images >> 8).astype(np.uint8)
             labels = labels.astype(label_type)
