@@ -140,9 +140,9 @@ def test_dry_run_decodes_and_writes_nothing(kaggle: Path, tmp_path: Path) -> Non
 
 
 def test_invalid_settings_are_input_errors(kaggle: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="--size"):
+    with pytest.raises(InputError, match="size=2"):
         xraycache.build(kaggle, tmp_path / "c.h5", size=2)
-    with pytest.raises(InputError, match="--fit"):
+    with pytest.raises(InputError, match="fit='squash'"):
         xraycache.build(kaggle, tmp_path / "c.h5", fit="squash")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="does not exist"):
         xraycache.build(kaggle, tmp_path / "missing" / "c.h5")

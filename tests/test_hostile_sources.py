@@ -171,7 +171,7 @@ _add = writer.CacheWriter.add
 def add(self, image, source):
     _add(self, image, source)
     if not READY.exists():
-        READY.write_text(str(self.tmp_path))
+        READY.write_text(str(self.output.tmp))
         deadline = time.monotonic() + 60
         while not GO.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

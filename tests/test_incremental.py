@@ -122,7 +122,7 @@ def test_many_blocks_are_copied_in_order(make_dataset: Any, tmp_path: Path, monk
     src = make_dataset(files)
     out = tmp_path / "inc.h5"
     build(src, out, jobs=1, size=32)
-    monkeypatch.setattr("xraycache.builder.execute.COPY_RUN_BYTES", 3 * 32 * 32)  # runs of at most 3 images
+    monkeypatch.setattr("xraycache.builder.rewrite.COPY_BLOCK_BYTES", 3 * 32 * 32)  # runs of at most 3 images
     (src / "train/NORMAL/IM-0010-0001.jpeg").unlink()
     write_image(src / "train/PNEUMONIA/IM-0021-0001.jpeg", radiograph(70, 66, 99))
     report = build(src, out, jobs=1, size=32)
@@ -156,7 +156,7 @@ def test_other_source_folder_is_a_different_setting(kaggle: Path, tmp_path: Path
 def test_existing_file_that_is_not_a_cache_is_not_replaced(kaggle: Path, tmp_path: Path) -> None:
     out = tmp_path / "notes.h5"
     out.write_text("my notes")
-    with pytest.raises(InputError, match=r"not a cache this build can update.*--overwrite"):
+    with pytest.raises(InputError, match=r"not a cache this build can update.*overwrite=True"):
         build(kaggle, out, jobs=1)
     assert out.read_text() == "my notes"
     with h5py.File(tmp_path / "other.h5", "w") as handle:

@@ -69,5 +69,5 @@ def test_rebuild_of_a_cache_with_no_format_version_asks_for_overwrite(kaggle: Pa
     xraycache.build(kaggle, out, size=16, jobs=1)
     with h5py.File(out, "r+") as f:
         del f.attrs["format_version"]
-    with pytest.raises(xraycache.InputError, match=r"cache format 0.*--overwrite"):
+    with pytest.raises(xraycache.InputError, match=r"cache format 0.*overwrite=True"):
         xraycache.build(kaggle, out, size=16, jobs=1)

@@ -89,7 +89,7 @@ def test_files_without_patient_are_their_own_group() -> None:
 
 @pytest.mark.parametrize("bad", ["0.8,0.1", "1", "0.5,0.5,0.5", "a,b,c", "-0.1,0.6,0.5"])
 def test_bad_fractions(bad: str) -> None:
-    with pytest.raises(xraycache.InputError, match="--resplit"):
+    with pytest.raises(xraycache.InputError, match="resplit="):
         parse_fractions(bad)
 
 

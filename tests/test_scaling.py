@@ -178,7 +178,7 @@ def test_backend_usage_errors(source: Path, tmp_path: Path, monkeypatch: pytest.
     out = str(tmp_path / "x.h5")
     for args, message in (
         (["--backend", "dask"], "needs a scheduler"),
-        (["--scheduler", "tcp://127.0.0.1:8786"], "--scheduler is for --backend dask"),
+        (["--scheduler", "tcp://127.0.0.1:8786"], "--scheduler is for --backend dask;"),
         (["--backend", "spark"], "spark"),
     ):
         result = runner.invoke(app, ["build", str(source), out, *args])

@@ -103,7 +103,7 @@ def test_generic_class_folders_without_split(make_dataset: Callable[..., Path]) 
         ("effusion/x.png", 1),
         ("effusion/z.JPEG", 1),
     ]
-    with pytest.raises(InputError, match="--classes three needs"):
+    with pytest.raises(InputError, match="classes='three' needs"):
         scan(root, classes="three")
 
 

@@ -296,7 +296,7 @@ def test_a_refused_out_is_replaced_with_overwrite(valid: tuple[Path, Path], tmp_
     path = tmp_path / "cache.h5"
     shutil.copy(out, path)
     CASES["external_storage"](path, make_outside(tmp_path / "outside"))
-    with pytest.raises(xraycache.InputError, match=r"external raw storage.*pass --overwrite"):
+    with pytest.raises(xraycache.InputError, match=r"external raw storage.*pass overwrite=True"):
         xraycache.build(src, path, size=32, jobs=1)
     report = xraycache.build(src, path, size=32, jobs=1, overwrite=True)
     assert report.mode == "cold" and report.images == 6

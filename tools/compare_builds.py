@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 FIXED_CREATED = "2000-01-01T00:00:00+00:00"
+CODE: Path | None = None  # --code: the checkout whose package the commands run
 TIMING_KEYS = {"seconds", "images_per_second", "created"}
 MTIME = 1_700_000_000_000_000_000  # every source file's mtime, in ns: the caches record it
 
@@ -170,17 +171,21 @@ class Scenario:
         return target
 
     def run(self, *args: str, out: str = "out.h5") -> None:
-        """``xraycache ARGS --json``; records its exit code, report and every cache file beside OUT."""
+        """``xraycache ARGS --json``; records its exit code, report, its whole error output and every cache
+        file beside OUT (and whether anything else was left there)."""
         self.step += 1
         cmd = [sys.executable, "-m", "xraycache", *args]
         env = {**os.environ, "XRAYCACHE_SERIAL_BELOW": "0"}
+        if CODE is not None:  # the package of another checkout
+            env["PYTHONPATH"] = str(CODE)
         done = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, env=env, check=False)
         entry: dict[str, Any] = {"args": list(args), "exit": done.returncode}
         if done.returncode == 0 and "--json" in args:
             report = json.loads(done.stdout)
             entry["report"] = {k: v for k, v in report.items() if k not in TIMING_KEYS}
         elif done.returncode != 0:
-            entry["stderr"] = done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else []
+            entry["stderr"] = done.stderr.strip().splitlines()
+        entry["left_beside_out"] = sorted(p.name for p in self.dir.iterdir() if p.name.startswith("."))
         target = self.dir / out
         files = {}
         if target.exists():
@@ -330,6 +335,32 @@ def csv_labels(s: Scenario) -> None:
     s.run("build", str(nih / "src"), "o.h5", *single, "--size", "32", "--json", out="o.h5")
 
 
+@scenario
+def retried(s: Scenario) -> None:
+    src = s.tree("kaggle")
+    broken = src / "train/NORMAL/IM-0999-0001.jpeg"
+    for shards in ("1", "2"):
+        out = f"r{shards}.h5"
+        args = ("build", str(src), out, "--size", "32", "--shards", shards)
+        s.run(*args, "--json", out=out)
+        s.run(*args, "--json", "--strict", out=out)  # up to date, but a file is skipped: strict fails
+        s.run(*args, "--json", "--dry-run", out=out)
+        s.run(*args, "--json", "--dry-run", "--shards", "3", out=out)
+    _save(broken, radiograph(90, 90, 999))  # the file skipped last time decodes now
+    for shards in ("1", "2"):
+        out = f"r{shards}.h5"
+        s.run("build", str(src), out, "--size", "32", "--shards", shards, "--json", out=out)
+    empty = s.dir / "empty"
+    (empty / "train/NORMAL").mkdir(parents=True)
+    s.run("build", str(empty), "e.h5", "--json", out="e.h5")
+    bad = s.dir / "bad"
+    for i in range(3):
+        (bad / "train/NORMAL").mkdir(parents=True, exist_ok=True)
+        (bad / f"train/NORMAL/IM-{i:04d}-0001.jpeg").write_bytes(b"not a jpeg")
+    s.run("build", str(bad), "b.h5", "--json", out="b.h5")
+    s.run("build", str(bad), "b.h5", "--json", "--strict", out="b.h5")
+
+
 def sample_scenario(sample: Path) -> Callable[[Scenario], None]:
     def real(s: Scenario) -> None:
         s.run("build", str(sample), "real.h5", "--json", out="real.h5")
@@ -403,11 +434,14 @@ def main() -> int:
     rec.add_argument("record", type=Path)
     rec.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "xraycache-compare")
     rec.add_argument("--sample", type=Path, help="a folder of real images to build too")
+    rec.add_argument("--code", type=Path, help="run the package of this checkout (default: the installed one)")
     dif = sub.add_parser("diff", help="compare two records")
     dif.add_argument("before", type=Path)
     dif.add_argument("after", type=Path)
     args = parser.parse_args()
     if args.verb == "record":
+        global CODE
+        CODE = args.code.absolute() if args.code else None
         record(args.record, args.work, args.sample)
         return 0
     return diff(args.before, args.after)

@@ -26,13 +26,14 @@ from .core.options import BuildOptions
 from .core.version import __version__
 
 if TYPE_CHECKING:
-    from .builder.pipeline import BuildReport, build
+    from .builder.api import build
+    from .builder.report import BuildReport
     from .read.cache import Cache, Split
     from .read.cache import open as open
 
 # name -> module that defines it, imported on first access
 _LAZY = {
-    "build": "xraycache.builder.pipeline",
+    "build": "xraycache.builder.api",
     "BuildReport": "xraycache.builder.report",
     "open": "xraycache.read.cache",
     "Cache": "xraycache.read.cache",

@@ -35,7 +35,7 @@ def scheduler_address(run: RunOptions) -> str | None:
     address = run.scheduler or os.environ.get(SCHEDULER_ENV, "").strip()
     if not address:
         raise OptionError(
-            f"{{backend}} needs a scheduler: pass {{scheduler}} or set {SCHEDULER_ENV}",
+            f"{{backend:bare}} needs a scheduler: pass {{scheduler:bare}} or set {SCHEDULER_ENV}",
             backend="dask",
             scheduler="tcp://HOST:8786",
         )
@@ -78,7 +78,9 @@ def dask_cluster(
     try:
         import distributed
     except ImportError:
-        raise OptionError("{backend} needs dask.distributed: pip install 'xraycache[dask]'", backend="dask") from None
+        raise OptionError(
+            "{backend:bare} needs dask.distributed: pip install 'xraycache[dask]'", backend="dask"
+        ) from None
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=True)
     except (OSError, TimeoutError) as exc:

@@ -23,18 +23,25 @@ from .scan import SourceFile
 from .writer import CacheWriter
 
 
-def commit(job: BuildJob, writer: CacheWriter, kept: list[SourceFile], plan: Plan) -> Outcome:
-    """Regroup near-duplicates where the build asks for it, then :func:`commit_file`; what OUT now holds."""
-    retried = {f.path for f in plan.retried}
-    outcome = Outcome("incremental" if plan.incremental else "cold", kept, sum(1 for f in kept if f.path in retried))
+def commit(job: BuildJob, writer: CacheWriter, written: list[SourceFile], plan: Plan) -> Outcome:
+    """Regroup near-duplicates where the build asks for it, then :func:`commit_file`; what OUT now holds.
+
+    ``written``: the files the execution wrote, in order."""
     layout = None
     if job.regroups:
-        written = {split: writer.written_rows(split) for split in writer.capacities}
-        layout = regroup(written, drop=job.drop_duplicates, resplit=job.group_near_duplicates, folds=job.group_folds)
-    if layout is not None:
+        rows = {split: writer.written_rows(split) for split in writer.capacities}
+        layout = regroup(rows, drop=job.drop_duplicates, resplit=job.group_near_duplicates, folds=job.group_folds)
+    if layout is None:
+        outcome = Outcome.written(plan, written)
+    else:
         job.skips.extend(layout.dropped)  # after the strict check: dropping is what was asked for
-        outcome.kept = _placed(kept, layout)
-        outcome.dropped_duplicates, outcome.moved_duplicates = len(layout.dropped), layout.moved
+        outcome = Outcome.written(
+            plan,
+            written,
+            _placed(written, layout),
+            dropped_duplicates=len(layout.dropped),
+            moved_duplicates=layout.moved,
+        )
     commit_file(writer, job.skips.entries, layout)
     return outcome
 

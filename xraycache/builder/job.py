@@ -11,6 +11,7 @@ from ..core.errors import SkipLog
 from ..core.options import Compression, ResizeOptions
 
 if TYPE_CHECKING:
+    from .plan import Plan
     from .scan import ScanResult, SourceFile
     from .workers import ForkedPool
 
@@ -48,6 +49,18 @@ class Outcome:
 
     mode: str
     kept: list[SourceFile]  # the files whose images OUT holds, each in the split (and fold) it went to
-    retried_added: int = 0  # files the old cache skipped that decoded this time
+    added: int = 0  # images decoded and written: new files and files skipped last time that decoded now
     dropped_duplicates: int = 0  # near-duplicates left out (--drop-duplicates), listed in the skipped rows
     moved_duplicates: int = 0  # images --resplit moved to the split of the near-duplicates they join
+
+    @classmethod
+    def written(
+        cls, plan: Plan, written: list[SourceFile], placed: list[SourceFile] | None = None, **counts: int
+    ) -> Outcome:
+        """The outcome of a plan carried out: ``written``, the files written; ``placed``, those the final
+        file holds where near-duplicates were dropped or moved after (default: the same)."""
+        kept = written if placed is None else placed
+        if not plan.incremental:
+            return cls("cold", kept, added=len(kept), **counts)
+        retried = {f.path for f in plan.retried}
+        return cls("incremental", kept, added=plan.added + sum(1 for f in written if f.path in retried), **counts)

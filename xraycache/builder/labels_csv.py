@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..core.errors import DecodeError, InputError
+from ..core.errors import DecodeError, InputError, OptionError, literal
 from ..core.files import read_regular
 
 SNIFF_BYTES = 64 << 10
@@ -110,10 +110,13 @@ def _rows(
     try:
         columns = [c.strip() for c in reader.fieldnames or []]
         reader.fieldnames = columns
-        for option, column in (("--path-col", path_col), ("--label-col", label_col), ("--patient-col", patient_col)):
+        for option, column in (("path_col", path_col), ("label_col", label_col), ("patient_col", patient_col)):
             if column is not None and column not in columns:
-                raise InputError(
-                    f"labels CSV {path} has no column {column!r} ({option}); its columns: {', '.join(columns) or 'none'}"
+                raise OptionError(
+                    literal(f"labels CSV {path} has no column {column!r} (")
+                    + f"{{{option}:name}}"
+                    + literal(f"); its columns: {', '.join(columns) or 'none'}"),
+                    **{option: column},
                 )
         rows: list[Row] = []
         for line, record in enumerate(reader, start=2):

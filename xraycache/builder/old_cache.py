@@ -9,7 +9,8 @@ validating open, and its text is read within what the whole cache stores.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,15 @@ class OldRowReader:
         """Close the old file (it may be replaced next: the rename of the new OUT)."""
         self.file.close()
 
-    def __enter__(self) -> OldRowReader:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path | None) -> Iterator[OldRowReader | None]:
+        """The reader of the old cache at ``path`` (None for a cold build), closed when the block ends."""
+        if path is None:
+            yield None
+            return
+        reader = cls(path)
+        try:
+            yield reader
+        finally:
+            reader.close()

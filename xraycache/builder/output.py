@@ -1,5 +1,5 @@
-"""OUT on disk: checks before a build writes it, the lock that keeps two builds from writing it at once, and
-OS errors worded for one line."""
+"""OUT on disk: checks before a build writes it, the lock that keeps two builds from writing it at once, its
+size (with its shards), and OS errors worded for one line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
+
 from ..core.errors import InputError
+from ..core.shard_files import cache_bytes
 
 
 def check_output(out: Path) -> None:
@@ -88,9 +91,10 @@ def os_reason(exc: OSError) -> str:
     return first if len(first) <= 200 else first[:200] + "..."
 
 
-def size_or_zero(path: Path) -> int:
-    """The size of the file at ``path``, 0 when it cannot be read (gone since the scan, say)."""
+def output_bytes(out: Path) -> int:
+    """Bytes of the cache at ``out``, its shard files included."""
     try:
-        return path.stat().st_size
+        with h5py.File(out, "r") as handle:
+            return cache_bytes(out, handle.attrs)
     except OSError:
-        return 0
+        return out.stat().st_size

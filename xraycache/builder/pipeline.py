@@ -17,20 +17,18 @@ the end, from what the scan, the plan and the execution say.
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import time
-import typing
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from ..core.atomic import remove_stale_temporaries
 from ..core.errors import InputError, OptionError, SkipLog
 from ..core.interrupts import interrupt_guard
-from ..core.options import BuildOptions, hints_of, info_of
+from ..core.options import BuildOptions
 from ..core.schema import FORMAT_VERSION, hdf5_versions, storable_path
 from ..core.shard_files import shard_count
 from ..core.version import __version__
@@ -38,109 +36,17 @@ from ..imaging.pil_install import pil_problem
 from ..imaging.stack import imaging_stack
 from .cluster import dask_cluster, scheduler_address
 from .commit import commit
-from .execute import decode_retried, execute, leave_unchanged, new_writer, still_unchanged
+from .execute import execute, retry_skipped
 from .job import BuildJob, Outcome, ProgressCallback
 from .old_cache import OldCache, open_old
-from .output import check_output, os_reason, output_lock, size_or_zero
+from .output import check_output, os_reason, output_bytes, output_lock
 from .plan import Plan, plan_build
 from .prepare import Prepared, prepare
 from .report import BuildReport
 from .scan import ScanResult, SourceFile, scan
-from .shards import output_bytes, remove_stale_shards, write_sharded
-from .workers import worker_pool
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from ..core.build_settings import BuildSettings
-
-
-def build(
-    src: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    options: BuildOptions | None = None,
-    *,
-    progress: ProgressCallback | None = None,
-    on_scan: Callable[[int], None] | None = None,
-    dry_run: bool = False,
-    command: str | None = None,
-    **settings: Unpack[BuildSettings],
-) -> BuildReport:
-    """Build (or bring up to date) one HDF5 cache of every readable image under ``src``.
-
-        If ``out`` holds a cache of the same ``src`` built with the same settings, only new and changed files
-        are decoded, and nothing is written when nothing changed; ``overwrite=True`` forces a cold build.
-
-        Parameters
-        ----------
-        src : str or os.PathLike
-            The dataset folder, e.g. ``chest_xray`` holding ``train/NORMAL/*.jpeg``.
-        out : str or os.PathLike
-            The HDF5 file to write, e.g. ``train.h5``.
-        options : BuildOptions, optional
-            Every option in one object; the keywords below change it where both are given.
-        progress : callable, optional
-            ``progress(n)`` is called as ``n`` more images are done.
-        on_scan : callable, optional
-            ``on_scan(total)`` is called once, after the scan, with the number of files the build goes through.
-        dry_run : bool, default False
-            Scan and report what the build would do, without decoding or writing.
-        command : str, optional
-            The command line recorded in the file (default: this process's).
-    {options}
-        Returns
-        -------
-        BuildReport
-            What the build did: counts per split and label, skipped files, mode, timings.
-
-        Raises
-        ------
-        OptionError
-            An option's value is not usable (an InputError; the message names the keyword).
-        InputError
-            Unusable paths or layouts, an ``out`` built with other settings, a write error (``out`` is then
-            untouched).
-        StrictError
-            ``strict=True`` and some file could not be taken (``out`` is then not written).
-        TypeError
-            An unknown keyword.
-    """
-    base = options if options is not None else BuildOptions()
-    return run_build(
-        src, out, base.replace(**settings), progress=progress, on_scan=on_scan, dry_run=dry_run, command=command
-    )
-
-
-def _with_options(function: Callable[..., BuildReport]) -> None:
-    """Give ``function`` (:func:`build`) a signature and Parameters that list every option of
-    :class:`BuildOptions` as a keyword-only argument, for ``help()``, ``inspect`` and notebooks."""
-    signature = inspect.signature(function)
-    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    lines = []
-    for part, field in BuildOptions.fields():
-        hint = hints_of(BuildOptions.PARTS[part])[field.name]
-        fixed.append(
-            inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default, annotation=hint)
-        )
-        lines += [
-            f"        {field.name} : {_type_text(hint)}, default {field.default!r}",
-            f"            {info_of(field).help}",
-        ]
-    function.__signature__ = signature.replace(parameters=fixed)  # type: ignore[attr-defined]
-    function.__doc__ = (function.__doc__ or "").replace("    {options}", "\n".join(lines))
-
-
-def _type_text(hint: Any) -> str:
-    """A type hint as numpydoc says it: ``int``, ``str or None``, ``{'a', 'b'}``."""
-    if typing.get_origin(hint) is Literal:
-        return "{" + ", ".join(repr(a) for a in typing.get_args(hint)) + "}"
-    args = typing.get_args(hint)
-    if args:
-        return " or ".join(_type_text(a) for a in args)
-    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
-
-
-_with_options(build)
+from .shards import remove_stale_shards, write_sharded
+from .workers import ForkedPool, worker_pool
+from .writer import open_writer
 
 
 def run_build(
@@ -153,7 +59,7 @@ def run_build(
     dry_run: bool = False,
     command: str | None = None,
 ) -> BuildReport:
-    """:func:`build` with its options in one validated object: the only orchestrator of a build."""
+    """:func:`xraycache.build` with its options in one validated object: the only orchestrator of a build."""
     started = time.perf_counter()
     address = scheduler_address(options.run)
     out_path = Path(out)
@@ -172,45 +78,28 @@ def run_build(
             shards=shards,
         )
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
-    movable = options.sources.resplit is not None and shards <= 1  # --resplit may move a reused image
-    skips = SkipLog(options.run.strict)
-    skips.extend(found.unlabeled_rows())
-    job = BuildJob(
-        found,
-        out_path,
-        options.resize,
-        options.run.workers(),
-        options.output.compression,
-        attrs,
-        skips,
-        progress,
-        drop_duplicates=options.sources.drop_duplicates,
-        group_near_duplicates=movable,
-        group_folds=options.sources.folds > 0 and shards <= 1,
-    )
     if dry_run:  # what the real run would do, or the error it would stop with; nothing decoded or written
-        old = None if options.output.overwrite or not out_path.exists() else open_old(out_path, attrs)
-        plan = plan_build(found, old, movable=movable, same_layout=_same_layout(old, shards))
+        job = _job(found, out_path, options, attrs, progress, None, options.run.workers())
+        _, plan = _plan(job, options)
         return _report(job, prepared, options, warnings, started, plan, None)
     with (
         interrupt_guard(),  # around the rename and the pool's end: see core.interrupts
         # before any file is opened; none for sharded builds, whose shards loky workers write
-        worker_pool(job.n_jobs if shards <= 1 else 1, options.run.backend, options.resize) as job.pool,
+        worker_pool(options.run.workers() if shards <= 1 else 1, options.run.backend, options.resize) as pool,
         output_lock(out_path),
         dask_cluster(
             address,
             found.root,
-            job.found.files[0].path if found.files else None,
+            found.files[0].path if found.files else None,
             options.run.scheduler_timeout,
             out_path.parent.absolute() if shards > 1 else None,
         ) as threads,
     ):
-        if threads is not None:  # on dask: every worker thread of the cluster
-            job.n_jobs = max(2, threads)
+        n_jobs = options.run.workers() if threads is None else max(2, threads)  # dask: every worker thread
+        job = _job(found, out_path, options, attrs, progress, pool, n_jobs)
         remove_stale_temporaries(out_path)
-        old = None if options.output.overwrite or not out_path.exists() else open_old(out_path, attrs)
         # 3. plan: what to copy from the old cache and what to decode
-        plan = plan_build(found, old, movable=movable, same_layout=_same_layout(old, shards))
+        old, plan = _plan(job, options)
         try:
             outcome = _execute_and_commit(job, plan, old, shards)  # 4-5
         except OSError as exc:
@@ -219,23 +108,61 @@ def run_build(
     return _report(job, prepared, options, warnings, started, plan, outcome)
 
 
+def _job(
+    found: ScanResult,
+    out: Path,
+    options: BuildOptions,
+    attrs: dict[str, Any],
+    progress: ProgressCallback | None,
+    pool: ForkedPool | None,
+    n_jobs: int,
+) -> BuildJob:
+    """What every step of this build shares; its skipped rows start with the files the scan gave no label."""
+    shards = options.output.shards
+    skips = SkipLog(options.run.strict)
+    skips.extend(found.unlabeled_rows())
+    return BuildJob(
+        found,
+        out,
+        options.resize,
+        n_jobs,
+        options.output.compression,
+        attrs,
+        skips,
+        progress,
+        pool,
+        drop_duplicates=options.sources.drop_duplicates,
+        group_near_duplicates=options.sources.resplit is not None and shards <= 1,
+        group_folds=options.sources.folds > 0 and shards <= 1,
+    )
+
+
+def _plan(job: BuildJob, options: BuildOptions) -> tuple[OldCache | None, Plan]:
+    """Step 3: the old OUT, if this build updates it (InputError when it was built otherwise), and the plan."""
+    out = job.out
+    old = None if options.output.overwrite or not out.exists() else open_old(out, job.attrs)
+    same_layout = old is not None and shard_count(old.attrs) == options.output.shards  # one file, or as many shards
+    # --resplit may have moved a reused image to the split of the near-duplicates it joins
+    return old, plan_build(job.found, old, movable=job.group_near_duplicates, same_layout=same_layout)
+
+
 def _execute_and_commit(job: BuildJob, plan: Plan, old: OldCache | None, shards: int) -> Outcome:
     """Steps 4 and 5: decode and write what the plan says into a new file, then rename it over OUT; or
     nothing, when OUT already holds this build."""
-    decoded = decode_retried(job, plan)  # the files the old cache skipped, when they decide "unchanged"
-    if old is not None and still_unchanged(job, plan, old, decoded):
-        return leave_unchanged(job, plan, old)
+    decoded, unchanged = retry_skipped(job, plan, old)
+    if unchanged:  # nothing to write; the old skipped list is this build's (a strict build still fails on it)
+        assert old is not None
+        job.skips.entries[:] = old.skipped
+        job.skips.check()
+        if job.progress is not None:
+            job.progress(len(job.found.files))
+        return Outcome("unchanged", plan.reused_files, added=plan.added)
     old_path = None if old is None else old.path
-    if shards > 1:
+    if shards > 1:  # each shard: steps 4 and 5 in a worker of its own, then a file that joins them
         return write_sharded(job, plan, decoded, old_path, shards)
-    with new_writer(job) as writer:  # aborted (OUT untouched) if anything below fails
-        kept = execute(job, plan, decoded, old_path, writer)
-        return commit(job, writer, kept, plan)
-
-
-def _same_layout(old: OldCache | None, shards: int) -> bool:
-    """Whether a rebuild writes OUT as the old cache was written: one file, or as many shards."""
-    return old is not None and shard_count(old.attrs) == shards
+    with open_writer(job) as writer:  # aborted (OUT untouched) if anything below fails
+        written = execute(job, plan, decoded, old_path, writer)
+        return commit(job, writer, written, plan)
 
 
 def _warnings(found: ScanResult, options: BuildOptions) -> list[str]:
@@ -293,7 +220,7 @@ def _report(
             report.added = len(found.files)
     else:
         report.dropped_duplicates, report.moved_duplicates = outcome.dropped_duplicates, outcome.moved_duplicates
-        report.added = len(outcome.kept) if outcome.mode == "cold" else report.added + outcome.retried_added
+        report.added = outcome.added
         emptied = [
             s for s, n in _count(found, found.files).items() if sum(n.values()) and not sum(report.counts[s].values())
         ]
@@ -302,7 +229,7 @@ def _report(
                 f"split(s) {', '.join(emptied)} hold no image after near-duplicates were "
                 f"{'dropped' if report.dropped_duplicates else 'moved'}: every image there copied one elsewhere"
             )
-        report.input_bytes = sum(size_or_zero(found.root / f.path) for f in outcome.kept)
+        report.input_bytes = sum(_size_or_zero(found.root / f.path) for f in outcome.kept)
         report.output_bytes = output_bytes(job.out)  # with its shard files, if any
     report.seconds = time.perf_counter() - started
     return report
@@ -333,3 +260,11 @@ def _count(found: ScanResult, files: list[SourceFile]) -> dict[str, dict[str, in
         for label in f.labels if found.multi_label else (f.label,):  # multi-label: once per label it has
             counts[f.split][found.label_names[label]] += 1
     return counts
+
+
+def _size_or_zero(path: Path) -> int:
+    """The size of the source file at ``path``, 0 when it cannot be read (gone since the scan, say)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..core.errors import Skipped
 from ..core.files import file_sha256
 from ..core.schema import storable_path
 from .old_cache import OldCache, OldImage
@@ -114,8 +115,14 @@ def plan_build(found: ScanResult, old: OldCache | None, *, movable: bool, same_l
         if plan.retried:
             plan.unchanged_if_retried_fail = True
         else:
-            plan.unchanged = found.unlabeled_rows() == old.skipped
+            plan.unchanged = same_skipped(found, old, [])
     return plan
+
+
+def same_skipped(found: ScanResult, old: OldCache, retried_failures: list[Skipped]) -> bool:
+    """Whether the build's ``/skipped`` rows (the scan's, then the retried files that failed again) are
+    the old cache's, row for row: the last condition of leaving OUT unchanged."""
+    return [*found.unlabeled_rows(), *retried_failures] == old.skipped
 
 
 def _same_contents(found: ScanResult, old: OldCache, plan: Plan) -> bool:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..core.errors import InputError
+from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
-from ..core.validate import MAX_LABELS, MAX_NAME_CHARS
+from ..core.schema import MAX_LABELS, MAX_NAME_CHARS
 from ..imaging.decoders import dicom
 from . import identifiers
 from .labels_csv import Row, match, read_labels_csv
@@ -132,9 +132,11 @@ def _used_labels(csv_file: Path, rows: Iterable[Row]) -> tuple[str, ...]:
     """The sorted label names of the rows that matched an image; InputError past what a cache may hold."""
     names = sorted({label for row in rows for label in row.labels})
     if len(names) > MAX_LABELS:
-        raise InputError(
-            f"labels CSV {csv_file.name} gives {len(names):,} distinct labels to the images, more than a cache "
-            f"holds ({MAX_LABELS:,}); is --label-col the right column?"
+        raise OptionError(
+            literal(f"labels CSV {csv_file.name} gives {len(names):,} distinct labels to the images, more than a ")
+            + literal(f"cache holds ({MAX_LABELS:,}); is ")
+            + "{label_col:name} the right column?",
+            label_col="",
         )
     long = [name for name in names if len(name) > MAX_NAME_CHARS]
     if long:

@@ -10,6 +10,7 @@ sibling of the temporary file that then takes its place; OUT itself is only ever
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import h5py
@@ -19,43 +20,48 @@ from ..core.atomic import AtomicFile
 from ..core.pixels import add_label_hist
 from .regroup import Layout
 
-COPY_BLOCK_BYTES = 32 << 20  # pixels copied per read/write, at most
+COPY_BLOCK_BYTES = 32 << 20  # pixels copied from one cache file to another per read/write, at most
 NEW = "compact.tmp"  # the rewritten file, beside the one it replaces
 
 
 def compact(output: AtomicFile, written: dict[str, int]) -> None:
     """Rewrite ``output``'s file so that each split's datasets hold exactly its ``written`` rows."""
-    new_path = output.sibling(NEW)
-    try:
-        with h5py.File(output.tmp, "r") as src, h5py.File(new_path, "w", libver=("v110", "latest")) as dst:
-            for key, value in src.attrs.items():
-                dst.attrs[key] = value
-            for name in src:
-                if name not in written:
-                    src.copy(src[name], dst, name=name)
-                    continue
-                _copy_rows(src[name], dst.create_group(name), written[name])
-    except BaseException:
-        new_path.unlink(missing_ok=True)
-        raise
-    output.replace_inner(NEW)
+
+    def fill(src: h5py.File, dst: h5py.File) -> None:
+        for name in src:
+            if name not in written:
+                src.copy(src[name], dst, name=name)
+                continue
+            _copy_rows(src[name], dst.create_group(name), written[name])
+
+    _rewrite(output, fill)
 
 
 def rearrange(output: AtomicFile, layout: Layout, n_labels: int) -> None:
     """Rewrite ``output``'s file so that its splits hold the rows ``layout`` lists, in its order, with their
     statistics counted again: images dropped as near-duplicates, or moved to another split."""
+
+    def fill(src: h5py.File, dst: h5py.File) -> None:
+        images = src[next(iter(layout.rows))]["images"]
+        block = max(1, COPY_BLOCK_BYTES // max(1, images.dtype.itemsize * images.shape[1] * images.shape[2]))
+        for name in src:
+            if name not in layout.rows:
+                src.copy(src[name], dst, name=name)
+        for split, rows in layout.rows.items():
+            _copy_selected(src, dst.create_group(split), split, rows, layout.folds, n_labels, block)
+
+    _rewrite(output, fill)
+
+
+def _rewrite(output: AtomicFile, fill: Callable[[h5py.File, h5py.File], None]) -> None:
+    """A new file beside ``output``'s, with its root attributes and what ``fill`` copies into it, that then
+    takes its place (removed instead if anything fails)."""
     new_path = output.sibling(NEW)
     try:
         with h5py.File(output.tmp, "r") as src, h5py.File(new_path, "w", libver=("v110", "latest")) as dst:
-            images = src[next(iter(layout.rows))]["images"]
-            block = max(1, COPY_BLOCK_BYTES // max(1, images.dtype.itemsize * images.shape[1] * images.shape[2]))
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
-            for name in src:
-                if name not in layout.rows:
-                    src.copy(src[name], dst, name=name)
-            for split, rows in layout.rows.items():
-                _copy_selected(src, dst.create_group(split), split, rows, layout.folds, n_labels, block)
+            fill(src, dst)
     except BaseException:
         new_path.unlink(missing_ok=True)
         raise

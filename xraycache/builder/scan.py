@@ -12,10 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import InputError, Skipped
+from ..core.errors import InputError, OptionError, Skipped, literal
 from ..core.options import Classes
-from ..core.schema import storable_path
-from ..core.validate import MAX_LABELS
+from ..core.schema import MAX_LABELS, storable_path
 from ..imaging.decoders.dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
@@ -230,9 +229,10 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
         label_names = BINARY_LABELS if classes == "binary" else THREE_LABELS
     else:
         if classes != "auto":
-            raise InputError(
-                f"--classes {classes} needs NORMAL/PNEUMONIA or 1_Normal/2_Bacteria/3_Virus folders, "
-                f"but {root} has class folders {', '.join(folder_names[:6])}"
+            raise OptionError(
+                "{classes} needs NORMAL/PNEUMONIA or 1_Normal/2_Bacteria/3_Virus folders, "
+                + literal(f"but {root} has class folders {', '.join(folder_names[:6])}"),
+                classes=classes,
             )
         if len(folder_names) > MAX_LABELS:
             raise InputError(

@@ -32,28 +32,19 @@ from ..core.atomic import AtomicFile, current_umask, fsync_dir, remove_stale_tem
 from ..core.errors import SkipLog, Skipped
 from ..core.options import Compression, ResizeOptions
 from ..core.schema import STR
-from ..core.shard_files import cache_bytes, shard_paths
+from ..core.shard_files import shard_paths
 from ..imaging.result import DecodeResult
 from .cluster import parallel_config
 from .commit import commit_file
-from .execute import execute, new_writer
+from .execute import execute
 from .job import BuildJob, Outcome
 from .plan import Action, Plan
 from .scan import ScanResult
 from .workers import worker_initializer
-from .writer import write_skipped
+from .writer import open_writer, write_skipped
 
 SHARD_FOLDER = "{name}.shards-"  # + a random suffix; beside OUT, one per build
 REUSE_WEIGHT = 0.02  # copying a reused image costs ~1/50 of decoding one: used to balance the shards
-
-
-def output_bytes(out: Path) -> int:
-    """Bytes of the cache at ``out``, its shard files included."""
-    try:
-        with h5py.File(out, "r") as handle:
-            return cache_bytes(out, handle.attrs)
-    except OSError:
-        return out.stat().st_size
 
 
 def remove_stale_shards(out: Path, keep: Path | None = None) -> None:
@@ -133,8 +124,7 @@ def write_sharded(
         shutil.rmtree(folder, ignore_errors=True)
         raise
     remove_stale_shards(out, keep=folder)
-    retried = {f.path for f in plan.retried}
-    return Outcome("incremental" if plan.incremental else "cold", written, sum(f.path in retried for f in written))
+    return Outcome.written(plan, written)
 
 
 def _shard_task(
@@ -154,7 +144,7 @@ def _shard_task(
     commit, so a shard is a complete cache of its files.
     """
     job = BuildJob(found, Path(shard_path), spec, 1, compression, attrs, SkipLog())
-    with new_writer(job) as writer:
+    with open_writer(job) as writer:
         kept = execute(job, Plan(list(actions)), decoded, None if old_path is None else Path(old_path), writer)
         commit_file(writer, job.skips.entries)
     return index, [f.path for f in kept], job.skips.entries

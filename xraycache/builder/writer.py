@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -48,6 +48,9 @@ from ..core.schema import (
 from ..imaging.result import DecodedImage
 from .regroup import Rows
 from .scan import SourceFile
+
+if TYPE_CHECKING:
+    from .job import BuildJob
 
 COMPRESSED_CHUNK_IMAGES = 8  # images per chunk of a compressed ``images`` dataset
 SLAB_BYTES = 2 << 20  # pixels written at a time (whole chunks when compressed): little is left after the last decode
@@ -104,7 +107,9 @@ class _SplitState:
 
 
 class CacheWriter:
-    """Writes one cache file; ``commit()`` renames it into place, ``abort()`` leaves no trace.
+    """Writes one cache file into ``output`` (an :class:`AtomicFile` beside OUT): ``add`` and ``add_rows``
+    stream rows in, ``finish`` completes and closes the file, ``output.commit()`` then renames it over OUT
+    (``commit.py``); ``abort()`` leaves no trace.
 
     Use as a context manager: leaving the block by an exception aborts.
     """
@@ -129,7 +134,6 @@ class CacheWriter:
         self.image_shape = image_shape
         self.compression = compression
         self.output = AtomicFile(self.out)
-        self.tmp_path = self.output.tmp
         self._splits: dict[str, _SplitState] = {}
         self._hist: dict[str, np.ndarray] = {}
         pixel_bytes = self.dtype.itemsize * image_shape[0] * image_shape[1]
@@ -138,7 +142,7 @@ class CacheWriter:
             slab_rows = -(-slab_rows // COMPRESSED_CHUNK_IMAGES) * COMPRESSED_CHUNK_IMAGES
         self._slab_rows = slab_rows
         try:
-            self._file = h5py.File(self.tmp_path, "w", libver=("v110", "latest"))
+            self._file = h5py.File(self.output.tmp, "w", libver=("v110", "latest"))
         except BaseException:
             self.output.abort()
             raise
@@ -330,6 +334,25 @@ class CacheWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def open_writer(job: BuildJob) -> CacheWriter:
+    """The writer of ``job.out``, its splits sized for every scanned file (fewer rows are kept when some
+    are skipped)."""
+    found, spec = job.found, job.resize
+    capacities = {split: 0 for split in found.splits}
+    for f in found.files:
+        capacities[f.split] += 1
+    return CacheWriter(
+        job.out,
+        capacities=capacities,
+        label_names=found.label_names,
+        image_shape=(spec.size, spec.size),
+        attrs=job.attrs,
+        compression=job.compression,
+        dtype=spec.dtype,
+        multi_label=found.multi_label,
+    )
 
 
 def write_skipped(file: h5py.File, rows: list[Skipped]) -> None:

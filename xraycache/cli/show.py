@@ -34,8 +34,8 @@ ALWAYS_SHOWN = (
 )  # other settings only when not the default
 
 
-def _plots() -> ModuleType:
-    """xraycache.read.figures, imported on first use: matplotlib costs ~0.5 s of start-up other commands skip."""
+def _figures() -> ModuleType:
+    """xraycache.read.figures, imported on first use: matplotlib's start-up is a cost other commands skip."""
     return importlib.import_module("xraycache.read.figures")
 
 
@@ -76,13 +76,13 @@ def _out(file: Path, view: str, out: Path | None, report: bool = False) -> Path:
     """Where a view goes: ``--out`` (refused before any work unless its suffix names a format), else a default."""
     if out is None:
         return Path.cwd() / f"{file.stem}-{view}.{'html' if report else 'png'}"
-    plots = _plots()
-    plots.output_format(out, _html_report().REPORT_FORMATS if report else plots.FIGURE_FORMATS)
+    figures = _figures()
+    figures.output_format(out, _html_report().REPORT_FORMATS if report else figures.FIGURE_FORMATS)
     return out
 
 
 def _split_name(cache: Cache, split: str | None) -> str:
-    return split if split is not None else _plots().first_with_images(_nonempty(cache)).name
+    return split if split is not None else _figures().first_with_images(_nonempty(cache)).name
 
 
 def _nonempty(cache: Cache) -> Cache:
@@ -93,7 +93,7 @@ def _nonempty(cache: Cache) -> Cache:
 
 
 def _write(fig: Figure, path: Path, dpi: int) -> None:
-    written = _plots().save(fig, path, dpi=dpi)
+    written = _figures().save(fig, path, dpi=dpi)
     print(written)
 
 
@@ -195,7 +195,7 @@ def image_command(
                 name, index = cache.locate(path)
             else:
                 name = _split_name(cache, split)
-            _write(_plots().image(cache[name], index), target, dpi)
+            _write(_figures().image(cache[name], index), target, dpi)
 
 
 @show_app.command("hist", cls=TidyCommand)
@@ -213,7 +213,7 @@ def hist_command(
     with cli_errors():
         target = _out(file, "hist", out)
         with open_for_reading(file) as cache:
-            _write(_plots().hist(_nonempty(cache), split=split, by_class=by_class, log=log), target, dpi)
+            _write(_figures().hist(_nonempty(cache), split=split, by_class=by_class, log=log), target, dpi)
 
 
 @show_app.command("counts", cls=TidyCommand)
@@ -222,7 +222,7 @@ def counts_command(file: FileArg, out: OutOpt = None, dpi: DpiOpt = DEFAULT_DPI)
     with cli_errors():
         target = _out(file, "counts", out)
         with open_for_reading(file) as cache:
-            _write(_plots().counts(_nonempty(cache)), target, dpi)
+            _write(_figures().counts(_nonempty(cache)), target, dpi)
 
 
 @show_app.command("grid", cls=TidyCommand)
@@ -239,7 +239,7 @@ def grid_command(
     with cli_errors():
         target = _out(file, "grid", out)
         with open_for_reading(file) as cache:
-            _write(_plots().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), target, dpi)
+            _write(_figures().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), target, dpi)
 
 
 @show_app.command("report", cls=TidyCommand)

@@ -1,1 +1,3 @@
-"""The bottom layer: errors, the build options, the cache file's schema and its validating open. Imports no other layer."""
+"""The bottom layer: errors, the build options, the cache file's schema and its validating open.
+
+Imports no other layer."""

@@ -48,10 +48,11 @@ class CacheNotFoundError(InputError, FileNotFoundError):
         self.errno = errno.ENOENT
 
 
-class OptionError(InputError):
-    """A build option's value is not usable. The message names options by keyword (``jobs=0``) for Python
-    callers, by flag (``--jobs 0``) on the command line: ``template`` holds ``{name}`` for an option with its
-    value and ``{name:name}`` for the option alone, the names being the keys of ``options``."""
+class _NamesOptions(XrayCacheError):
+    """An error whose message names build options: by keyword (``jobs=0``) for Python callers, by flag
+    (``--jobs 0``) on the command line. ``template`` holds ``{name}`` for an option with its value,
+    ``{name:bare}`` for the same without quotes on the command line (as typed there) and ``{name:name}`` for
+    the option alone, the names being the keys of ``options``; other text goes through :func:`literal`."""
 
     def __init__(self, template: str, **options: Any) -> None:
         self.template, self.options = template, options
@@ -66,6 +67,16 @@ class OptionError(InputError):
         return self._render(cli=True)
 
 
+class OptionError(_NamesOptions, InputError):
+    """A build option's value is not usable, or options that do not go together (CLI exit code 2)."""
+
+
+class StrictError(_NamesOptions):
+    """``strict=True`` and some files could not be taken (CLI exit code 1)."""
+
+    exit_code = 1
+
+
 class _Named:
     """One option in an :class:`OptionError`: ``jobs=0`` / ``jobs``, or ``--jobs 0`` / ``--jobs``."""
 
@@ -77,7 +88,7 @@ class _Named:
             return self.keyword if spec == "name" else f"{self.keyword}={self.value!r}"
         if spec == "name" or self.value is True:  # a switch is its flag alone
             return self.flag
-        return f"{self.flag} {self.value!r}"
+        return f"{self.flag} {self.value}" if spec == "bare" else f"{self.flag} {self.value!r}"
 
 
 def literal(text: str) -> str:
@@ -87,12 +98,6 @@ def literal(text: str) -> str:
 
 class NotACacheError(XrayCacheError):
     """A file that is not an xraycache HDF5 file, or a damaged one."""
-
-
-class StrictError(XrayCacheError):
-    """``strict=True`` and some files could not be taken (CLI exit code 1)."""
-
-    exit_code = 1
 
 
 class DecodeError(XrayCacheError):
@@ -152,4 +157,5 @@ class SkipLog:
             return
         listed = "; ".join(f"{s.path}: {s.reason}" for s in self.entries[:5])
         more = f" (and {len(self.entries) - 5} more)" if len(self.entries) > 5 else ""
-        raise StrictError(f"--strict: {len(self.entries)} file(s) could not be taken: {listed}{more}")
+        detail = literal(f": {len(self.entries)} file(s) could not be taken: {listed}{more}")
+        raise StrictError("{strict}" + detail, strict=True)

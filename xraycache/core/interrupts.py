@@ -1,10 +1,10 @@
 """Ctrl-C during a build: a KeyboardInterrupt that is never lost, and nothing committed after it.
 
 Python runs a signal handler between any two bytecodes of the main thread, also inside a ``__del__`` or
-a weakref callback, where an exception is printed as "Exception ignored" and dropped (a ``kill -INT`` of a forked-pool build
-could then complete as if nothing happened: ``tests/test_crash.py`` interrupts builds). So the handler also records
-the request, and ``check`` raises it again where the build can still stop cleanly: between decoded
-images and before a new file is renamed into place.
+a weakref callback, where an exception is printed as "Exception ignored" and dropped: a ``kill -INT`` of a
+forked-pool build could then complete as if nothing happened (``tests/test_crash.py`` interrupts builds).
+So the handler also records the request, and ``check`` raises it again where the build can still stop
+cleanly: between decoded images and before a new file is renamed into place.
 """
 
 from __future__ import annotations

@@ -371,7 +371,7 @@ class RunOptions(_Part):
             raise OptionError("{jobs}: use a positive number of workers, or -1 for all cores", jobs=self.jobs)
         if self.backend != "dask" and self.scheduler:
             raise OptionError(
-                "{scheduler:name} is for {backend}; set it, or drop {scheduler:name}",
+                "{scheduler:name} is for {backend:bare}; set it, or drop {scheduler:name}",
                 scheduler=self.scheduler,
                 backend="dask",
             )

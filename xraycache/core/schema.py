@@ -31,6 +31,10 @@ DESCRIPTOR_DESCRIPTION = (
     "32x32 area-average thumbnail of the stored image (uint8): the near-duplicate search compares these"
 )
 
+# What a cache's names may be: a build refuses more labels or longer names, a reader refuses such a file.
+MAX_LABELS = 10_000
+MAX_NAME_CHARS = 1_000  # a label or split name
+
 # Root attributes that are not build options but decide what a build produces: an incremental rebuild
 # reuses an old cache only when these and every recorded option (BuildOptions.settings) match.
 CONTEXT_SETTINGS = (

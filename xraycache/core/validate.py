@@ -23,6 +23,8 @@ from .schema import (
     FORMAT_VERSION,
     HDF5_SIGNATURE,
     HIST_BINS,
+    MAX_LABELS,
+    MAX_NAME_CHARS,
     META_COLUMNS,
     SKIPPED_COLUMNS,
     STR,
@@ -33,8 +35,6 @@ BUILD_HINT = "give a cache written by `xraycache build SRC OUT`"
 # Bounds on what a cache may claim, checked before anything of that size is read (README "Untrusted caches").
 MAX_ROOT_ATTRIBUTES = 200
 MAX_SPLITS = 1_000
-MAX_LABELS = 10_000
-MAX_NAME_CHARS = 1_000  # a label or split name
 MAX_MEMBERS = 200  # datasets in one group (meta columns, stats)
 MAX_SHARDS = 4096
 MAX_COMPRESSION = 1024  # logical / stored bytes of a compressed dataset (gzip of a black image: ~700)

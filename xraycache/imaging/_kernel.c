@@ -514,7 +514,7 @@ static PyObject *hist_u8(PyObject *self, PyObject *args) {
 }
 
 /* descriptor_u8(src, height, width, out): out (32 x 32 uint8) = the rounded mean of each of the 32 x 32
- * equal blocks of src (height and width multiples of 32), as core/format.py's pixel_descriptor. */
+ * equal blocks of src (height and width multiples of 32), as core/pixels.py's pixel_descriptor. */
 static PyObject *descriptor_u8(PyObject *self, PyObject *args) {
     PyObject *o_src, *o_out;
     Py_ssize_t height, width;
@@ -643,7 +643,7 @@ static PyObject *fixed_taps(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"fixed_taps", fixed_taps, METH_VARARGS, "The fixed-point table of one resize axis (resize.py _fixed_taps)."},
-    {"descriptor_u8", descriptor_u8, METH_VARARGS, "32x32 block means of a uint8 image (core/format.py)."},
+    {"descriptor_u8", descriptor_u8, METH_VARARGS, "32x32 block means of a uint8 image (core/pixels.py)."},
     {"set_simd", set_simd, METH_VARARGS, "Use the AVX2 passes where the CPU has them (True), or not (False)."},
     {"simd", simd, METH_NOARGS, "The vector level of the resize passes: AVX2 or none."},
     {"area_u8", area_u8, METH_VARARGS, "Fixed-point exact-area resize of a uint8 image (see resize.py)."},

@@ -1,10 +1,10 @@
 """Which kernel runs the 8-bit area resize and the histogram: the compiled one (``_kernel.c``) or NumPy.
 
 Both do the same fixed-point integer arithmetic, so they give the same bytes; the compiled one is several
-times faster (``python -m benchmarks.hotpath --sections per_image``) (with AVX2 passes where the CPU has them, the same bytes again) and is built by ``pip install .``
-where a C compiler is present. ``XRAYCACHE_KERNEL=numpy``
-forces the NumPy one (tests, benchmarks); ``XRAYCACHE_REQUIRE_KERNEL=1`` makes a missing compiled kernel
-an error instead of a silent fallback (CI).
+times faster (``python -m benchmarks.hotpath --sections per_image``), with AVX2 passes where the CPU has
+them (the same bytes again), and is built by ``pip install .`` where a C compiler is present.
+``XRAYCACHE_KERNEL=numpy`` forces the NumPy one (tests, benchmarks); ``XRAYCACHE_REQUIRE_KERNEL=1`` makes a
+missing compiled kernel an error instead of a silent fallback (CI).
 """
 
 from __future__ import annotations
