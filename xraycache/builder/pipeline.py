@@ -30,7 +30,7 @@ from ..core.version import __version__
 from ..imaging.pil_install import pil_problem
 from ..imaging.stack import imaging_stack
 from .cluster import dask_cluster, scheduler_address
-from .plan import OldCache, plan_build, plan_rebuild, read_old_cache, settings_diff, up_to_date
+from .plan import OldCache, backend_notes, plan_build, plan_rebuild, read_old_cache, settings_diff, up_to_date
 from .prepare import prepare
 from .report import BuildJob, BuildReport, ProgressCallback
 from .scan import ScanResult, SourceFile, scan
@@ -194,7 +194,8 @@ def _plan_dry_run(
         return
     old = _open_old(out, attrs)
     movable = options.sources.resplit is not None and options.output.shards <= 1  # as run_build's BuildJob
-    plan = plan_rebuild(found, old, movable=movable)
+    plan = plan_rebuild(found, old, movable=movable, resize=options.resize)
+    report.warnings.extend(backend_notes(old, plan))
     report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
     report.added, report.changed = plan.added, plan.changed
     report.retried = len(plan.retried)

@@ -3,9 +3,11 @@
 A file is reused when its size and mtime match what the old cache recorded; when only the mtime
 moved, its content hash decides between *touched* (reused, mtime updated) and *changed* (decoded
 again). The recorded settings (every option that shapes the output, and the build context: source
-folder, imaging backend, versions) must match, or the build stops and names them: reusing pixels made
-another way would silently mix two caches in one file. The plan says, in the end, whether OUT is
-already up to date (then nothing is written).
+folder, versions) must match, or the build stops and names them: reusing pixels made another way would
+silently mix two caches in one file. The imaging backend (Pillow or Pillow-SIMD) is not such a setting: the
+two give the same bytes except where Pillow's resampling makes the pixels, so after a switch only those
+images are decoded again (``pillow_resamples``). The plan says, in the end, whether OUT is already up to
+date (then nothing is written).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from ..core.format import (
     read_text,
     storable_path,
 )
-from ..core.options import setting_names
+from ..core.options import ResizeOptions, setting_names
+from ..imaging.resize import pillow_resamples
 from ..imaging.result import DecodeFailure, DecodeResult
+from ..imaging.stack import imaging_stack
 from .prepare import label_key
 from .report import BuildJob
 from .scan import ScanResult, SourceFile
@@ -45,6 +49,8 @@ class OldImage:
     file_size: int
     mtime_ns: int
     file_hash: bytes
+    width: int = 0  # the source's size, which says whether Pillow's resampling made the pixels
+    height: int = 0
 
 
 @dataclass
@@ -75,6 +81,7 @@ def read_old_cache(path: Path) -> OldCache:
                 sizes = meta["file_size"][:]
                 mtimes = meta["mtime_ns"][:]
                 hashes = meta["file_hash"][:]
+                widths, heights = meta["width"][:], meta["height"][:]
                 for index, rel in enumerate(paths):
                     images[str(rel)] = OldImage(
                         split=str(split),
@@ -87,6 +94,8 @@ def read_old_cache(path: Path) -> OldCache:
                         file_size=int(sizes[index]),
                         mtime_ns=int(mtimes[index]),
                         file_hash=bytes(hashes[index]),
+                        width=int(widths[index]),
+                        height=int(heights[index]),
                     )
             skipped: list[Skipped] = []
             if "skipped" in handle:
@@ -102,7 +111,8 @@ def read_old_cache(path: Path) -> OldCache:
 def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable ``name old -> new`` for each recorded setting that differs."""
     diffs = []
-    for key in ("source_root", *setting_names(), *(k for k in CONTEXT_SETTINGS if k != "source_root")):
+    context = (k for k in CONTEXT_SETTINGS if k not in ("source_root", "imaging_backend"))  # backend: see plan_rebuild
+    for key in ("source_root", *setting_names(), *context):
         before, after = old.get(key), new.get(key)
         if before != after:
             diffs.append(f"{key} {before!r} -> {after!r}")
@@ -135,6 +145,7 @@ class Plan:
     changed: int = 0
     removed: int = 0
     retried: list[SourceFile] = field(default_factory=list)  # skipped last time: decoded again
+    other_backend: int = 0  # of ``changed``: same file, but its pixels were resampled by another imaging backend
     decoded: dict[str, DecodeResult] = field(default_factory=dict)  # path -> result, decoded while planning
     up_to_date: bool = False  # nothing to write: OUT already holds this build
 
@@ -144,15 +155,20 @@ class Plan:
         return [a.source for a in self.actions if a.reuse]
 
 
-def plan_rebuild(found: ScanResult, old: OldCache, *, movable: bool = False) -> Plan:
+def plan_rebuild(
+    found: ScanResult, old: OldCache, *, movable: bool = False, resize: ResizeOptions | None = None
+) -> Plan:
     """Compare the scan with the old cache's index (size + mtime; sha256 only where those moved).
 
     ``movable``: an image may sit in another split than the scan gave it (``--resplit`` moved it to the
-    near-duplicates it joins) and is still reused; the build places it again.
+    near-duplicates it joins) and is still reused; the build places it again. ``resize``: the build's pixel
+    settings; when the old cache was made by another imaging backend, the images whose bytes depend on it
+    (:func:`pillow_resamples`) are decoded again, so the result is what a cold build gives here.
     """
     actions: list[Action] = []
     plan = Plan(actions)
     old_skipped = {row.path for row in old.skipped}
+    other_backend = resize is not None and old.attrs.get("imaging_backend") != imaging_stack().imaging
     seen: set[str] = set()
     for source in found.files:
         key = storable_path(source.path)
@@ -175,6 +191,11 @@ def plan_rebuild(found: ScanResult, old: OldCache, *, movable: bool = False) -> 
         if stat is None or not same_place or stat.st_size != entry.file_size:
             actions.append(Action(source))
             plan.changed += 1
+            continue
+        if other_backend and resize is not None and pillow_resamples(entry.width, entry.height, resize):
+            actions.append(Action(source))
+            plan.changed += 1
+            plan.other_backend += 1
             continue
         if stat.st_mtime_ns == entry.mtime_ns:
             actions.append(Action(source, entry, stat.st_mtime_ns))
@@ -205,7 +226,8 @@ def plan_build(job: BuildJob, old: OldCache | None, *, same_layout: bool) -> Pla
     found, report = job.found, job.report
     if old is None:
         return Plan([Action(f) for f in found.files], added=len(found.files))
-    plan = plan_rebuild(found, old, movable=job.group_near_duplicates)
+    plan = plan_rebuild(found, old, movable=job.group_near_duplicates, resize=job.resize)
+    report.warnings.extend(backend_notes(old, plan))
     report.mode = "incremental"
     report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
     report.added, report.changed = plan.added, plan.changed
@@ -221,6 +243,18 @@ def plan_build(job: BuildJob, old: OldCache | None, *, same_layout: bool) -> Pla
     if job.progress is not None:
         job.progress(len(found.files))
     return plan
+
+
+def backend_notes(old: OldCache, plan: Plan) -> list[str]:
+    """The line a rebuild says when the old cache's pixels came from another imaging backend and some of them
+    depend on it; none when every image is the same bytes with either (then they are all reused)."""
+    if not plan.other_backend:
+        return []
+    return [
+        f"{old.path} was built with {old.attrs.get('imaging_backend')}, this build runs {imaging_stack().imaging}: "
+        f"{plan.other_backend} of {len(plan.actions)} image(s) made by Pillow's resampling (a Pillow --filter, or a "
+        "source smaller than the output) are decoded again, as their bytes differ between the two"
+    ]
 
 
 def up_to_date(found: ScanResult, old: OldCache, plan: Plan) -> bool:
