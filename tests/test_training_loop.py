@@ -14,6 +14,8 @@ import pytest
 if os.environ.get("XRAYCACHE_REQUIRE_TORCH") != "1":
     pytest.importorskip("torch")
 
+pytestmark = pytest.mark.slow  # each test trains in a fresh interpreter with DataLoader workers
+
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "<!-- training-loop"
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "chest_xray"
