@@ -11,18 +11,19 @@
 # - it compiles from source: a C compiler and the libjpeg/zlib headers (Debian: build-essential libjpeg-dev
 #   zlib1g-dev); about a minute on a 2-core machine, once: the wheel is kept in
 #   ${XRAYCACHE_WHEELS:-${XDG_CACHE_HOME:-~/.cache}/xraycache/wheels}/, one folder per Python, platform and flags;
-# - `pip check` then reports matplotlib's `pillow` requirement as missing: Pillow-SIMD installs the same `PIL`
+# - `pip check` then reports the `pillow` requirement of matplotlib and xraycache as missing: Pillow-SIMD installs the same `PIL`
 #   package under another name, which pip cannot know;
 # - the next `pip install` of anything that requires `pillow` (torchvision, ...) puts stock Pillow back over it;
 #   `xraycache --version` and every build then say so in one line; run this script again.
-# Caches built with either give the same bytes with the default filter; see docs/reliability.md.
+# A cache built with one is updated, not refused, by a build with the other: only the images Pillow's resampling
+# made are decoded again (docs/reliability.md).
 set -euo pipefail
 PY="${PYTHON:-python}"
 undo=0
 case "${1:-}" in
   "") ;;
   --undo) undo=1 ;;
-  -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: bash scripts/pillow-simd.sh [--undo]" >&2; exit 2 ;;
 esac
 
@@ -70,5 +71,5 @@ if ! pil_works; then
   exit 1
 fi
 show_version
-echo "note: \`pip check\` now reports matplotlib's \`pillow\` requirement as missing (Pillow-SIMD provides the same" \
-  "PIL); \`bash scripts/pillow-simd.sh --undo\` goes back to stock Pillow"
+echo "note: \`pip check\` now reports the \`pillow\` requirement of matplotlib and xraycache as missing (Pillow-SIMD" \
+  "provides the same PIL); \`bash scripts/pillow-simd.sh --undo\` goes back to stock Pillow"
