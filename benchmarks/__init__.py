@@ -1,5 +1,6 @@
 """xraycache benchmarks: build, load, memory, fidelity and size, measured side by side and tracked.
 
 Run ``python -m benchmarks.run`` (``--quick`` for a small smoke run); ``python -m benchmarks.readme``
-regenerates the README's performance table from the latest line of ``benchmarks/results/history.jsonl``.
+regenerates the performance table of ``docs/performance.md`` from the latest line of
+``benchmarks/results/history.jsonl``.
 """

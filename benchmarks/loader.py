@@ -3,7 +3,7 @@
     python -m benchmarks.loader                       # the real sample if present (else generated), 256 px
     python -m benchmarks.loader --quick               # smoke run on tiny generated data (seconds)
     python -m benchmarks.loader --data DIR --reps 7   # another dataset, more repetitions
-    python -m benchmarks.loader --reps 7 --readme README.md   # and write the table into the README
+    python -m benchmarks.loader --reps 7 --readme docs/performance.md   # and write the table into that page
 
 Builds one cache of DATA, then times shuffled epochs of batches of 64, rep by rep side by side (the
 machine is shared: each rep runs every reader once, in turn; figures are medians of reps, ratios the
@@ -190,7 +190,7 @@ def run(cache: Path, split: str, reps: int, epochs: int) -> dict[str, Any]:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    """The README's table: one row per reader, images/s (median of reps) and the ratio to batches()."""
+    """The table of docs/performance.md: one row per reader, images/s (median of reps) and the ratio to batches()."""
     result = record["result"]
     base = result["rows"][REFERENCE]["images_per_s"]
     lines = [
@@ -223,7 +223,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=10_000, help="images read per timed rep (default 10,000)")
     p.add_argument("--work", type=Path, help="scratch folder (default: a new one in /tmp, deleted after)")
     p.add_argument("--history", type=Path, default=RESULTS, help="JSON-lines file to append to")
-    p.add_argument("--readme", type=Path, help="also write the table into this README, between the loader markers")
+    p.add_argument(
+        "--readme",
+        type=Path,
+        help="also write the table into this page (docs/performance.md), between the loader markers",
+    )
     return p.parse_args(argv)
 
 
@@ -277,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def write_readme(path: Path, table: str) -> None:
-    """Put ``table`` between README_START and README_END in ``path`` (the README's loader figures)."""
+    """Put ``table`` between README_START and README_END in ``path`` (the loader figures of docs/performance.md)."""
     text = path.read_text()
     if README_START not in text or README_END not in text:
         raise SystemExit(f"{path}: no {README_START} ... {README_END} block to write the figures into")

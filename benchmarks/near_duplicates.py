@@ -2,7 +2,7 @@
 
 1. **Recall / false positives, through a real build.** The real sample is cut by patient into two
    halves. The first half goes to ``train``; into ``test`` go altered copies of a quarter of ``train``
-   under new names and new patient ids (each alteration of README "Near-duplicates" in turn:
+   under new names and new patient ids (each alteration of docs/leakage.md "Near-duplicates" in turn:
    JPEG quality 60, half size, 1.3x size, brightness and contrast +-10%, 5% crops of every side or of
    one side, random crops up to 5% per side, a shift of 3% and a mix of them) and the second half,
    held-out radiographs of other patients. ``xraycache build`` makes the cache, ``Cache.leakage()``

@@ -1,10 +1,12 @@
-"""Regenerate the README's performance table from the latest full run in the history.
+"""Regenerate the performance table of docs/performance.md from the latest full run in the history.
 
-    python -m benchmarks.readme            # rewrite the block between the bench markers in README.md
-    python -m benchmarks.readme --check    # exit 1 if README.md is not up to date (no write)
+    python -m benchmarks.readme            # rewrite the block between the bench markers in docs/performance.md
+    python -m benchmarks.readme --check    # exit 1 if docs/performance.md is not up to date (no write)
+    python -m benchmarks.readme --page P   # another page
 
 Only the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` is replaced; if the markers
-are missing, a "## Performance" section holding them is inserted before "## License".
+are missing, a "## Performance" section holding them is inserted before "## License" (or at the end).
+The README keeps one small table of its own, with the command that made it.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 SECTION_INTRO = """## Performance
 
-Measured by `python -m benchmarks.run --env /tmp/vpillow/bin/python` (see `benchmarks/`), which times
+Measured by `python -m benchmarks.run --env /tmp/vsimd/bin/python` (see `benchmarks/`), which times
 the notebook's loop, the machine's decode-only limit and `xraycache build` side by side, rep by rep,
 appends every figure to `benchmarks/results/history.jsonl` and plots it; `python -m benchmarks.readme`
 then writes the table below from the latest full run (the history has every filter; only the
 default one is shown here). Ratios are medians of per-rep ratios. Install the tools with
-`bash scripts/install.sh --bench` (and stock Pillow in a second venv, `XRAYCACHE_PIL=pillow`);
+`pip install '.[bench]'` (and Pillow-SIMD in a second venv, `bash scripts/pillow-simd.sh`);
 `--quick` is a smoke run on tiny generated data, `--data DIR` benchmarks another dataset.
 """
 
@@ -42,7 +44,7 @@ def latest(history: Path) -> dict[str, Any]:
 
 
 def render(readme: str, block: str) -> str:
-    """README text with the bench block replaced (or a Performance section inserted before License)."""
+    """Page text with the bench block replaced (or a Performance section inserted before License)."""
     body = f"{START}\n{block.strip()}\n{END}"
     if START in readme and END in readme:
         head, rest = readme.split(START, 1)
@@ -57,11 +59,11 @@ def render(readme: str, block: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write (or with --check, verify) the README's performance block."""
+    """Write (or with --check, verify) the performance block of docs/performance.md."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.split("\n")[0])
     p.add_argument("--history", type=Path, default=ROOT / "benchmarks" / "results" / "history.jsonl")
-    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    p.add_argument("--check", action="store_true", help="do not write; exit 1 if the README is stale")
+    p.add_argument("--page", "--readme", dest="readme", type=Path, default=ROOT / "docs" / "performance.md")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 if the page is stale")
     args = p.parse_args(argv)
     text = args.readme.read_text()
     new = render(text, markdown(latest(args.history), compact=True))

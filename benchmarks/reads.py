@@ -46,7 +46,7 @@ with xraycache.open(path) as cache:
     rates = []
     for _ in range(3):
         started = time.perf_counter()
-        x, _ = split.load()
+        x, _ = split.load(channels=None, label_dtype=None)
         rates.append(x.shape[0] / (time.perf_counter() - started))
     out["load"] = statistics.median(rates)
     out["images"] = n

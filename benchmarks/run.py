@@ -1,10 +1,10 @@
 """Run every benchmark side by side, append one line to the history, print a table, plot the history.
 
     python -m benchmarks.run                                    # real data if present, else generated
-    python -m benchmarks.run --env /tmp/vpillow/bin/python      # + stock Pillow, interleaved rep by rep
+    python -m benchmarks.run --env /tmp/vsimd/bin/python        # + a venv with Pillow-SIMD, interleaved rep by rep
     python -m benchmarks.run --quick                            # small smoke run (seconds)
 
-Sections (see the README's "Performance"): 1 build (notebook loop, decode-only limit, xraycache build
+Sections (see docs/performance.md): 1 build (notebook loop, decode-only limit, xraycache build
 per filter, --jobs 1/2, API in a warm process and whole CLI process, rebuild), 2 load (split.load()
 vs np.load vs re-decoding; shuffled batches on the real cache and on a > 2 GB generated one),
 3 memory (peak RSS of builds of 1,000 and 10,000 generated images), 4 fidelity (PSNR against an
@@ -307,7 +307,7 @@ def _load_all(path: Path) -> int:
     n = 0
     with xraycache.open(path) as cache:  # type: ignore[attr-defined]
         for name in cache:
-            x, _ = cache[name].load()
+            x, _ = cache[name].load(channels=None, label_dtype=None)
             n += len(x)
     return n
 
@@ -353,7 +353,7 @@ def bench_load(cache: Path, notebook_seconds: float, reps: int, work: Path, cold
     with xraycache.open(cache) as c:  # type: ignore[attr-defined]
         for name in c:
             arrays.append(work / f"{name}.npy")
-            np.save(arrays[-1], c[name].load()[0])
+            np.save(arrays[-1], c[name].load(channels=None, label_dtype=None)[0])
     nbytes = sum(p.stat().st_size for p in arrays)
     t_load = _timed(lambda: _load_all(cache), reps)
     t_npy = _timed(lambda: [np.load(p) for p in arrays], reps)
@@ -471,7 +471,7 @@ def bench_memory(counts: Sequence[int], work: Path) -> dict[str, Any]:
     try:
         import psutil  # noqa: F401
     except ImportError:
-        return {"measured": False, "why": "psutil is not installed (bash scripts/install.sh --bench)"}
+        return {"measured": False, "why": "psutil is not installed (pip install '.[bench]')"}
     result: dict[str, Any] = {"measured": True}
     for n in counts:
         root = write_small_dataset(work / f"mem{n}", n, side=320, seed=2)

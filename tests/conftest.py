@@ -12,6 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fast tests first, the ones marked ``slow`` last (a stable sort: file order otherwise kept), so that one
+    ``python -m pytest`` says within a few minutes whether anything common is broken. ``-m "not slow"`` skips them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
 # A build on loky of fewer than SERIAL_BELOW files decodes in its own process; the tests' small datasets should
 # still go through that pool (its start-up, watchdog, interrupts), in this process and in the CLI subprocesses.
 os.environ.setdefault("XRAYCACHE_SERIAL_BELOW", "0")

@@ -21,6 +21,7 @@ def test_area_matrix_is_an_exact_area_average() -> None:
     assert np.allclose(run.area_matrix(4, 2) @ image @ run.area_matrix(3, 3).T, [[1.5, 2.5, 3.5], [7.5, 8.5, 9.5]])
 
 
+@pytest.mark.slow
 def test_quick_run_records_every_section(tmp_path: Path) -> None:
     history, plot = tmp_path / "history.jsonl", tmp_path / "history.png"
     args = ["--quick", "--work", str(tmp_path / "work"), "--history", str(history), "--plot", str(plot)]

@@ -148,6 +148,7 @@ def test_invalid_settings_are_input_errors(kaggle: Path, tmp_path: Path) -> None
         xraycache.build(kaggle, tmp_path / "missing" / "c.h5")
 
 
+@pytest.mark.slow
 def test_killed_build_leaves_no_output(tmp_path: Path, make_dataset: Callable[..., Path]) -> None:
     """SIGKILL part-way through: OUT never appears half-written."""
     files = {f"train/NORMAL/IM-{i:04d}-0001.jpeg": (900, 900) for i in range(150)}
@@ -165,6 +166,7 @@ def test_killed_build_leaves_no_output(tmp_path: Path, make_dataset: Callable[..
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_unseen_real_world_variants(tmp_path: Path) -> None:
     """Progressive JPEG, embedded ICC profile, RGB that is really gray, 140 to 4,100 px sides, no split folder."""
     from conftest import radiograph

@@ -164,3 +164,13 @@ def test_show_stats_at_80_columns_cuts_no_number(tmp_path: Path) -> None:
     assert "…" not in result.stdout
     for cell in ("1010-3056", "1100-2990", "1024-3056", "1100-2048", "100.0%"):
         assert cell in result.stdout, (cell, result.stdout)
+
+
+def test_skipped_files_table_keeps_square_brackets(kaggle: Path, tmp_path: Path) -> None:
+    """Paths and reasons are text, not rich markup: "xraycache[dicom]" in an install hint keeps its "[dicom]"."""
+    (kaggle / "train/NORMAL/scan[dicom].jpeg").write_bytes(b"junk")
+    out = tmp_path / "c.h5"
+    result = run("build", str(kaggle), str(out), "--size", "16", "--jobs", "1", env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0 and "scan[dicom].jpeg" in result.stdout, result.stdout
+    info = run("info", str(out), env={**os.environ, "COLUMNS": "200"})
+    assert info.returncode == 0 and "scan[dicom].jpeg" in info.stdout, info.stdout

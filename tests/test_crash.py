@@ -215,6 +215,7 @@ def test_sigkill_leaves_old_or_new_complete_file(
     assert_same_cache(out, Path(new_reference))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.15, 0.4, 0.8, 1.5])
 def test_sigkill_at_any_moment(driver: Path, tmp_path: Path, delay: float) -> None:
     """Kill a real incremental build after a fixed delay, wherever it is: OUT is old or new, complete."""
@@ -391,6 +392,7 @@ def test_disk_full_on_a_small_tmpfs(world: Path, small_tmpfs: Path) -> None:
     assert temporaries(out) == []
 
 
+@pytest.mark.slow
 @needs_root
 def test_unreadable_old_cache_is_a_clear_error(world: Path) -> None:
     src = dataset(world)

@@ -70,6 +70,7 @@ def hostile_folder(world: Path) -> Path:
     return src
 
 
+@pytest.mark.slow
 def test_hostile_folder_builds_in_bounded_time_and_memory(hostile_folder: Path, world: Path) -> None:
     """FIFOs, device links and the 1 x 60,000,000 px PNG, decoded by two worker processes; then, as a user
     who cannot read ``test/NORMAL`` (nobody, when root runs the tests), the unreadable folder."""
@@ -227,6 +228,7 @@ def test_another_user_swapping_the_temporary_folder_cannot_redirect_the_write(wo
         assert len(cache["train"]) == len(GOOD) and [row.path for row in cache.skipped] == ["train/NORMAL/broken.jpeg"]
 
 
+@pytest.mark.slow
 def test_labels_csv_caps_and_labels_only_from_matched_rows(tmp_path: Path) -> None:
     src = _source(tmp_path)
     rows = ["path,label"] + [f"{rel},{'normal' if 'NORMAL' in rel else 'pneumonia'}" for rel in GOOD]

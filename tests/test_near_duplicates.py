@@ -108,6 +108,7 @@ def test_different_images_score_below_the_threshold() -> None:
     assert nd.pair_scores(descriptors[:1], descriptors[:1])[0] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_candidate_search_finds_every_planted_copy_among_many() -> None:
     """Over ALL_PAIRS_UP_TO images the first stage picks the pairs to verify: it must not lose copies."""
     n = nd.ALL_PAIRS_UP_TO + 100

@@ -51,7 +51,7 @@ def test_version_warns_when_both_are_installed(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.startswith("xraycache ") and "imaging backend" in result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: both Pillow "), result.stderr
-    assert "bash scripts/install.sh" in lines[0] and "pip uninstall -y pillow pillow-simd" in lines[0]
+    assert "pip uninstall -y pillow pillow-simd" in lines[0] and "bash scripts/pillow-simd.sh" in lines[0]
 
 
 def test_version_of_a_broken_pil_is_one_line_no_traceback(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_version_of_a_broken_pil_is_one_line_no_traceback(tmp_path: Path) -> Non
     assert result.stdout.startswith("xraycache ")
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: PIL is broken ("), result.stderr
-    assert "bash scripts/install.sh" in lines[0]
+    assert "pip install --force-reinstall pillow" in lines[0]
 
 
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
@@ -69,7 +69,7 @@ def test_build_stops_on_a_broken_pil(kaggle: Path, tmp_path: Path, dry_run: list
     result = _run("build", str(kaggle), str(out), *dry_run, shadow=_broken_pil(tmp_path / "shadow"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: PIL is broken") and "install.sh" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: PIL is broken") and "pillow" in lines[0]
     assert not out.exists()
 
 
@@ -80,4 +80,4 @@ def test_build_warns_when_both_are_installed(kaggle: Path, tmp_path: Path) -> No
     )
     assert result.returncode == 0 and out.exists()
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "both Pillow" in warnings[0] and "install.sh" in warnings[0]
+    assert len(warnings) == 1 and "both Pillow" in warnings[0] and "pillow-simd.sh" in warnings[0]

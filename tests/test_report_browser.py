@@ -23,6 +23,8 @@ from PIL import Image
 import xraycache
 from xraycache.read import html_report
 
+pytestmark = pytest.mark.slow  # a headless Chromium per test
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SECTIONS = ["statistics", "leakage", "skipped", "counts", "hist-split", "hist-class", "grid", "image"]
 

@@ -14,6 +14,8 @@ import pytest
 if os.environ.get("XRAYCACHE_REQUIRE_TORCH") != "1":
     pytest.importorskip("torch")
 
+pytestmark = pytest.mark.slow  # each test trains in a fresh interpreter with DataLoader workers
+
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "<!-- training-loop"
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "chest_xray"
@@ -40,13 +42,24 @@ def run_loop(folder: Path, cache: Path | None = None) -> str:
         [sys.executable, str(script)], cwd=folder, capture_output=True, text=True, timeout=600, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "num_workers=2" in code
     return done.stdout
 
 
+def test_the_loop_uses_workers_only_where_torch_allows_persistent_ones() -> None:
+    """persistent_workers=True with num_workers=0 is a ValueError in torch: every call that asks for persistent
+    workers starts some."""
+    code = readme_loop()
+    assert "num_workers=2" in code
+    for call in re.findall(r"\.loader\(([^)]*)\)", code):
+        if "persistent_workers=True" in call:
+            assert re.search(r"num_workers=[1-9]", call), call
+
+
 def losses(out: str) -> list[float]:
-    values = [float(v) for v in re.findall(r"loss (\S+)", out)]
-    assert values and all(v == v and v < 1e6 for v in values), out  # finite numbers, one per epoch
+    """The train and val loss of every epoch: finite numbers."""
+    epochs = re.findall(r"train loss ([^\s,]+), val loss ([^\s,]+)", out)
+    values = [float(v) for pair in epochs for v in pair]
+    assert epochs and all(v == v and v < 1e6 for v in values), out
     return values
 
 
@@ -61,7 +74,7 @@ def test_on_the_quick_start_demo(tmp_path: Path) -> None:
 def test_on_the_real_sample(tmp_path: Path) -> None:
     import xraycache
 
-    xraycache.build(REAL_SAMPLE, tmp_path / "real.h5", size=128)
+    xraycache.build(REAL_SAMPLE, tmp_path / "real.h5", size=128, resplit="0.8,0.1,0.1")  # as the README builds Kaggle
     losses(run_loop(tmp_path, tmp_path / "real.h5"))
 
 

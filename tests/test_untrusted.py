@@ -216,6 +216,7 @@ def _mutate(path: Path, data: object) -> str:
         return f"{action} {target}"
 
 
+@pytest.mark.slow
 def test_random_mutations_end_in_one_line_or_a_flagged_read(valid: tuple[Path, Path], tmp_path: Path) -> None:
     """Hypothesis: any structural change or byte flip is refused in one line, or read consistently (verify flags
     it, or it did not matter); never a crash, a hang or a traceback."""

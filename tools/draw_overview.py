@@ -52,7 +52,7 @@ BOXES = [
     (
         "your training loop",
         [
-            'xraycache.open(f)["train"].load()',
+            'xraycache.open(f)["train"].images[i]',
             "split.batches(64, shuffle=True)",
             "xraycache.torch.XrayDataset",
             "xraycache show, verify, ...",

@@ -1,7 +1,7 @@
 """Optional PyTorch adapter: a map-style Dataset over one split, its loss weights, and batched DataLoaders.
 
 Install PyTorch for your platform (CPU-only or CUDA) as its documentation says first, then the extra:
-``bash scripts/install.sh --extras torch`` (README, "Training with PyTorch"). The dataset holds only the
+``pip install '.[torch]'`` (docs/reading.md, "PyTorch"). The dataset holds only the
 path and options; each worker process opens the file itself on first use (a Split reopens after unpickling
 or fork), so no h5py object crosses a process boundary, under the fork, spawn and forkserver start methods.
 Batches are read whole: ``DataLoader(dataset, batch_size=B)`` calls ``__getitems__`` (one read of the B

@@ -12,8 +12,8 @@ so neither a hash nor a plain correlation separates copies from strangers. Two s
    floor, found by matrix products in cache-sized tiles on every core (no N x N matrix in memory).
 2. **Verification** (per candidate pair): the central 24x24 of one descriptor against the other warped
    by the scale and shift per axis that best align their row and column profiles, as a Pearson
-   correlation (brightness and contrast drop out), both ways. Copies score >= ``THRESHOLD``; the README's
-   "Leakage and near-duplicates" gives the measured recall and false-positive rate.
+   correlation (brightness and contrast drop out), both ways. Copies score >= ``THRESHOLD``; docs/leakage.md
+   gives the measured recall and false-positive rate.
 
 Small sets (<= ``ALL_PAIRS_UP_TO`` images) skip the first stage and verify every pair. Equal descriptors
 are paired directly; blank ones (std < ``MIN_CONTRAST``) are never paired.
@@ -35,7 +35,7 @@ from ..core.schema import DESCRIPTOR_SIDE
 T = TypeVar("T")
 R = TypeVar("R")
 
-THRESHOLD = 0.96  # verified score of a near-duplicate pair (README "Leakage and near-duplicates": measured rates)
+THRESHOLD = 0.96  # verified score of a near-duplicate pair (docs/leakage.md: measured rates)
 CANDIDATES = 6  # nearest later images per image sent to verification
 CANDIDATE_FLOOR = 0.65  # cosine in the projected space below which a pair is never a candidate
 MIN_CONTRAST = 2.0  # descriptor std (gray levels) below which an image is blank: never anyone's near-duplicate

@@ -1,9 +1,9 @@
 """The cache an incremental build updates: its index, its recorded settings, and its rows read back in runs.
 
 A rebuild into an existing OUT reuses its images only when it was built the same way: the recorded
-settings (every option that shapes the output, and the build context: source folder, imaging backend,
-versions) must match, or the build stops and names them, since reusing pixels made another way would
-silently mix two caches in one file. The old file is untrusted like any cache: it is opened through the
+settings (every option that shapes the output, and the build context: source folder, versions) must
+match, or the build stops and names them, since reusing pixels made another way would silently mix two
+caches in one file. The imaging backend is not such a setting (see ``plan.py``). The old file is untrusted like any cache: it is opened through the
 validating open, and its text is read within what the whole cache stores.
 """
 
@@ -36,6 +36,8 @@ class OldImage:
     file_size: int
     mtime_ns: int
     file_hash: bytes
+    width: int = 0  # the source's size, which says whether Pillow's resampling made the pixels
+    height: int = 0
 
 
 @dataclass
@@ -94,6 +96,7 @@ def read_old_cache(path: Path) -> OldCache:
                 sizes = meta["file_size"][:]
                 mtimes = meta["mtime_ns"][:]
                 hashes = meta["file_hash"][:]
+                widths, heights = meta["width"][:], meta["height"][:]
                 for index, rel in enumerate(paths):
                     images[str(rel)] = OldImage(
                         split=str(split),
@@ -106,6 +109,8 @@ def read_old_cache(path: Path) -> OldCache:
                         file_size=int(sizes[index]),
                         mtime_ns=int(mtimes[index]),
                         file_hash=bytes(hashes[index]),
+                        width=int(widths[index]),
+                        height=int(heights[index]),
                     )
             skipped: list[Skipped] = []
             if "skipped" in handle:
@@ -121,7 +126,8 @@ def read_old_cache(path: Path) -> OldCache:
 def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable ``name old -> new`` for each recorded setting that differs."""
     diffs = []
-    for key in ("source_root", *setting_names(), *(k for k in CONTEXT_SETTINGS if k != "source_root")):
+    context = (k for k in CONTEXT_SETTINGS if k not in ("source_root", "imaging_backend"))  # backend: see plan.py
+    for key in ("source_root", *setting_names(), *context):
         before, after = old.get(key), new.get(key)
         if before != after:
             diffs.append(f"{key} {before!r} -> {after!r}")

@@ -40,7 +40,7 @@ from .execute import execute, retry_skipped
 from .job import BuildJob, Outcome, ProgressCallback
 from .old_cache import OldCache, open_old
 from .output import check_output, os_reason, output_bytes, output_lock
-from .plan import Plan, plan_build
+from .plan import Plan, backend_notes, plan_build
 from .prepare import Prepared, prepare
 from .report import BuildReport
 from .scan import ScanResult, SourceFile, scan
@@ -80,7 +80,8 @@ def run_build(
     attrs = {**_attrs(found, command), **options.settings(), **prepared.attrs}
     if dry_run:  # what the real run would do, or the error it would stop with; nothing decoded or written
         job = _job(found, out_path, options, attrs, progress, None, options.run.workers())
-        _, plan = _plan(job, options)
+        old, plan = _plan(job, options)
+        warnings += [] if old is None else backend_notes(old, plan, job.attrs["imaging_backend"])
         return _report(job, prepared, options, warnings, started, plan, None)
     with (
         interrupt_guard(),  # around the rename and the pool's end: see core.interrupts
@@ -100,6 +101,7 @@ def run_build(
         remove_stale_temporaries(out_path)
         # 3. plan: what to copy from the old cache and what to decode
         old, plan = _plan(job, options)
+        warnings += [] if old is None else backend_notes(old, plan, job.attrs["imaging_backend"])
         try:
             outcome = _execute_and_commit(job, plan, old, shards)  # 4-5
         except OSError as exc:
@@ -143,7 +145,14 @@ def _plan(job: BuildJob, options: BuildOptions) -> tuple[OldCache | None, Plan]:
     old = None if options.output.overwrite or not out.exists() else open_old(out, job.attrs)
     same_layout = old is not None and shard_count(old.attrs) == options.output.shards  # one file, or as many shards
     # --resplit may have moved a reused image to the split of the near-duplicates it joins
-    return old, plan_build(job.found, old, movable=job.group_near_duplicates, same_layout=same_layout)
+    return old, plan_build(
+        job.found,
+        old,
+        movable=job.group_near_duplicates,
+        same_layout=same_layout,
+        resize=job.resize,
+        backend=job.attrs["imaging_backend"],
+    )
 
 
 def _execute_and_commit(job: BuildJob, plan: Plan, old: OldCache | None, shards: int) -> Outcome:

@@ -5,6 +5,12 @@ its content hash decides between *touched* (reused, mtime updated) and *changed*
 the old cache skipped are *retried*. The plan also says whether OUT already holds exactly this build
 (``unchanged``), or would if the retried files fail again the same way (``unchanged_if_retried_fail``:
 the execution decodes those first and decides).
+
+The imaging backend (Pillow or Pillow-SIMD) that made the old cache is provenance, not a setting: the two
+decode to the same bytes and the area filter is the project's own code, so they differ only where Pillow's
+resampling makes the pixels (a Pillow ``--filter``, or a source smaller than the output, which the area
+filter enlarges with Pillow's bilinear). After a switch only those images are decoded again
+(``pillow_resamples``); the rest are reused.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from dataclasses import dataclass, field
 
 from ..core.errors import Skipped
 from ..core.files import file_sha256
+from ..core.options import ResizeOptions
 from ..core.schema import storable_path
+from ..imaging.resize import pillow_resamples
 from .old_cache import OldCache, OldImage
 from .prepare import label_key
 from .scan import ScanResult, SourceFile
@@ -46,6 +54,7 @@ class Plan:
     changed: int = 0
     removed: int = 0
     retried: list[SourceFile] = field(default_factory=list)  # skipped last time: decoded again
+    other_backend: int = 0  # of ``changed``: same file, but its pixels were resampled by another imaging backend
     unchanged: bool = False  # OUT already holds this build: nothing to decode or write
     unchanged_if_retried_fail: bool = False  # ... if every retried file fails again with the same reason
 
@@ -60,18 +69,29 @@ class Plan:
         return [a.source for a in self.actions if not a.reuse]
 
 
-def plan_build(found: ScanResult, old: OldCache | None, *, movable: bool, same_layout: bool) -> Plan:
+def plan_build(
+    found: ScanResult,
+    old: OldCache | None,
+    *,
+    movable: bool,
+    same_layout: bool,
+    resize: ResizeOptions,
+    backend: str,
+) -> Plan:
     """What a build must do, cold (no old cache: every file new) or incremental.
 
     Incremental: each file is compared with the old cache's index (size + mtime; sha256 only where those
     moved). ``movable``: an image may sit in another split than the scan gave it (``--resplit`` moved it to
     the near-duplicates it joins) and is still reused; the build places it again. ``same_layout``: OUT is
     written as it was (one file or the same number of shards), a condition of leaving it unchanged.
+    ``resize`` and ``backend`` (the imaging backend of this build): where the old cache's backend was
+    another, the images whose bytes depend on it are decoded again, so the result is a cold build's.
     """
     if old is None:
         return Plan([Action(f) for f in found.files], added=len(found.files))
     plan = Plan([], incremental=True)
     old_skipped = {row.path for row in old.skipped}
+    other_backend = old.attrs.get("imaging_backend") != backend
     seen: set[str] = set()
     for source in found.files:
         key = storable_path(source.path)
@@ -95,6 +115,11 @@ def plan_build(found: ScanResult, old: OldCache | None, *, movable: bool, same_l
             plan.actions.append(Action(source))
             plan.changed += 1
             continue
+        if other_backend and pillow_resamples(entry.width, entry.height, resize):
+            plan.actions.append(Action(source))
+            plan.changed += 1
+            plan.other_backend += 1
+            continue
         if stat.st_mtime_ns == entry.mtime_ns:
             plan.actions.append(Action(source, entry, stat.st_mtime_ns))
             plan.reused += 1
@@ -117,6 +142,18 @@ def plan_build(found: ScanResult, old: OldCache | None, *, movable: bool, same_l
         else:
             plan.unchanged = same_skipped(found, old, [])
     return plan
+
+
+def backend_notes(old: OldCache, plan: Plan, backend: str) -> list[str]:
+    """The line a rebuild says when the old cache's pixels came from another imaging backend and some of them
+    depend on it; none when every image is the same bytes with either (then they are all reused)."""
+    if not plan.other_backend:
+        return []
+    return [
+        f"{old.path} was built with {old.attrs.get('imaging_backend')}, this build runs {backend}: "
+        f"{plan.other_backend} of {len(plan.actions)} image(s) made by Pillow's resampling (a Pillow --filter, or a "
+        "source smaller than the output) are decoded again, as their bytes differ between the two"
+    ]
 
 
 def same_skipped(found: ScanResult, old: OldCache, retried_failures: list[Skipped]) -> bool:

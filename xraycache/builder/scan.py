@@ -185,7 +185,7 @@ def _describe(root: Path) -> str:
 
 
 def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
-    """Scan ``src`` and label its images from the folder layout (see the README's table).
+    """Scan ``src`` and label its images from the folder layout (see docs/sources.md).
 
     ``classes="three"`` splits the Kaggle PNEUMONIA folder into bacterial and viral by file name;
     ``"binary"`` folds a 1_Normal/2_Bacteria/3_Virus layout into normal and pneumonia.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..core.errors import XrayCacheError
@@ -147,7 +148,7 @@ def print_summary(report: BuildReport) -> None:
         skipped.add_column("file")
         skipped.add_column("reason")
         for row in report.skipped[:20]:
-            skipped.add_row(row.path, row.reason)
+            skipped.add_row(escape(row.path), escape(row.reason))  # e.g. "pip install 'xraycache[dicom]'"
         if len(report.skipped) > 20:
             skipped.add_row(f"... and {len(report.skipped) - 20} more", "(all listed in the file's /skipped)")
         console.print(skipped)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ._common import cli_errors, console, open_for_reading, print_leakage
@@ -50,7 +51,7 @@ def info_command(
     for column in ("file", "split", "reason"):
         table.add_column(column, overflow="fold")
     for row in skipped[:limit]:
-        table.add_row(row.path, row.split or "-", row.reason)
+        table.add_row(escape(row.path), escape(row.split or "-"), escape(row.reason))
     if len(skipped) > limit:
         table.add_row(f"... and {len(skipped) - limit} more", "", "use --limit to list more")
     console.print(table)

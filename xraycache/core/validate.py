@@ -32,7 +32,7 @@ from .schema import (
 from .shard_files import missing_shard_message
 
 BUILD_HINT = "give a cache written by `xraycache build SRC OUT`"
-# Bounds on what a cache may claim, checked before anything of that size is read (README "Untrusted caches").
+# Bounds on what a cache may claim, checked before anything of that size is read (docs/reliability.md, "Untrusted caches").
 MAX_ROOT_ATTRIBUTES = 200
 MAX_SPLITS = 1_000
 MAX_MEMBERS = 200  # datasets in one group (meta columns, stats)

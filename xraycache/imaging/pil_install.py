@@ -15,8 +15,8 @@ import re
 import sys
 
 REPAIR = (
-    "repair it with `bash scripts/install.sh` in the xraycache folder, or "
-    "`pip uninstall -y pillow pillow-simd && pip install --force-reinstall pillow`"
+    "repair it with `pip uninstall -y pillow pillow-simd && pip install --force-reinstall pillow`, "
+    "or put Pillow-SIMD back with `bash scripts/pillow-simd.sh` in the xraycache folder"
 )
 
 

@@ -324,6 +324,15 @@ def _upscales(size: tuple[int, int], box: Box) -> bool:
     return size[0] > box[2] - box[0] or size[1] > box[3] - box[1]
 
 
+def pillow_resamples(width: int, height: int, spec: ResizeOptions) -> bool:
+    """Whether Pillow's resampling makes the stored pixels of a ``width`` x ``height`` source: with a Pillow
+    filter always, with ``area`` only where the fit enlarges an axis (bilinear then). Pillow and Pillow-SIMD
+    resample differently (by a gray level or two); the decode and the area kernel give the same bytes with
+    either, so only these images depend on which of the two runs. A draft decode never enlarges an axis, so
+    the source's own size decides."""
+    return spec.filter != "area" or _upscales(*fit_box(width, height, spec))
+
+
 def _row_alignment() -> int:
     """Pillow's row alignment for new images (``PILLOW_ALIGNMENT``; 1 unless set, every row then contiguous)."""
     get = getattr(Image.core, "get_alignment", None)

@@ -1,7 +1,7 @@
 """Read a cache back: ``xraycache.open(path)`` -> Cache -> ``cache["train"]`` -> Split of NumPy arrays.
 
 Small objects with NumPy-like slicing, in the spirit of h5py. Uncompressed image arrays are stored
-contiguously (see builder/writer.py and the README's "Why contiguous"), so they are read with positional reads (``os.preadv``) of the file at
+contiguously (see docs/format.md, "Why contiguous"), so they are read with positional reads (``os.preadv``) of the file at
 the dataset's offset straight into NumPy arrays: whole-split loads and shuffled batches run at memory
 speed, and a file truncated under a reader gives a clear error instead of the SIGBUS a memory map would.
 Compressed (chunked) arrays are read through h5py in whole chunks. A Split pickles as (path, split name) and opens the file
