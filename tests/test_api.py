@@ -216,3 +216,16 @@ def test_a_rebuild_with_other_settings_names_overwrite_as_the_caller_knows_it(ma
         xraycache.build(src, out, size=48, jobs=1)
     result = CliRunner().invoke(app, ["build", str(src), str(out), "--size", "48", "-j", "1"])
     assert result.exit_code == 2 and "pass --overwrite to rebuild" in result.output
+
+
+def test_public_entry_points_document_their_parameters() -> None:
+    pytest.importorskip("torch")
+    from xraycache.torch import XrayDataset
+
+    for entry in (xraycache.build, xraycache.open, xraycache.Split.batches, xraycache.Split.load, XrayDataset):
+        doc = inspect.getdoc(entry) or ""
+        assert "Parameters\n----------" in doc, entry
+    for entry in (xraycache.build, xraycache.open, xraycache.Split.load):
+        assert "Returns\n-------" in (inspect.getdoc(entry) or ""), entry
+    assert "Attributes\n----------" in (inspect.getdoc(xraycache.Cache) or "")
+    assert "Parameters\n----------" in (inspect.getdoc(xraycache.BuildOptions) or "")
