@@ -259,52 +259,11 @@ def options(s: Scenario) -> None:
 @scenario
 def regroup(s: Scenario) -> None:
     src = s.tree("kaggle")
-    s.run(
-        "build",
-        str(src),
-        "r.h5",
-        "--size",
-        "32",
-        "--resplit",
-        "0.6,0.2,0.2",
-        "--folds",
-        "3",
-        "--seed",
-        "1",
-        "--json",
-        out="r.h5",
-    )
-    s.run(
-        "build",
-        str(src),
-        "r.h5",
-        "--size",
-        "32",
-        "--resplit",
-        "0.6,0.2,0.2",
-        "--folds",
-        "3",
-        "--seed",
-        "1",
-        "--json",
-        out="r.h5",
-    )
+    resplit = ("build", str(src), "r.h5", "--size", "32", "--resplit", "0.6,0.2,0.2", "--folds", "3", "--seed", "1")
+    s.run(*resplit, "--json", out="r.h5")
+    s.run(*resplit, "--json", out="r.h5")
     _save(src / "test/NORMAL/IM-0500-0001.jpeg", radiograph(88, 77, 500))
-    s.run(
-        "build",
-        str(src),
-        "r.h5",
-        "--size",
-        "32",
-        "--resplit",
-        "0.6,0.2,0.2",
-        "--folds",
-        "3",
-        "--seed",
-        "1",
-        "--json",
-        out="r.h5",
-    )
+    s.run(*resplit, "--json", out="r.h5")
     s.run("build", str(src), "d.h5", "--size", "32", "--drop-duplicates", "--json", out="d.h5")
     s.run("build", str(src), "d.h5", "--size", "32", "--drop-duplicates", "--json", out="d.h5")
     s.run("build", str(src), "f.h5", "--size", "32", "--folds", "4", "--json", out="f.h5")
