@@ -197,7 +197,7 @@ def test_option_errors_name_the_keyword_in_python_and_the_flag_on_the_command_li
     assert isinstance(bad.value, xraycache.InputError)
     with pytest.raises(xraycache.OptionError, match=r"^size=3 is out of range; use 8 to 4096 pixels$"):
         xraycache.build(tmp_path, tmp_path / "out.h5", size=3)
-    with pytest.raises(xraycache.OptionError, match=r"^label_sep and patient_col need labels"):
+    with pytest.raises(xraycache.OptionError, match=r"^label_sep needs labels \(a CSV file\)$"):
         xraycache.build(tmp_path, tmp_path / "out.h5", label_sep="|")
     with pytest.raises(TypeError, match="did you mean 'size'"):
         xraycache.build(tmp_path, tmp_path / "out.h5", sizes=3)  # type: ignore[call-arg]
@@ -229,3 +229,102 @@ def test_public_entry_points_document_their_parameters() -> None:
         assert "Returns\n-------" in (inspect.getdoc(entry) or ""), entry
     assert "Attributes\n----------" in (inspect.getdoc(xraycache.Cache) or "")
     assert "Parameters\n----------" in (inspect.getdoc(xraycache.BuildOptions) or "")
+
+
+# -- edge cases found by a reviewer who uses h5py, NumPy and torchvision ----------------------------------
+
+
+def test_option_errors_pickle_even_with_braces_in_the_message(tmp_path: Path) -> None:
+    import copy
+
+    with pytest.raises(xraycache.InputError) as bad:
+        xraycache.build(tmp_path / "brace{x}", tmp_path / "out.h5")  # not an option error: no template
+    for error in (
+        xraycache.OptionError("{jobs}: use a positive number", jobs=0),
+        xraycache.OptionError("a {{literal}} brace and {label_col:name}", label_col="a{b}"),
+        bad.value,
+    ):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
+        assert str(copy.copy(error)) == str(error)
+    strict = xraycache.StrictError(
+        "{strict}: 1 file(s) could not be taken: a{b}.jpeg".replace("{b}", "{{b}}"), strict=True
+    )
+    assert pickle.loads(pickle.dumps(strict)).for_cli() == "--strict: 1 file(s) could not be taken: a{b}.jpeg"
+
+
+def test_build_refuses_options_that_are_not_build_options(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="options must be a BuildOptions, not int; give the others as keywords"):
+        xraycache.build(tmp_path, tmp_path / "out.h5", 256)  # type: ignore[arg-type]
+
+
+def test_a_scheduler_address_that_is_not_one_is_an_option_error(tmp_path: Path, make_dataset) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("distributed")
+    with pytest.raises(xraycache.OptionError, match=r"^scheduler='tcp://x' is not a scheduler address"):
+        xraycache.build(make_dataset(), tmp_path / "out.h5", backend="dask", scheduler="tcp://x", size=32)
+
+
+def test_iteration_gives_independent_images_and_numpy_scalars_index(reader_cache: Path) -> None:
+    torch = pytest.importorskip("torch")
+    with xraycache.open(reader_cache) as cache:
+        split = cache["train"]
+        first = next(iter(split.images))
+        assert first.base is None  # its own memory, not a view that keeps a whole block alive
+        for key in (np.int64(3), np.array(3), torch.tensor(3)):
+            np.testing.assert_array_equal(split.images[key], split.images[3])
+        assert "path" in split.meta and "nope" not in split.meta
+
+
+def test_convert_takes_stored_batches_only_and_any_channels(reader_cache: Path, uint16_cache: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from xraycache.torch import XrayDataset
+
+    floats = XrayDataset(reader_cache, "val", dtype="float32")
+    batch, _ = next(iter(DataLoader(floats, batch_size=4)))
+    with pytest.raises(xraycache.InputError, match=r"convert\(\) takes batches as stored"):
+        floats.convert(batch)
+    three = XrayDataset(reader_cache, "val", dtype=None, channels=3)
+    stored, _ = next(iter(DataLoader(three, batch_size=4)))
+    assert stored.shape == (4, 3, 32, 32)
+    converted = three.convert(stored)
+    assert converted.shape == (4, 3, 32, 32) and converted.dtype == torch.float32
+    np.testing.assert_allclose(converted.numpy(), stored.numpy() / 255.0, atol=1e-7)
+    deep = XrayDataset(uint16_cache, "train", dtype=torch.float16)  # a torch dtype works too
+    image = deep[0][0]
+    assert image.dtype == torch.float16 and bool(torch.isfinite(image).all()) and float(image.max()) <= 1.0
+    with xraycache.open(uint16_cache) as cache:
+        half, _ = cache["train"].load(dtype="float16", channels=1, label_dtype=None)
+    assert np.isfinite(half).all() and half.max() <= 1.0
+    stored16, _ = next(iter(DataLoader(XrayDataset(uint16_cache, "train", dtype=None), batch_size=2)))
+    on_device = XrayDataset(uint16_cache, "train", dtype=None).convert(stored16, dtype="float16")
+    assert bool(torch.isfinite(on_device).all())
+
+
+def test_an_unclosed_cache_leaves_no_resource_warning(reader_cache: Path) -> None:
+    code = (
+        "import gc, warnings; warnings.simplefilter('error'); import xraycache\n"
+        f"image = xraycache.open({str(reader_cache)!r})['train'].images[0]\n"
+        "gc.collect(); print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert "ResourceWarning" not in done.stderr
+
+
+@pytest.mark.slow
+def test_type_checkers_see_the_build_keywords(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    user = tmp_path / "user.py"
+    user.write_text('import xraycache\nxraycache.build("a", "b", size="x")\nxraycache.build("a", "b", sise=3)\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", str(user)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "MYPYPATH": str(ROOT)},
+    )
+    assert 'Argument "size" to "build" has incompatible type "str"' in done.stdout, done.stdout
+    assert '"sise"' in done.stdout, done.stdout
+    assert (ROOT / "xraycache" / "py.typed").is_file()

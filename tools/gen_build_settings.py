@@ -15,7 +15,7 @@ import sys
 import typing
 from pathlib import Path
 
-from xraycache.core.options import BuildOptions, hints_of
+from xraycache.core.options import BuildOptions, hints_of, info_of
 
 OUT = Path(__file__).resolve().parent.parent / "xraycache" / "core" / "build_settings.py"
 
@@ -37,6 +37,7 @@ def render() -> str:
         "",
         "from __future__ import annotations",
         "",
+        "import os",
         "from typing import Literal, TypedDict",
         "",
         "",
@@ -46,7 +47,10 @@ def render() -> str:
     ]
     for part, field in BuildOptions.fields():
         hint = hints_of(BuildOptions.PARTS[part])[field.name]
-        lines.append(f"    {field.name}: {annotation(hint)}")
+        text = annotation(hint)
+        if info_of(field).path:  # a file: any path-like object, as BuildOptions converts it
+            text = text.replace("str", "str | os.PathLike[str]", 1)
+        lines.append(f"    {field.name}: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -57,11 +57,18 @@ def convert_batch(images: torch.Tensor, pixels: PixelFormat) -> torch.Tensor:
     if pixels.dtype is None or pixels.dtype.kind != "f":
         out = images if pixels.dtype is None else images.to(_torch_dtype(pixels.dtype))
         return out.repeat(1, pixels.channels, 1, 1) if pixels.channels and pixels.channels > 1 else out
-    scaled = images.to(_torch_dtype(pixels.dtype))
+    out_dtype = _torch_dtype(pixels.dtype)
+    scaled = images.to(_torch_dtype(pixels.compute_dtype))  # float16 output: computed in float32, then cast
     if len(set(zip(pixels.scale, pixels.offset, strict=True))) == 1:  # one map for every channel
         scaled.mul_(pixels.scale[0]).add_(pixels.offset[0])
+        scaled = scaled.to(out_dtype)
         return scaled.repeat(1, len(pixels.scale), 1, 1) if len(pixels.scale) > 1 else scaled
-    return torch.cat([scaled * a + b for a, b in zip(pixels.scale, pixels.offset, strict=True)], dim=1)
+    return torch.cat([scaled * a + b for a, b in zip(pixels.scale, pixels.offset, strict=True)], dim=1).to(out_dtype)
+
+
+def _numpy_dtype(dtype: Any) -> Any:
+    """A torch dtype (``torch.float32``) as the NumPy name the readers take; anything else as it is."""
+    return str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
 
 
 def _torch_dtype(dtype: np.dtype[Any]) -> torch.dtype:
@@ -133,6 +140,7 @@ class XrayDataset(Dataset):
         self.split_name = split
         self.transform = transform
         self.target_transform = target_transform
+        dtype = _numpy_dtype(dtype)
         if isinstance(dtype, Unset):
             if not raw and not deferred:
                 warnings.warn(
@@ -302,11 +310,17 @@ class XrayDataset(Dataset):
         torch.Tensor
             (B, C, H, W), the same values items of that format have.
         """
+        if images.dtype.is_floating_point or images.ndim != 4:
+            raise InputError(
+                f"convert() takes batches as stored (B, C, H, W) uint8 or uint16, from a dtype=None dataset; "
+                f"this one is {images.dtype} {tuple(images.shape)}: it is converted already"
+            )
+        images = images[:, :1]  # the stored gray channel (channels=3 items repeat it)
         if isinstance(dtype, Unset) and isinstance(normalize, Unset) and channels is None and stats_split is None:
             pixels = self.pixels if self.deferred else self._float
         else:
-            pixels = self._format(dtype, channels, normalize, stats_split)
-        if images.device.type == "cpu" and images.ndim == 4 and images.shape[1] == 1:
+            pixels = self._format(_numpy_dtype(dtype), channels, normalize, stats_split)
+        if images.device.type == "cpu":
             return torch.from_numpy(pixels.apply(images.numpy()[:, 0]))  # the items' own NumPy code, exactly
         return convert_batch(images, pixels)
 

@@ -57,7 +57,7 @@ def build(
             Scan and report what the build would do, without decoding or writing.
         command : str, optional
             The command line recorded in the file (default: this process's).
-    {options}
+    OPTIONS: every option of BuildOptions as a keyword, listed here when the module loads.
         Returns
         -------
         BuildReport
@@ -75,10 +75,17 @@ def build(
         TypeError
             An unknown keyword.
     """
+    if options is not None and not isinstance(options, BuildOptions):
+        raise TypeError(
+            f"options must be a BuildOptions, not {type(options).__name__}; give the others as keywords, e.g. size=256"
+        )
     base = options if options is not None else BuildOptions()
     return run_build(
         src, out, base.replace(**settings), progress=progress, on_scan=on_scan, dry_run=dry_run, command=command
     )
+
+
+OPTIONS_LINE = "    OPTIONS: every option of BuildOptions as a keyword, listed here when the module loads."
 
 
 def _with_options(function: Callable[..., BuildReport]) -> None:
@@ -97,7 +104,7 @@ def _with_options(function: Callable[..., BuildReport]) -> None:
             f"            {info_of(field).help}",
         ]
     function.__signature__ = signature.replace(parameters=fixed)  # type: ignore[attr-defined]
-    function.__doc__ = (function.__doc__ or "").replace("    {options}", "\n".join(lines))
+    function.__doc__ = (function.__doc__ or "").replace(OPTIONS_LINE, "\n".join(lines))
 
 
 def _type_text(hint: Any) -> str:

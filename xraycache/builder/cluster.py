@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import InputError, OptionError
+from ..core.errors import InputError, OptionError, literal
 from ..core.options import DEFAULT_CONNECT_TIMEOUT, RunOptions
 from ..core.version import __version__
 from ..imaging.stack import imaging_stack
@@ -83,6 +83,12 @@ def dask_cluster(
         ) from None
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=True)
+    except ValueError as exc:  # not an address distributed can parse, e.g. no port
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OptionError(
+            "{scheduler}" + literal(f" is not a scheduler address ({reason}); give one such as tcp://HOST:8786"),
+            scheduler=address,
+        ) from None
     except (OSError, TimeoutError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"cannot reach the dask scheduler at {address} ({reason}); is it running?") from None

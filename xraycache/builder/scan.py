@@ -230,7 +230,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
     else:
         if classes != "auto":
             raise OptionError(
-                "{classes} needs NORMAL/PNEUMONIA or 1_Normal/2_Bacteria/3_Virus folders, "
+                "{classes:bare} needs NORMAL/PNEUMONIA or 1_Normal/2_Bacteria/3_Virus folders, "
                 + literal(f"but {root} has class folders {', '.join(folder_names[:6])}"),
                 classes=classes,
             )

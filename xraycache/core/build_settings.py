@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal, TypedDict
 
 
@@ -16,7 +17,7 @@ class BuildSettings(TypedDict, total=False):
     window: Literal["auto", "dicom", "minmax", "percentile"]
     dtype: Literal["uint8", "uint16"]
     classes: Literal["auto", "binary", "three"]
-    labels: str | None
+    labels: str | os.PathLike[str] | None
     path_col: str
     label_col: str
     label_sep: str | None

@@ -66,6 +66,14 @@ class _NamesOptions(XrayCacheError):
     def for_cli(self) -> str:
         return self._render(cli=True)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # made again from its template: the message is not one
+        return (_remade, (type(self), self.template, self.options))
+
+
+def _remade(cls: type[_NamesOptions], template: str, options: dict[str, Any]) -> _NamesOptions:
+    """An option-naming error unpickled (``pickle`` would pass its rendered message as the template)."""
+    return cls(template, **options)
+
 
 class OptionError(_NamesOptions, InputError):
     """A build option's value is not usable, or options that do not go together (CLI exit code 2)."""

@@ -63,6 +63,7 @@ class OptionInfo:
     record: bool = True  # recorded in the cache under its own name (and compared by incremental rebuilds)
     metavar: str | None = None
     unit: str = ""  # said after the range in errors, e.g. "pixels"
+    path: bool = False  # names a file: a str or an os.PathLike
 
 
 def option(
@@ -76,9 +77,10 @@ def option(
     record: bool = True,
     metavar: str | None = None,
     unit: str = "",
+    path: bool = False,
 ) -> Any:
     """A dataclass field carrying its option definition (see :class:`OptionInfo`)."""
-    info = OptionInfo(help, panel, flags, min, max, record, metavar, unit)
+    info = OptionInfo(help, panel, flags, min, max, record, metavar, unit, path)
     return field(default=default, metadata={"option": info})
 
 
@@ -233,6 +235,7 @@ class SourceOptions(_Part):
         panel=LABELS,
         record=False,
         metavar="FILE.csv",
+        path=True,
     )
     path_col: str = option(
         "path",
@@ -272,11 +275,14 @@ class SourceOptions(_Part):
         if self.resplit is not None:
             self.fractions()
         if self.labels is None and (self.label_sep or self.patient_col):
+            given = {
+                name: value
+                for name, value in (("label_sep", self.label_sep), ("patient_col", self.patient_col))
+                if value
+            }
+            names = " and ".join(f"{{{name}:name}}" for name in given)
             raise OptionError(
-                "{label_sep:name} and {patient_col:name} need {labels:name} (a CSV file)",
-                label_sep=self.label_sep,
-                patient_col=self.patient_col,
-                labels=None,
+                f"{names} need{'s' if len(given) == 1 else ''} {{labels:name}} (a CSV file)", labels=None, **given
             )
 
     def fractions(self) -> tuple[tuple[str, float], ...]:

@@ -139,14 +139,28 @@ class PixelFormat:
             target = np.empty((images.shape[0], n, *images.shape[1:]), dtype=self.dtype)
         else:
             target = out if self.channels is not None else out[:, None]
+        work = self.compute_dtype
         for c in range(n):
             if c and self.scale[c] == self.scale[0] and self.offset[c] == self.offset[0]:
                 target[:, c] = target[:, 0]  # the same map: copy, do not recompute
                 continue
-            np.multiply(images, self.dtype.type(self.scale[c]), out=target[:, c], dtype=self.dtype)
-            if self.offset[c]:
-                target[:, c] += self.dtype.type(self.offset[c])
+            if work == self.dtype:
+                np.multiply(images, work.type(self.scale[c]), out=target[:, c], dtype=work)
+                if self.offset[c]:
+                    target[:, c] += work.type(self.offset[c])
+            else:  # float16: 65535 overflows it, so the map runs in float32 and the result is cast
+                values = np.multiply(images, work.type(self.scale[c]), dtype=work)
+                if self.offset[c]:
+                    values += work.type(self.offset[c])
+                target[:, c] = values
         return target if self.channels is not None else target[:, 0]
+
+    @property
+    def compute_dtype(self) -> np.dtype[Any]:
+        """The float type the affine map runs in: the output's, or float32 where the output is narrower (a
+        uint16 pixel does not fit float16)."""
+        assert self.dtype is not None
+        return self.dtype if self.dtype.itemsize >= 4 else np.dtype(np.float32)
 
 
 def label_dtype_for(labels: np.ndarray, label_dtype: str | np.dtype[Any] | type | None) -> np.dtype[Any]:

@@ -10,12 +10,15 @@ again, lazily, in the process that unpickles it, so it is safe in multiprocess d
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import operator
 import os
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import h5py
 import numpy as np
@@ -30,39 +33,42 @@ from ..core.validate import open_cache
 from .arrays import UNSET, PixelFormat, Unset, label_dtype_for, mean_std_from_image_stats
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
+ITER_BYTES = 4 * 2**20  # images read at a time by ``for image in split.images``
 
 
 class _Handle:
     """An h5py file opened on first use, and again after a fork or unpickling (never shared).
 
-    ``raw`` is a plain binary file on the very file h5py holds open (found through h5py's own file
-    descriptor, not by path), so memory maps and direct reads keep seeing the file this handle
-    opened even after a rebuild renamed a new file over the path.
+    ``raw_fd`` is a file descriptor of the very file h5py holds open (found through h5py's own file
+    descriptor, not by path), so direct reads keep seeing the file this handle opened even after a rebuild
+    renamed a new file over the path. It is closed with the handle, or when the handle is collected (a
+    plain descriptor: no ResourceWarning for a cache a script did not close).
     """
 
     def __init__(self, path: Path, file: h5py.File | None = None) -> None:
         self.path = path
         self._file = file
         self._pid = os.getpid() if file is not None else -1
-        self._raw: BinaryIO | None = None
+        self._raw_fd: int | None = None
+        self._raw_close: weakref.finalize | None = None
 
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
             self._file = open_cache(self.path)
             self._pid = os.getpid()
-            self._raw = None
+            self._raw_fd = None  # a descriptor inherited across a fork is the parent's file's
         return self._file
 
     @property
-    def raw(self) -> BinaryIO:
+    def raw_fd(self) -> int:
         file = self.file
-        if self._raw is None:
+        if self._raw_fd is None:
             vfd = int(file.id.get_vfd_handle())
             proc = f"/proc/self/fd/{vfd}"  # a new open file description: its own offset, same inode
-            fd = os.open(proc, os.O_RDONLY) if os.path.exists(proc) else os.dup(vfd)
-            self._raw = os.fdopen(fd, "rb", buffering=0)
-        return self._raw
+            fd = os.open(proc, os.O_RDONLY | os.O_CLOEXEC) if os.path.exists(proc) else os.dup(vfd)
+            self._raw_fd, self._raw_close = fd, weakref.finalize(self, _close_quietly, fd)
+        return self._raw_fd
 
     @property
     def size(self) -> int:
@@ -71,12 +77,18 @@ class _Handle:
 
     def close(self) -> None:
         if self._pid == os.getpid():
-            if self._raw is not None:
-                self._raw.close()
+            if self._raw_close is not None and self._raw_fd is not None:
+                self._raw_close()
             if self._file is not None:
                 self._file.close()
         self._file = None
-        self._raw = None
+        self._raw_fd, self._raw_close = None, None
+
+
+def _close_quietly(fd: int) -> None:
+    """Close a descriptor that may already be gone (a handle collected at exit)."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 class Cache(Mapping[str, "Split"]):
@@ -265,12 +277,14 @@ class Images:
         return data if dtype is None else data.astype(dtype, copy=False)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """The images one by one, (H, W) each, read in blocks of about BLOCK_BYTES."""
+        """The images one by one, (H, W) each, read in blocks of about ITER_BYTES; each its own array (a
+        view would keep its whole block alive)."""
         n = len(self)
         per_image = max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize)
-        step = max(1, BLOCK_BYTES // per_image)
+        step = max(1, ITER_BYTES // per_image)
         for start in range(0, n, step):
-            yield from self._split._read_sorted(np.arange(start, min(n, start + step)))
+            for image in self._split._read_sorted(np.arange(start, min(n, start + step))):
+                yield image.copy()
 
     def __getitem__(self, key: Any) -> np.ndarray:
         rest: tuple[Any, ...] = ()
@@ -310,6 +324,9 @@ class Meta(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._group())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._group()  # without reading the column
 
     def row(self, index: int) -> dict[str, Any]:
         """All columns of one image as plain Python values."""
@@ -373,7 +390,7 @@ class Split:
 
     def _pread(self, into: np.ndarray, offset: int) -> None:
         """Fill ``into`` with the file's bytes at ``offset`` (positional reads: no memory map to fault on)."""
-        fd = self._handle.raw.fileno()
+        fd = self._handle.raw_fd
         view = into.reshape(-1).data.cast("B")
         got = 0
         while got < into.nbytes:
@@ -436,6 +453,12 @@ class Split:
     def _read_first_axis(self, key: Any) -> np.ndarray:
         n = len(self)
         what = f"split {self.name!r}"
+        if (
+            not isinstance(key, (bool, np.bool_, slice, list, tuple))
+            and np.ndim(key) == 0
+            and hasattr(key, "__index__")
+        ):
+            key = operator.index(key)  # a NumPy or torch integer scalar, 0-d arrays included
         if isinstance(key, (int, np.integer)):
             i = int(_check_indices(np.array([key]), n, what)[0])
             return self._read_sorted(np.array([i]))[0]
