@@ -123,3 +123,16 @@ def test_a_profiled_command_keeps_its_profile(kaggle: Path, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert profile.stat().st_size > 0
+
+
+def test_version_into_a_reader_that_stops_early_is_quiet() -> None:
+    """``xraycache --version | grep -q ...`` under ``set -o pipefail``, with unbuffered output (each print a write)."""
+    done = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m xraycache --version | head -c 1 >/dev/null"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

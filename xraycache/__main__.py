@@ -19,7 +19,11 @@ def main() -> int | None:
     if sys.argv[1:] == ["--version"]:
         from .about import show_version
 
-        return show_version()
+        try:
+            return show_version()
+        except BrokenPipeError:  # `xraycache --version | grep -q ...`: the reader has what it wanted, as with `ls`
+            sys.stdout = None  # no second error when Python flushes stdout at exit
+            return 0
     from .cli import app
 
     app(prog_name="xraycache")
