@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.atomic import write_output
 from ..core.errors import InputError
 from .cache import Cache
 from .figures import (
@@ -168,8 +169,9 @@ def write_report(
     path = Path(out)
     if output_format(path, REPORT_FORMATS) != ".html":
         return save(report(cache, image_index, seed), path, dpi=dpi)
-    try:
-        path.write_text(report_html(cache, image_index, seed, dpi), encoding="utf-8")
+    page = report_html(cache, image_index, seed, dpi).encode("utf-8")
+    try:  # a link planted at OUT is replaced, never followed
+        write_output(path, lambda tmp: tmp.write_bytes(page))
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror}; give --out a writable path") from None
     return path
