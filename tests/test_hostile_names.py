@@ -194,6 +194,16 @@ def test_label_with_markup_selects_in_ls_and_grid(hostile: tuple[Path, Path], tm
     assert grid.exit_code == 0, grid.output
 
 
+@pytest.mark.parametrize("command", [["ls"], ["show", "grid"]])
+def test_unknown_label_error_lists_markup_labels_in_one_line(
+    hostile: tuple[Path, Path], tmp_path: Path, command: list[str], wide: None
+):
+    out = [] if command == ["ls"] else ["--out", str(tmp_path / "g.png")]
+    result = runner.invoke(app, [*command, str(hostile[1]), "--label", "nope", *out])
+    assert result.exit_code == 2, result.output
+    assert MARKUP in result.output and LINK in result.output and len(result.output.splitlines()) == 1
+
+
 def test_an_error_naming_a_markup_label_is_one_line(hostile: tuple[Path, Path]):
     result = runner.invoke(app, ["ls", str(hostile[1]), "--split", "[bold]nope[/]"])
     assert result.exit_code == 2
