@@ -23,6 +23,8 @@ from xraycache.core.errors import InputError
 from xraycache.core.escape import csv_cell, markup, mathtext, terminal, unterminal
 
 runner = CliRunner()
+# a 200-brace label leaves constrained layout no room at 30 dpi: matplotlib says so, and draws it anyway
+pytestmark = pytest.mark.filterwarnings("ignore:constrained_layout not applied:UserWarning")
 
 MARKUP = "[/]close"
 LINK = "[link=https://evil.example]click[/link]"
@@ -123,6 +125,17 @@ def test_write_output_leaves_out_as_it_was_when_writing_fails(tmp_path: Path):
         write_output(out, fail)
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]  # no temporary left
+
+
+def test_sample_images_are_not_written_through_links(tmp_path: Path):
+    from xraycache.sample import plan, write_sample
+
+    victim = _victim(tmp_path)
+    first = tmp_path / "sample" / "chest_xray" / plan(3, 0)[0].relpath
+    first.parent.mkdir(parents=True)
+    first.symlink_to(victim)
+    write_sample(tmp_path / "sample", n=3, seed=0, jobs=1)
+    _check_replaced(first, victim)
 
 
 # 2. terminal injection: control characters shown escaped, and taken back
