@@ -196,8 +196,8 @@ def _check_folder_names(root: Path, split_folders: list[str], class_folders: lis
                 name.encode("utf-8")
             except UnicodeEncodeError:
                 raise InputError(
-                    f"{kind} folder {storable_path(name)!r} under {root} has a name that is not UTF-8, which a cache "
-                    "cannot store; rename it"
+                    f"{kind} folder '{storable_path(name)}' under {root} has a name that is not UTF-8 (its bytes "
+                    "shown as \\xNN), which a cache cannot store; rename it"
                 ) from None
             if len(name) > MAX_NAME_CHARS:
                 raise InputError(
