@@ -246,7 +246,9 @@ def test_html_report_with_mathtext_names(hostile: tuple[Path, Path], tmp_path: P
     out = tmp_path / "r.html"
     result = runner.invoke(app, ["show", "report", str(hostile[1]), "--out", str(out), "--dpi", "30"])
     assert result.exit_code == 0, result.output
-    assert "\\frac{a}{" in out.read_text()
+    page = out.read_text()
+    assert "\\frac{a}{" in page
+    assert "\\x1b]2;owned\\x07" in page and not any(char in page for char in ESC_BYTES)  # shown, not dropped
 
 
 def test_mathtext_escape_is_drawn_as_written():
