@@ -19,6 +19,7 @@ import joblib
 import numpy as np
 from PIL import Image
 
+from .core.atomic import write_output
 from .imaging.resize import RESIZE_IN_RGB
 
 # Class shares of the full Kaggle set (1,583 normal, 2,780 bacterial, 1,493 viral of 5,856).
@@ -179,9 +180,8 @@ def encode(item: SampleImage, pixels: np.ndarray | Image.Image) -> bytes:
 
 def _write_one(root: str, item: SampleImage) -> int:
     data = encode(item, _draw_image(item))
-    path = os.path.join(root, item.relpath)
-    with open(path, "wb") as handle:
-        handle.write(data)
+    # never through a link planted at the image's name (core.atomic.write_output); no fsync per image
+    write_output(os.path.join(root, item.relpath), lambda tmp: tmp.write_bytes(data), durable=False)
     return len(data)
 
 

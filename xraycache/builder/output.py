@@ -9,13 +9,14 @@ import fcntl
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 
 from ..core.errors import InputError
+from ..core.schema import HDF5_SIGNATURE
 from ..core.shard_files import cache_bytes
 
 
@@ -27,6 +28,29 @@ def check_output(out: Path) -> None:
         raise InputError(f"cannot write {out}: folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK):
         raise InputError(f"cannot write {out}: folder {out.parent} is not writable")
+
+
+def check_not_source(out: Path, root: Path, sources: Iterable[str]) -> None:
+    """InputError when OUT is one of the files the scan found under ``root`` (``sources``, relative paths),
+    by its name or through a link: the build would replace one of its own inputs. A cache inside SRC stays
+    allowed (the scan passes over it), and so does an existing cache as OUT: only a file that is not an HDF5
+    file is compared with the sources."""
+    try:
+        info = os.stat(out)
+        if not stat.S_ISREG(info.st_mode):
+            return  # a FIFO would block the read below; a scanned source is a regular file
+        with open(out, "rb") as handle:
+            if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return
+    except OSError:
+        return  # no file there (or none this user can read): nothing of the sources to replace
+    for path in sources:
+        try:
+            other = os.stat(root / path)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino):
+            raise InputError(f"output {out} is the source file {path}; give OUT a name outside the source files")
 
 
 LOCK_TRIES = 5

@@ -39,7 +39,7 @@ from .commit import commit
 from .execute import execute, retry_skipped
 from .job import BuildJob, Outcome, ProgressCallback
 from .old_cache import OldCache, open_old
-from .output import check_output, os_reason, output_bytes, output_lock
+from .output import check_not_source, check_output, os_reason, output_bytes, output_lock
 from .plan import Plan, backend_notes, plan_build
 from .prepare import Prepared, prepare
 from .report import BuildReport
@@ -71,6 +71,7 @@ def run_build(
         on_scan(len(found.files))
     warnings = _warnings(found, options)
     check_output(out_path)
+    check_not_source(out_path, found.root, [f.path for f in found.files] + [path for path, _ in found.unlabeled])
     if options.sources.drop_duplicates and shards > 1:
         raise OptionError(
             "{drop_duplicates:name} compares every image with every other: use it without {shards:name}",

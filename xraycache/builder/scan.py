@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, OptionError, Skipped, literal
 from ..core.options import Classes
-from ..core.schema import MAX_LABELS, storable_path
+from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, RESERVED_SPLIT_NAMES, storable_path
 from ..imaging.decoders.dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
@@ -184,6 +184,39 @@ def _describe(root: Path) -> str:
     return f"found {found}"
 
 
+def _check_folder_names(root: Path, split_folders: list[str], class_folders: list[str]) -> None:
+    """InputError for split or class folders whose names a cache cannot hold, or every reader would refuse.
+
+    Checked before anything is decoded: a name that is not UTF-8 (HDF5 stores names as UTF-8), a split named
+    like a group of the file (``skipped``), a name longer than a cache's names, more splits than a reader opens.
+    """
+    for kind, names in (("split", split_folders), ("class", class_folders)):
+        for name in names:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(
+                    f"{kind} folder '{storable_path(name)}' under {root} has a name that is not UTF-8 (its bytes "
+                    "shown as \\xNN), which a cache cannot store; rename it"
+                ) from None
+            if len(name) > MAX_NAME_CHARS:
+                raise InputError(
+                    f"a {kind} folder under {root} has a name of {len(name):,} characters, more than a cache "
+                    f"holds ({MAX_NAME_CHARS:,}); rename it"
+                )
+    reserved = [name for name in split_folders if name in RESERVED_SPLIT_NAMES]
+    if reserved:
+        raise InputError(
+            f"split folder {reserved[0]!r} under {root}: that name is reserved in a cache (its group of skipped "
+            "files); rename the folder"
+        )
+    if len(split_folders) > MAX_SPLITS:
+        raise InputError(
+            f"{root} has {len(split_folders):,} split folders, more than a cache holds ({MAX_SPLITS:,}); "
+            "point SRC at the folder that holds the splits or classes"
+        )
+
+
 def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
     """Scan ``src`` and label its images from the folder layout (see docs/sources.md).
 
@@ -217,6 +250,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
             "SRC/CLASS/ or SRC/SPLIT/CLASS/: point SRC at the folder that holds the splits"
         )
     folder_names = sorted({parts[-2] for parts in images}) if depth >= 1 else []
+    _check_folder_names(root, sorted({parts[0] for parts in images}) if depth == 2 else [], folder_names)
     lowered = {name.lower() for name in folder_names}
     label_names: tuple[str, ...]
     if depth == 0:

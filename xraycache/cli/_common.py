@@ -1,8 +1,13 @@
-"""What every command shares: the consoles, one-line errors, progress bars and the leakage section."""
+"""What every command shares: the consoles, one-line errors, progress bars and the leakage section.
+
+Every name from a source folder or a cache (split, class, file, patient) and every message that may hold
+one reaches rich through ``core.escape``: :func:`shown` for a name (control characters escaped, reversibly,
+and its ``[tags]`` printed, not obeyed), :func:`said` for a message. The consoles replace no ``:emoji:`` codes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,13 +18,36 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..core.errors import XrayCacheError
+from ..core.escape import markup, shown, terminal, unterminal
 
 if TYPE_CHECKING:
     from ..analysis.leakage import LeakageReport
     from ..read.cache import Cache
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
+
+
+def said(message: str) -> str:
+    """A message (an error, a warning, a reason) for rich markup: control characters shown, tags not obeyed."""
+    return markup(terminal(message, reversible=False))
+
+
+def typed_back(value: str, known: Iterable[str]) -> str:
+    """``value`` as the name it is among ``known``: as typed, or as ``xraycache ls`` printed it (escaped).
+
+    A name that holds control characters or backslashes is printed escaped (``core.escape.terminal``); a
+    user who pastes that form back gets the name it stands for. Otherwise ``value`` unchanged (the caller
+    reports it when it is no name).
+    """
+    names = set(known)
+    if value in names:
+        return value
+    try:
+        original = unterminal(value)
+    except ValueError:
+        return value
+    return original if original in names else value
 
 
 @contextmanager
@@ -28,7 +56,7 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except XrayCacheError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.for_cli()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {said(exc.for_cli())}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: nothing was written", highlight=False)
@@ -89,7 +117,7 @@ def print_leakage(report: LeakageReport, limit: int = 10) -> None:
         table.add_column("patient")
         table.add_column("images per split")
         for leak in leaks[:limit]:
-            table.add_row(leak.patient, ", ".join(f"{s}: {n}" for s, n in leak.splits.items()))
+            table.add_row(shown(leak.patient), ", ".join(f"{shown(s)}: {n}" for s, n in leak.splits.items()))
         if len(leaks) > limit:
             table.add_row(f"... and {len(leaks) - limit} more", "(all in --json)")
         console.print(table)
@@ -98,7 +126,7 @@ def print_leakage(report: LeakageReport, limit: int = 10) -> None:
         table.add_column("where")
         table.add_column("files")
         for group in (across + within)[:limit]:
-            files = ", ".join(f"{path} ({split})" for split, path in group.images)
+            files = ", ".join(f"{shown(path)} ({shown(split)})" for split, path in group.images)
             table.add_row("across splits" if group.across_splits else "within a split", files)
         if len(report.duplicates) > limit:
             table.add_row(f"... and {len(report.duplicates) - limit} more", "(all in --json)")
@@ -109,7 +137,9 @@ def print_leakage(report: LeakageReport, limit: int = 10) -> None:
 def print_near_duplicates(report: LeakageReport, limit: int = 10) -> None:
     """The near-duplicate lines of the leakage section: a count, then the closest pairs across splits first."""
     if report.near_duplicates_unavailable:
-        console.print(f"[dim]near-duplicates: not searched: {report.near_duplicates_unavailable}[/]", highlight=False)
+        console.print(
+            f"[dim]near-duplicates: not searched: {said(report.near_duplicates_unavailable)}[/]", highlight=False
+        )
         return
     pairs = report.near_duplicates
     across = report.near_duplicates_across
@@ -127,7 +157,9 @@ def print_near_duplicates(report: LeakageReport, limit: int = 10) -> None:
     table.add_column("image", overflow="fold")
     table.add_column("looks like", overflow="fold")
     for pair in pairs[:limit]:
-        table.add_row(f"{pair.score:.3f}", f"{pair.a[1]} ({pair.a[0]})", f"{pair.b[1]} ({pair.b[0]})")
+        table.add_row(
+            f"{pair.score:.3f}", f"{shown(pair.a[1])} ({shown(pair.a[0])})", f"{shown(pair.b[1])} ({shown(pair.b[0])})"
+        )
     if len(pairs) > limit:
         table.add_row("", f"... and {len(pairs) - limit} more", "(all in --json, or xraycache duplicates)")
     console.print(table)

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from ..core.errors import XrayCacheError
 from ..core.options import BuildOptions, flag_of, hints_of, info_of
-from ._common import cli_errors, console, err_console, progress_bar
+from ._common import cli_errors, console, err_console, progress_bar, said, shown
 
 if typing.TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -105,7 +104,7 @@ def build_command(
             )
     if not quiet:
         for warning in report.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] {said(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
@@ -134,27 +133,29 @@ def print_summary(report: BuildReport) -> None:
     if report.mode == "unchanged" or report.would == "unchanged":
         print_up_to_date(report)
         return
-    title = "would build (dry run)" if report.dry_run else f"built {report.out}"
+    title = "would build (dry run)" if report.dry_run else f"built {shown(report.out)}"
     table = Table(title=f"{title}: {report.layout} layout", title_justify="left")
     table.add_column("split")
     for name in report.label_names:
-        table.add_column(name, justify="right")
+        table.add_column(shown(name), justify="right")
     table.add_column("total", justify="right", style="bold")
     for split, by_label in report.counts.items():
-        table.add_row(split, *(f"{by_label[n]:,}" for n in report.label_names), f"{sum(by_label.values()):,}")
+        table.add_row(shown(split), *(f"{by_label[n]:,}" for n in report.label_names), f"{sum(by_label.values()):,}")
     console.print(table)
     if report.skipped:
         skipped = Table(title=f"skipped {len(report.skipped)} file(s)", title_justify="left", title_style="yellow")
         skipped.add_column("file")
         skipped.add_column("reason")
         for row in report.skipped[:20]:
-            skipped.add_row(escape(row.path), escape(row.reason))  # e.g. "pip install 'xraycache[dicom]'"
+            skipped.add_row(shown(row.path), said(row.reason))  # e.g. "pip install 'xraycache[dicom]'"
         if len(report.skipped) > 20:
             skipped.add_row(f"... and {len(report.skipped) - 20} more", "(all listed in the file's /skipped)")
         console.print(skipped)
     if report.csv_rows_without_file:
         rows = report.csv_rows_without_file
-        listed = ", ".join(rows[:5]) + (f" (and {len(rows) - 5} more; all in --json)" if len(rows) > 5 else "")
+        listed = ", ".join(map(shown, rows[:5])) + (
+            f" (and {len(rows) - 5} more; all in --json)" if len(rows) > 5 else ""
+        )
         console.print(f"[yellow]{len(rows)} labels CSV row(s) name no image under SRC[/]: {listed}", highlight=False)
     line = f"{report.images:,} images, {len(report.skipped)} skipped, {len(report.ignored)} non-image files ignored"
     if report.dry_run:
@@ -163,14 +164,14 @@ def print_summary(report: BuildReport) -> None:
             retried = f", retry {report.retried:,} skipped last time" if report.retried else ""
             touched = f" ({report.touched:,} touched: same content, new mtime)" if report.touched else ""
             console.print(
-                f"would update {report.out}: reuse {report.reused:,}{touched}, add {report.added:,}, "
+                f"would update {shown(report.out)}: reuse {report.reused:,}{touched}, add {report.added:,}, "
                 f"decode {report.changed:,} changed, remove {report.removed:,}{retried}",
                 highlight=False,
             )
         return
     console.print(
         f"{line}; {report.seconds:.1f} s, {report.images_per_second:,.0f} images/s on {report.jobs} worker(s) "
-        f"({report.backend}); {report.out}: {_size(report.output_bytes)}",
+        f"({report.backend}); {shown(report.out)}: {_size(report.output_bytes)}",
         highlight=False,
     )
     if report.dropped_duplicates:
@@ -202,7 +203,7 @@ def print_up_to_date(report: BuildReport) -> None:
     skipped = f", {len(report.skipped):,} skipped as before" if report.skipped else ""
     what = " (dry run)" if report.dry_run else ""
     console.print(
-        f"up to date, nothing to do{what}: {report.out} already holds these {report.reused:,} images{skipped}; "
+        f"up to date, nothing to do{what}: {shown(report.out)} already holds these {report.reused:,} images{skipped}; "
         "not rewritten",
         highlight=False,
         soft_wrap=True,

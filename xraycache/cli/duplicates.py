@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import cli_errors, console, open_for_reading
+from ._common import cli_errors, console, open_for_reading, said, shown
 
 
 def duplicates_command(
@@ -29,7 +29,8 @@ def duplicates_command(
             print(json.dumps({"unavailable": report.near_duplicates_unavailable}))
         else:
             console.print(
-                f"{file}: near-duplicates not searched: {report.near_duplicates_unavailable}", highlight=False
+                f"{shown(file)}: near-duplicates not searched: {said(report.near_duplicates_unavailable)}",
+                highlight=False,
             )
         raise typer.Exit(2)
     data = report.to_dict()
@@ -52,8 +53,8 @@ def duplicates_command(
     table.add_column("splits")
     table.add_column("images", overflow="fold")
     for number, group in enumerate(groups[:limit], 1):
-        splits = ", ".join(dict.fromkeys(split for split, _ in group))
-        table.add_row(str(number), splits, "\n".join(f"{path} ({split})" for split, path in group))
+        splits = ", ".join(dict.fromkeys(shown(split) for split, _ in group))
+        table.add_row(str(number), splits, "\n".join(f"{shown(path)} ({shown(split)})" for split, path in group))
     if len(groups) > limit:
         table.add_row("", "", f"... and {len(groups) - limit} more (--limit, or --json for all)")
     console.print(table)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ._common import cli_errors, console, open_for_reading
+from ._common import cli_errors, console, open_for_reading, shown
 
 ExportFormat = Literal["medmnist", "csv"]
 
@@ -39,9 +39,9 @@ def export_command(
     with cli_errors(), open_for_reading(file) as cache:
         kind = export_format(out, format)
         report = export_medmnist(cache, out, to_uint8=to_uint8) if kind == "medmnist" else export_csv(cache, out)
-    splits = ", ".join(f"{name} {n:,}" for name, n in report.images.items()) or "no split"
+    splits = ", ".join(f"{shown(name)} {n:,}" for name, n in report.images.items()) or "no split"
     console.print(
-        f"wrote {report.path} ({kind}, {report.bytes / 1e6:,.1f} MB): {report.total:,} images ({splits})",
+        f"wrote {shown(report.path)} ({kind}, {report.bytes / 1e6:,.1f} MB): {report.total:,} images ({splits})",
         highlight=False,
         soft_wrap=True,
     )

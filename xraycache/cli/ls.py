@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ._common import cli_errors, open_for_reading
+from ..core.escape import terminal
+from ._common import cli_errors, open_for_reading, typed_back
 
 
 def ls_command(
@@ -23,14 +24,17 @@ def ls_command(
 ) -> None:
     """List the images of FILE, one a line: split, index, label, source path.
 
-    Tab-separated, no header, for scripts; multi-label names are joined by |. The path is what
-    `xraycache show image FILE --path PATH` takes."""
+    Tab-separated, no header, for scripts; multi-label names are joined by |. Control characters, tabs,
+    newlines and backslashes in a name are printed escaped (\x1b, \t, \n, \\); the path as printed
+    is what `xraycache show image FILE --path PATH` takes."""
     from ..read.export import image_rows
 
     with cli_errors(), open_for_reading(file) as cache:
         try:
+            split = typed_back(split, cache.splits) if split is not None else None
+            label = typed_back(label, cache.label_names) if label is not None else None
             for row in image_rows(cache, split=split, label=label):
-                sys.stdout.write(f"{row.split}\t{row.index}\t{row.label}\t{row.path}\n")
+                sys.stdout.write(f"{terminal(row.split)}\t{row.index}\t{terminal(row.label)}\t{terminal(row.path)}\n")
             sys.stdout.flush()
         except BrokenPipeError:  # `xraycache ls ... | head`: the reader has all it wanted
             sys.stdout = None  # no second error when Python flushes stdout at exit

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..core.errors import InputError
-from ._common import cli_errors, console, progress_bar
+from ._common import cli_errors, console, progress_bar, shown
 
 
 def sample_command(
@@ -35,4 +35,4 @@ def sample_command(
             except OSError as exc:  # e.g. a file where a folder of the sample goes, a full or read-only disk
                 reason = exc.strerror or str(exc)
                 raise InputError(f"cannot write the sample under {directory}: {reason}") from None
-    console.print(f"wrote {n} images to {root}", highlight=False)
+    console.print(f"wrote {n} images to {shown(root)}", highlight=False)

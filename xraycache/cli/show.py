@@ -13,8 +13,9 @@ from rich import box
 from rich.table import Table
 
 from ..core.errors import InputError
+from ..core.escape import unterminal
 from ..core.options import BuildOptions
-from ._common import cli_errors, console, open_for_reading, print_leakage
+from ._common import cli_errors, console, open_for_reading, print_leakage, said, shown, typed_back
 from ._usage import TidyCommand, TidyGroup
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ def _out(file: Path, view: str, out: Path | None, report: bool = False) -> Path:
 
 
 def _split_name(cache: Cache, split: str | None) -> str:
-    return split if split is not None else _figures().first_with_images(_nonempty(cache)).name
+    """``--split`` as the split it names (also as ``ls`` printed it), else the first split holding images."""
+    return typed_back(split, cache.splits) if split is not None else _figures().first_with_images(_nonempty(cache)).name
 
 
 def _nonempty(cache: Cache) -> Cache:
@@ -94,7 +96,7 @@ def _nonempty(cache: Cache) -> Cache:
 
 def _write(fig: Figure, path: Path, dpi: int) -> None:
     written = _figures().save(fig, path, dpi=dpi)
-    print(written)
+    console.print(shown(written), highlight=False, soft_wrap=True)
 
 
 @show_app.command("stats", cls=TidyCommand)
@@ -118,9 +120,9 @@ def stats_command(
     defaults = BuildOptions().settings()
     settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items() if k in ALWAYS_SHOWN or v != defaults.get(k, v))
     shape = " x ".join(str(s) for s in stats.image_shape[::-1])
-    console.print(f"[bold]{stats.path}[/]: {shape} px {dtype} images; {settings}", highlight=False)
+    console.print(f"[bold]{shown(stats.path)}[/]: {shape} px {dtype} images; {said(settings)}", highlight=False)
     for s in stats.splits:
-        title = f"{s.split}: {s.count:,} images, imbalance {s.imbalance:.2f} (largest/smallest class)"
+        title = f"{shown(s.split)}: {s.count:,} images, imbalance {s.imbalance:.2f} (largest/smallest class)"
         table = Table(
             title=title,
             title_justify="left",
@@ -143,8 +145,8 @@ def stats_command(
             else:  # numbers are never cut: at least as wide as their widest value
                 widest = max(len(column), *(len(row[i]) for row in rows))
                 table.add_column(column, justify="right", no_wrap=True, min_width=widest)
-        for row in rows:
-            table.add_row(*row, style="bold" if row[0] == "all" else None)
+        for row, g in zip(rows, [*s.classes, s.total], strict=True):
+            table.add_row(shown(row[0]), *row[1:], style="bold" if g is s.total else None)
         console.print(table)
     console.print(
         "min/max/mean/std: pixel values (0-255"
@@ -169,7 +171,7 @@ def _print_skipped(skipped: list[Skipped], limit: int = 20) -> None:
     for column in ("file", "split", "reason"):
         table.add_column(column)
     for row in skipped[:limit]:
-        table.add_row(row.path, row.split, row.reason)
+        table.add_row(shown(row.path), shown(row.split), said(row.reason))
     if len(skipped) > limit:
         table.add_row(f"... and {len(skipped) - limit} more", "", "see `xraycache info`")
     console.print(table)
@@ -192,10 +194,24 @@ def image_command(
         target = _out(file, "image", out)
         with open_for_reading(file) as cache:
             if path is not None:
-                name, index = cache.locate(path)
+                name, index = _locate(cache, path)
             else:
                 name = _split_name(cache, split)
             _write(_figures().image(cache[name], index), target, dpi)
+
+
+def _locate(cache: Cache, path: str) -> tuple[str, int]:
+    """``cache.locate(path)``, also for a path as ``xraycache ls`` printed it (control characters escaped)."""
+    try:
+        return cache.locate(path)
+    except InputError:
+        try:
+            original = unterminal(path)
+        except ValueError:
+            original = path
+        if original == path:
+            raise
+        return cache.locate(original)
 
 
 @show_app.command("hist", cls=TidyCommand)
@@ -213,6 +229,7 @@ def hist_command(
     with cli_errors():
         target = _out(file, "hist", out)
         with open_for_reading(file) as cache:
+            split = typed_back(split, cache.splits) if split is not None else None
             _write(_figures().hist(_nonempty(cache), split=split, by_class=by_class, log=log), target, dpi)
 
 
@@ -239,6 +256,7 @@ def grid_command(
     with cli_errors():
         target = _out(file, "grid", out)
         with open_for_reading(file) as cache:
+            label = typed_back(label, cache.label_names) if label is not None else None
             _write(_figures().grid(cache[_split_name(cache, split)], n=n, seed=seed, label=label), target, dpi)
 
 
@@ -264,4 +282,5 @@ def report_command(
     with cli_errors():
         target = _out(file, "report", out, report=True)
         with open_for_reading(file) as cache:
-            print(_html_report().write_report(_nonempty(cache), target, seed=seed, dpi=dpi))
+            written = _html_report().write_report(_nonempty(cache), target, seed=seed, dpi=dpi)
+    console.print(shown(written), highlight=False, soft_wrap=True)

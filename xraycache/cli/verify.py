@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ._common import cli_errors, console
+from ._common import cli_errors, console, said, shown
 
 if TYPE_CHECKING:
     from ..verify import VerifyReport
@@ -38,15 +38,15 @@ def verify_command(
 
 def print_report(report: VerifyReport, limit: int) -> None:
     """One line when all agrees; a table of the differences otherwise."""
-    scope = f"{report.out} against {report.src}" if report.src else report.out
+    scope = f"{shown(report.out)} against {shown(report.src)}" if report.src else shown(report.out)
     for note in report.unchecked:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {said(note)}", highlight=False)
     if report.near_duplicates_across is not None:
         across, within = report.near_duplicates_across, report.near_duplicates_within
         style = "yellow" if across else "dim"
         console.print(
             f"[{style}]near-duplicates:[/] {across} pair(s) across splits, {within} within a split "
-            f"(leakage, not damage: `xraycache duplicates {report.out}` lists them)",
+            f"(leakage, not damage: `xraycache duplicates {shown(report.out)}` lists them)",
             highlight=False,
         )
     if report.ok:
@@ -60,7 +60,7 @@ def print_report(report: VerifyReport, limit: int) -> None:
     table.add_column("kind")
     table.add_column("detail", overflow="fold")
     for finding in findings[:limit]:
-        table.add_row(finding.where, finding.kind, finding.detail)
+        table.add_row(shown(finding.where), finding.kind, said(finding.detail))
     if len(findings) > limit:
         table.add_row(f"... and {len(findings) - limit} more", "", "(--limit, or --json for all)")
     console.print(table)

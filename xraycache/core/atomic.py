@@ -7,7 +7,8 @@ another user could change: in a shared folder without the sticky bit, another us
 any entry of it (a temporary file, even the private folder), but cannot change what is inside a 0700 folder
 the builder owns, and the descriptors keep pointing at the folders the build made. Every file the build
 writes in place of another (the cache, the file that joins shards, a compacted copy) goes through
-:class:`AtomicFile`.
+:class:`AtomicFile`; every other file the package writes (figures, the HTML report, exports, the sample's
+images) through :func:`write_output`, so none is ever written through a link planted at its name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import interrupts
@@ -32,8 +33,9 @@ class AtomicFile:
     Linux ``/proc/self/fd/N/cache.tmp``); :meth:`sibling` gives another file in the same folder.
     """
 
-    def __init__(self, out: str | os.PathLike[str]) -> None:
+    def __init__(self, out: str | os.PathLike[str], durable: bool = True) -> None:
         self.out = Path(out)
+        self.durable = durable  # False: renamed into place without fsync (many small files, e.g. the sample)
         self.mode = output_mode(self.out)
         self._parent = os.open(self.out.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -65,13 +67,15 @@ class AtomicFile:
     def commit(self) -> Path:
         """fsync the new file, rename it over OUT, fsync OUT's folder, remove the private folder."""
         interrupts.check()  # a Ctrl-C whose KeyboardInterrupt was lost still stops the rename
-        fd = os.open(INNER, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), dir_fd=self._folder)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self.durable:
+            fd = os.open(INNER, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), dir_fd=self._folder)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(INNER, self.out.name, src_dir_fd=self._folder, dst_dir_fd=self._parent)
-        fsync_dir(self.out.parent)
+        if self.durable:
+            fsync_dir(self.out.parent)
         self._remove_folder()
         return self.out
 
@@ -109,6 +113,20 @@ class AtomicFile:
         finally:
             os.close(self._folder)
             os.close(self._parent)
+
+
+def write_output(out: str | os.PathLike[str], write: Callable[[Path], object], durable: bool = True) -> Path:
+    """Create or replace the file ``out`` with what ``write(path)`` writes at the path it is given.
+
+    The one way the package writes an output file: ``write`` fills a new file in a private folder beside
+    OUT, which is then renamed over OUT. A symbolic link planted at OUT is replaced, never written through
+    (another user of a shared folder cannot make a figure land in ``~/.ssh/authorized_keys``); a reader sees
+    the old file or the complete new one; a failing ``write`` leaves OUT as it was. The mode is 0666 less
+    the umask (or that of the user's own file it replaces). OSError when OUT's folder cannot take it.
+    """
+    with AtomicFile(out, durable=durable) as target:
+        write(target.tmp)
+    return Path(out)
 
 
 def output_mode(out: Path) -> int:

@@ -33,7 +33,9 @@ DESCRIPTOR_DESCRIPTION = (
 
 # What a cache's names may be: a build refuses more labels or longer names, a reader refuses such a file.
 MAX_LABELS = 10_000
+MAX_SPLITS = 1_000
 MAX_NAME_CHARS = 1_000  # a label or split name
+RESERVED_SPLIT_NAMES = (".", "..", "skipped")  # not a split: ``/skipped`` is the group of skipped files
 
 # Root attributes that are not build options but decide what a build produces: an incremental rebuild
 # reuses an old cache only when these and every recorded option (BuildOptions.settings) match.

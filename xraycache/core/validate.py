@@ -25,7 +25,9 @@ from .schema import (
     HIST_BINS,
     MAX_LABELS,
     MAX_NAME_CHARS,
+    MAX_SPLITS,
     META_COLUMNS,
+    RESERVED_SPLIT_NAMES,
     SKIPPED_COLUMNS,
     STR,
 )
@@ -34,7 +36,6 @@ from .shard_files import missing_shard_message
 BUILD_HINT = "give a cache written by `xraycache build SRC OUT`"
 # Bounds on what a cache may claim, checked before anything of that size is read (docs/reliability.md, "Untrusted caches").
 MAX_ROOT_ATTRIBUTES = 200
-MAX_SPLITS = 1_000
 MAX_MEMBERS = 200  # datasets in one group (meta columns, stats)
 MAX_SHARDS = 4096
 MAX_COMPRESSION = 1024  # logical / stored bytes of a compressed dataset (gzip of a black image: ~700)
@@ -167,7 +168,7 @@ class _CacheCheck:
         self.multi = self._attr("label_kind", default="single") == "multi"
         self._shards()
         for split in splits:
-            if not split or "/" in split or split in (".", "..", "skipped"):
+            if not split or "/" in split or split in RESERVED_SPLIT_NAMES:
                 raise _Refused(f"split {split!r}", "is not a split name")
             self._split(split)
         if "skipped" in self.file:

@@ -6,7 +6,9 @@
   (N, C) multi-hot as MedMNIST's ChestMNIST has, for the splits present; a uint16 cache is refused
   unless ``to_uint8`` (its high byte, the scale ``show`` uses). One split is in memory at a time.
 - :func:`export_csv` writes one row per image: split, index, path, label, patient, width, height, mode,
-  file_hash (multi-label names joined by ``|``).
+  file_hash (multi-label names joined by ``|``). A text cell a spreadsheet would run as a formula (one
+  beginning with ``=``, ``+``, ``-``, ``@``, a tab or CR) is written with a leading ``'``
+  (``core.escape.csv_cell``); index, width and height, and text that is a number, stay numbers.
 
 Both write a temporary file beside OUT and rename it over OUT when complete, like the build.
 """
@@ -24,6 +26,7 @@ import numpy as np
 
 from ..core.atomic import AtomicFile
 from ..core.errors import InputError
+from ..core.escape import csv_cell
 from .cache import Cache, Split
 
 CSV_COLUMNS = ("split", "index", "path", "label", "patient", "width", "height", "mode", "file_hash")
@@ -162,7 +165,8 @@ def export_csv(cache: Cache, out: str | os.PathLike[str]) -> ExportReport:
             texts = label_texts(split)
             columns = [meta[c] if c in meta else np.full(len(split), "") for c in CSV_COLUMNS[4:]]
             for i in range(len(split)):
-                writer.writerow([name, i, meta["path"][i], texts[i], *(str(column[i]) for column in columns)])
+                cells = [str(meta["path"][i]), texts[i], *(str(column[i]) for column in columns)]
+                writer.writerow([csv_cell(name), i, *map(csv_cell, cells)])
             report.images[name] = len(split)
     report.bytes = out.stat().st_size
     return report

@@ -3,7 +3,9 @@
 Every function returns a matplotlib Figure drawn on the Agg canvas (headless, no pyplot state), so they
 work the same from Python, in a notebook and behind ``xraycache show``. Images use the gray colormap
 with a fixed display range 0 (black) to 255 (white), stated on each figure, so brightness compares
-across images. Histograms come from the histograms the build stored: no pass over the pixels.
+across images. Histograms come from the histograms the build stored: no pass over the pixels. Every name
+drawn (split, class, patient, path) goes through ``core.escape.mathtext``: a ``$`` in it is drawn, never
+read as mathtext.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.atomic import write_output
 from ..core.errors import InputError
+from ..core.escape import mathtext
 from ..core.pixels import hist_moments
 from .cache import Cache, Split
 from .report_text import MULTI_LABEL_NOTE, STATS_COLUMNS, leakage_summary, shares_over_100, stats_rows
@@ -67,11 +71,14 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, out: str | os.PathLike[str], dpi: int = DEFAULT_DPI) -> Path:
-    """Write ``fig`` as PNG, PDF or SVG, by the suffix of ``out``; InputError for another suffix or an unwritable OUT."""
+    """Write ``fig`` as PNG, PDF or SVG, by the suffix of ``out``; InputError for another suffix or an unwritable OUT.
+
+    Written through ``core.atomic.write_output``: a link planted at OUT is replaced, never followed.
+    """
     path = Path(out)
     suffix = output_format(path)
     try:
-        fig.savefig(path, format=suffix[1:], dpi=dpi, facecolor="white")
+        write_output(path, lambda tmp: fig.savefig(tmp, format=suffix[1:], dpi=dpi, facecolor="white"))
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
         raise InputError(f"cannot write {path}: {reason}; give --out a writable path") from None
@@ -84,13 +91,13 @@ def _display(pixels: np.ndarray) -> np.ndarray:
 
 
 def _fmt_label(split: Split, index: int) -> tuple[str, str]:
-    """The label (``a|b`` when multi-label) and the patient id (``""`` when the image has none)."""
+    """The label (``a|b`` when multi-label) and the patient id (``""`` when the image has none), as drawn."""
     row = split.labels[index]
     if row.ndim == 1:  # multi-label (N, C) multi-hot
         label = "|".join(name for name, on in zip(split.label_names, row, strict=True) if on) or "(none)"
-        return label, str(split.meta["patient"][index])
-    label = split.label_names[int(row)]
-    return label, str(split.meta["patient"][index])
+    else:
+        label = split.label_names[int(row)]
+    return mathtext(label), mathtext(str(split.meta["patient"][index]))
 
 
 def _clip_end_spikes(ax: Any, curves: np.ndarray, unit: str) -> None:
@@ -144,7 +151,8 @@ def _draw_image(fig: Canvas, split: Split, index: int) -> None:
     original = f"{int(meta['width'][index])} x {int(meta['height'][index])} px, {kind}"
     who = f", patient {patient}" if patient else ""
     fig.suptitle(
-        f"{split.name}[{index}]: {label}{who}\nsource {meta['path'][index]} (original {original}); {RANGE_NOTE}",
+        f"{mathtext(split.name)}[{index}]: {label}{who}\nsource {mathtext(str(meta['path'][index]))} "
+        f"(original {original}); {RANGE_NOTE}",
         fontsize=10,
     )
 
@@ -166,10 +174,10 @@ def _draw_hist(fig: Canvas, cache: Cache, split: str | None, by_class: bool, log
         total = sum(stored.values())
         for i, label in enumerate(cache.label_names):
             n_images = sum(int(cache[name].counts()[i]) for name in names)
-            curves.append((label, np.asarray(total)[i], n_images))
+            curves.append((mathtext(label), np.asarray(total)[i], n_images))
     else:
         for name in names:
-            curves.append((name, stored[name].sum(axis=0), len(cache[name])))
+            curves.append((mathtext(name), stored[name].sum(axis=0), len(cache[name])))
     ax = fig.subplots()
     x = np.arange(256)
     shares: list[np.ndarray] = []
@@ -196,7 +204,7 @@ def _draw_hist(fig: Canvas, cache: Cache, split: str | None, by_class: bool, log
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", frameon=False)
-    scope = "all splits" if len(names) > 1 else f"split {names[0]}"
+    scope = "all splits" if len(names) > 1 else f"split {mathtext(names[0])}"
     what = f"per class, {scope}" if by_class else "per split" if len(names) > 1 else f"of {scope}"
     ax.set_title(f"Pixel value distribution {what}; each curve sums to 100%", fontsize=10)
 
@@ -209,7 +217,7 @@ def hist(cache: Cache, split: str | None = None, by_class: bool = False, log: bo
 
 
 def _draw_counts(fig: Canvas, cache: Cache) -> None:
-    labels = list(cache.label_names)
+    labels = [mathtext(name) for name in cache.label_names]
     splits = list(cache.splits)
     ax = fig.subplots()
     width = 0.8 / max(1, len(splits))
@@ -220,7 +228,9 @@ def _draw_counts(fig: Canvas, cache: Cache) -> None:
         counts = cache[name].counts()
         total = max(1, len(cache[name]))  # images, not label counts: a multi-label image counts once per label
         over = over or int(counts.sum()) > len(cache[name])
-        bars = ax.bar(x + (k - (len(splits) - 1) / 2) * width, counts, width, color=COLORS[k % len(COLORS)], label=name)
+        bars = ax.bar(
+            x + (k - (len(splits) - 1) / 2) * width, counts, width, color=COLORS[k % len(COLORS)], label=mathtext(name)
+        )
         ax.bar_label(bars, [f"{c:,}\n{100 * c / total:.0f}%" for c in counts], fontsize=8, padding=2)
         top = max(top, int(counts.max()) if counts.size else 0)
     ax.set_xticks(x, labels)
@@ -245,11 +255,11 @@ def _draw_grid(fig: Canvas, split: Split, n: int, seed: int, label: str | int | 
     if n < 1:
         raise InputError(f"n={n}: a grid needs at least 1 image")
     pool = np.arange(len(split))
-    what = f"split {split.name}"
+    what = f"split {mathtext(split.name)}"
     if label is not None:
         value = split.label_index(label)
         pool = np.flatnonzero(split.labels[:, value] == 1 if split.labels.ndim == 2 else split.labels == value)
-        what += f", label {split.label_names[value]}"
+        what += f", label {mathtext(split.label_names[value])}"
     if pool.size == 0:
         raise InputError(f"no images in {what}; try another --split or --label")
     rng = np.random.default_rng(seed)
@@ -302,13 +312,13 @@ def _draw_stats(fig: Canvas, stats: CacheStats, leaks: LeakageReport) -> None:
     rows = stats_rows(stats)
     notes = [leakage_summary(leaks)]
     skipped = stats.skipped
-    listed = ", ".join(f"{s.path} ({s.reason})" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+    listed = ", ".join(mathtext(f"{s.path} ({s.reason})") for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
     notes.append(f"skipped files: {len(skipped):,}" + (f": {listed}" if skipped else ""))
     if shares_over_100(stats):
         notes.append(MULTI_LABEL_NOTE)
     text_share = 0.1 * len(notes) * 13 / (len(rows) + 3)
     table = ax.table(
-        cellText=[cells for _, cells in rows],
+        cellText=[[mathtext(cell) for cell in cells] for _, cells in rows],
         colLabels=list(STATS_COLUMNS),
         cellLoc="right",
         colLoc="right",
@@ -343,5 +353,5 @@ def report(cache: Cache, image_index: int = 0, seed: int = 0) -> Figure:
         _draw_grid(grid_fig, first, 9, seed, None)
         _draw_image(bottom, first, image_index)
     shape = " x ".join(str(s) for s in first.shape[1:][::-1])
-    fig.suptitle(f"xraycache report: {cache.path.name} ({shape} px images)", fontsize=14, fontweight="bold")
+    fig.suptitle(f"xraycache report: {mathtext(cache.path.name)} ({shape} px images)", fontsize=14, fontweight="bold")
     return fig

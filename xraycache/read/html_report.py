@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.atomic import write_output
 from ..core.errors import InputError
+from ..core.escape import terminal
 from .cache import Cache
 from .figures import (
     DEFAULT_DPI,
@@ -36,6 +38,11 @@ if TYPE_CHECKING:
 REPORT_FORMATS = (".html", *FIGURE_FORMATS)  # the report also as a self-contained HTML page
 
 
+def _text(value: object) -> str:
+    """Text for the page: HTML-escaped, its control characters shown as ``\\x1b`` (a browser would drop them)."""
+    return html.escape(terminal(str(value), reversible=False))
+
+
 def _png(fig: Figure, dpi: int) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
@@ -44,7 +51,7 @@ def _png(fig: Figure, dpi: int) -> str:
 
 def _records_html(name: str, rows: list[Any], limit: int) -> str:
     """One list of the leakage report as a table (a list of records) or a list."""
-    title = f"<h3>{html.escape(words(name))}: {len(rows):,}</h3>"
+    title = f"<h3>{_text(words(name))}: {len(rows):,}</h3>"
     if not rows:
         return title + "<p>none</p>"
     more = (
@@ -54,13 +61,12 @@ def _records_html(name: str, rows: list[Any], limit: int) -> str:
     )
     if all(isinstance(r, dict) for r in rows):
         columns = list(dict.fromkeys(k for r in rows[:limit] for k in r))
-        head = "".join(f"<th>{html.escape(words(c))}</th>" for c in columns)
+        head = "".join(f"<th>{_text(words(c))}</th>" for c in columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(plain(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-            for r in rows[:limit]
+            "<tr>" + "".join(f"<td>{_text(plain(r.get(c, '')))}</td>" for c in columns) + "</tr>" for r in rows[:limit]
         )
         return f'{title}<table class="records"><tr>{head}</tr>{body}</table>{more}'
-    items = "".join(f"<li>{html.escape(plain(r))}</li>" for r in rows[:limit])
+    items = "".join(f"<li>{_text(plain(r))}</li>" for r in rows[:limit])
     return f"{title}<ul>{items}</ul>{more}"
 
 
@@ -78,23 +84,23 @@ def _leakage_html(leaks: LeakageReport, limit: int = 50) -> str:
     ]
     lists = "".join(_records_html(k, v, limit) for k, v in data.items() if isinstance(v, list))
     if leaks.near_duplicates_unavailable:
-        lists += f"<p>near-duplicates not searched: {html.escape(leaks.near_duplicates_unavailable)}</p>"
+        lists += f"<p>near-duplicates not searched: {_text(leaks.near_duplicates_unavailable)}</p>"
     style = "clean" if leaks.clean else "warn"
-    return f'<p class="{style}">{html.escape(leakage_summary(leaks))}</p>{lists}'
+    return f'<p class="{style}">{_text(leakage_summary(leaks))}</p>{lists}'
 
 
 def _stats_html(stats: CacheStats) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in STATS_COLUMNS)
+    head = "".join(f"<th>{_text(c)}</th>" for c in STATS_COLUMNS)
     total_row = ' class="total"'
     rows = "".join(
-        f"<tr{total_row if total else ''}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+        f"<tr{total_row if total else ''}>" + "".join(f"<td>{_text(c)}</td>" for c in cells) + "</tr>"
         for total, cells in stats_rows(stats)
     )
     imbalance = "; ".join(f"{s.split}: {s.imbalance:.2f}" for s in stats.splits)
-    note = f"<p>{html.escape(MULTI_LABEL_NOTE)}.</p>" if shares_over_100(stats) else ""
+    note = f"<p>{_text(MULTI_LABEL_NOTE)}.</p>" if shares_over_100(stats) else ""
     return (
         f"<table><tr>{head}</tr>{rows}</table>{note}"
-        f"<p>Imbalance ratio (largest class / smallest class): {html.escape(imbalance)}. "
+        f"<p>Imbalance ratio (largest class / smallest class): {_text(imbalance)}. "
         "Width and height: of the original files.</p>"
     )
 
@@ -103,7 +109,7 @@ def _skipped_html(skipped: list[Skipped], limit: int = 200) -> str:
     if not skipped:
         return "<p>none: every image file under the source folder is in the cache</p>"
     rows = "".join(
-        f"<tr><td>{html.escape(s.path)}</td><td>{html.escape(s.split or '-')}</td><td>{html.escape(s.reason)}</td></tr>"
+        f"<tr><td>{_text(s.path)}</td><td>{_text(s.split or '-')}</td><td>{_text(s.reason)}</td></tr>"
         for s in skipped[:limit]
     )
     more = (
@@ -142,22 +148,22 @@ def report_html(cache: Cache, image_index: int = 0, seed: int = 0, dpi: int = DE
         ("leakage", "Leakage between splits", _leakage_html(leaks)),
         ("skipped", f"Skipped files: {len(stats.skipped):,}", _skipped_html(stats.skipped)),
     ] + [
-        (key, title, f'<img alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig, dpi)}">')
+        (key, title, f'<img alt="{_text(title)}" src="data:image/png;base64,{_png(fig, dpi)}">')
         for key, title, fig in figures
     ]
     body = "".join(
-        f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>' for key, title, content in sections
+        f'<section id="{key}"><h2>{_text(title)}</h2>{content}</section>' for key, title, content in sections
     )
     settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
     shape = " x ".join(str(s) for s in stats.image_shape[::-1])
     dtype = str(cache.attrs.get("dtype", "uint8"))
-    name = html.escape(cache.path.name)
+    name = _text(cache.path.name)
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>xraycache report: {name}</title>"
         f"<style>{REPORT_STYLE}</style></head><body><h1>xraycache report: {name}</h1>"
-        f"<p>{html.escape(str(cache.path))}: images {html.escape(shape)} px {html.escape(dtype)}; "
-        f"{html.escape(settings)}; built {html.escape(str(cache.attrs.get('created', '?')))} with xraycache "
-        f"{html.escape(str(cache.attrs.get('tool_version', '?')))}</p>{body}</body></html>"
+        f"<p>{_text(str(cache.path))}: images {_text(shape)} px {_text(dtype)}; "
+        f"{_text(settings)}; built {_text(str(cache.attrs.get('created', '?')))} with xraycache "
+        f"{_text(str(cache.attrs.get('tool_version', '?')))}</p>{body}</body></html>"
     )
 
 
@@ -168,8 +174,9 @@ def write_report(
     path = Path(out)
     if output_format(path, REPORT_FORMATS) != ".html":
         return save(report(cache, image_index, seed), path, dpi=dpi)
-    try:
-        path.write_text(report_html(cache, image_index, seed, dpi), encoding="utf-8")
+    page = report_html(cache, image_index, seed, dpi).encode("utf-8")
+    try:  # a link planted at OUT is replaced, never followed
+        write_output(path, lambda tmp: tmp.write_bytes(page))
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror}; give --out a writable path") from None
     return path
