@@ -33,6 +33,7 @@ from PIL import Image
 
 FIXED_CREATED = "2000-01-01T00:00:00+00:00"
 CODE: Path | None = None  # --code: the checkout whose package the commands run
+RANDOM = ("shard_dir", "build_id")  # attributes every build draws anew
 TIMING_KEYS = {"seconds", "images_per_second", "created"}
 MTIME = 1_700_000_000_000_000_000  # every source file's mtime, in ns: the caches record it
 
@@ -100,7 +101,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
     items: dict[str, Any] = {}
 
     def attrs(obj: h5py.HLObject) -> dict[str, str]:
-        return {k: repr(_plain(v)) if k != "shard_dir" else "<random>" for k, v in obj.attrs.items() if k != "created"}
+        return {k: repr(_plain(v)) if k not in RANDOM else "<random>" for k, v in obj.attrs.items() if k != "created"}
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):
@@ -139,6 +140,8 @@ def fingerprint(path: Path) -> dict[str, Any]:
             if "created" in handle.attrs:
                 created = str(_plain(handle.attrs["created"]))
                 handle.attrs.modify("created", FIXED_CREATED[: len(created)].ljust(len(created), "0"))
+            if "build_id" in handle.attrs:  # a random hex string of fixed length
+                handle.attrs.modify("build_id", "0" * len(str(_plain(handle.attrs["build_id"]))))
         digest = hashlib.sha256(copy.read_bytes()).hexdigest()
     return {"bytes_sha256": digest, "items": items}
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.errors import (
     CacheNotFoundError,
+    CacheReplacedError,
     DecodeError,
     IndexOutOfRangeError,
     InputError,
@@ -45,6 +46,7 @@ __all__ = [
     "BuildReport",
     "Cache",
     "CacheNotFoundError",
+    "CacheReplacedError",
     "DecodeError",
     "IndexOutOfRangeError",
     "InputError",

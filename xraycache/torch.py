@@ -178,6 +178,7 @@ class XrayDataset(Dataset):
             self.pixels: PixelFormat = probe.pixel_format(dtype, channels, normalize, stats_split)
             self.deferred = deferred
             self._item_pixels = probe.pixel_format(None, 1) if deferred else self.pixels
+            opened = probe._handle.opened
             self._float = (
                 self.pixels
                 if self.pixels.dtype is not None and self.pixels.dtype.kind == "f"
@@ -189,6 +190,7 @@ class XrayDataset(Dataset):
         self.class_to_idx: dict[str, int] = {name: index for index, name in enumerate(self.classes)}
         self._split: Split | None = None
         self._scratch: np.ndarray | None = None  # stored pixels of the last batch, reused (never returned)
+        self._opened = opened  # the build the probe opened: workers refuse another one at the path
         self._formats: dict[tuple[Any, ...], PixelFormat] = {}
 
     @property
@@ -198,7 +200,7 @@ class XrayDataset(Dataset):
 
     def _open(self) -> Split:
         if self._split is None:
-            self._split = Split(self.path, self.split_name)
+            self._split = Split(self.path, self.split_name, opened=self._opened)
         return self._split
 
     def __len__(self) -> int:

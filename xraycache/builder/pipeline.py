@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -253,6 +254,7 @@ def _attrs(found: ScanResult, command: str | None) -> dict[str, Any]:
         "tool_version": __version__,
         "format_version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_id": uuid.uuid4().hex,  # which build wrote the file: readers check it when they open it again
         "layout": found.layout,
         "imaging_backend": stack.imaging,
         "libjpeg": stack.libjpeg,

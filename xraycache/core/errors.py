@@ -108,6 +108,10 @@ class NotACacheError(XrayCacheError):
     """A file that is not an xraycache HDF5 file, or a damaged one."""
 
 
+class CacheReplacedError(InputError):
+    """The cache a reader opened was replaced (rebuilt) at its path since: reading on would mix two builds."""
+
+
 class DecodeError(XrayCacheError):
     """One file could not be turned into an image; the message is the reason recorded for it."""
 

@@ -57,6 +57,7 @@ ROOT_ATTRIBUTE_ORDER = (
     "splits",
     "tool_version",
     "created",
+    "build_id",
     "size",
     "fit",
     "filter",

@@ -17,6 +17,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ import h5py
 import numpy as np
 
 from ..analysis.leakage import LeakageReport, leakage
-from ..core.errors import IndexOutOfRangeError, InputError, KeyNotFoundError, NotACacheError, Skipped
+from ..core.errors import (
+    CacheReplacedError,
+    IndexOutOfRangeError,
+    InputError,
+    KeyNotFoundError,
+    NotACacheError,
+    Skipped,
+)
 from ..core.options import setting_names
 from ..core.reads import attr_value, damaged, read_attrs, read_data, read_text
 from ..core.schema import SKIPPED_COLUMNS
@@ -36,8 +44,29 @@ BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds me
 ITER_BYTES = 4 * 2**20  # images read at a time by ``for image in split.images``
 
 
+@dataclass(frozen=True)
+class Opened:
+    """Which file a reader opened: its build id (caches written since build ids, else "") and its inode."""
+
+    build_id: str
+    device: int
+    inode: int
+    sharded: bool
+
+    def same(self, other: Opened) -> bool:
+        """Whether ``other`` is the same build (the same file, for caches older than build ids)."""
+        if self.build_id and other.build_id:
+            return self.build_id == other.build_id
+        return (self.device, self.inode) == (other.device, other.inode)
+
+
 class _Handle:
     """An h5py file opened on first use, and again after a fork or unpickling (never shared).
+
+    While open, a handle reads the file it opened, whatever the path names since (HDF5 and the positional
+    reads hold the file itself). Opened again (after a fork, unpickled in another process, a closed cache
+    used again) it opens the path and refuses, with :class:`CacheReplacedError`, a file of another build
+    than the one it first opened (``opened``): one line, never two builds mixed.
 
     ``raw_fd`` is a file descriptor of the very file h5py holds open (found through h5py's own file
     descriptor, not by path), so direct reads keep seeing the file this handle opened even after a rebuild
@@ -45,20 +74,36 @@ class _Handle:
     plain descriptor: no ResourceWarning for a cache a script did not close).
     """
 
-    def __init__(self, path: Path, file: h5py.File | None = None) -> None:
+    def __init__(self, path: Path, file: h5py.File | None = None, opened: Opened | None = None) -> None:
         self.path = path
         self._file = file
         self._pid = os.getpid() if file is not None else -1
         self._raw_fd: int | None = None
         self._raw_close: weakref.finalize | None = None
+        self.opened = opened if opened is not None or file is None else _opened(file)
 
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
-            self._file = open_cache(self.path)
+            self._file = self._reopen()
             self._pid = os.getpid()
-            self._raw_fd = None  # a descriptor inherited across a fork is the parent's file's
+            self._raw_fd = None
         return self._file
+
+    def _reopen(self) -> h5py.File:
+        """The cache at the path, checked to be the build this handle read before (if it read one)."""
+        file = open_cache(self.path)
+        now = _opened(file)
+        if self.opened is None:
+            self.opened = now
+        elif not self.opened.same(now):
+            created = attr_value(file.attrs.get("created", ""))
+            file.close()
+            raise CacheReplacedError(
+                f"{self.path} was replaced since it was opened (by another build{f' of {created}' if created else ''}); "
+                "open it again to read the new one"
+            )
+        return file
 
     @property
     def raw_fd(self) -> int:
@@ -83,6 +128,13 @@ class _Handle:
                 self._file.close()
         self._file = None
         self._raw_fd, self._raw_close = None, None
+
+
+def _opened(file: h5py.File) -> Opened:
+    """The identity of an open cache file."""
+    info = os.fstat(int(file.id.get_vfd_handle()))
+    build_id = attr_value(file.attrs.get("build_id", ""))
+    return Opened(str(build_id), info.st_dev, info.st_ino, "shard_files" in file.attrs)
 
 
 def _close_quietly(fd: int) -> None:
@@ -341,11 +393,18 @@ class Split:
     Pickles as (path, split name); the unpickled copy opens the file itself on first use.
     """
 
-    def __init__(self, path: str | os.PathLike[str], name: str, *, _handle: _Handle | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        _handle: _Handle | None = None,
+        opened: Opened | None = None,
+    ) -> None:
         self.path = Path(path)
         self.name = name
         self._shared = _handle is not None  # the Cache's file: the Cache closes it
-        self._handle = _handle if _handle is not None else _Handle(self.path)
+        self._handle = _handle if _handle is not None else _Handle(self.path, opened=opened)
         self._layout: tuple[int, int] | None = None  # (offset, bytes per image) of contiguous images
         self._layout_pid = -1
         self._labels: np.ndarray | None = None
@@ -355,12 +414,13 @@ class Split:
         if _handle is None:  # validate eagerly when built by hand, so a wrong name fails here
             self._group()
 
-    # -- pickling: path and name only -------------------------------------------------
+    # -- pickling: path, name, and which file was opened --------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": str(self.path), "name": self.name}
+        return {"path": str(self.path), "name": self.name, "opened": self._handle.opened}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["name"], _handle=_Handle(Path(state["path"])))  # type: ignore[misc]
+        handle = _Handle(Path(state["path"]), opened=state.get("opened"))
+        self.__init__(state["path"], state["name"], _handle=handle)  # type: ignore[misc]
         self._shared = False
 
     # -- file access --------------------------------------------------------------------
