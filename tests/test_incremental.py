@@ -19,7 +19,7 @@ from xraycache.cli import app
 from xraycache.core.errors import InputError
 
 # Attributes that legitimately differ between two builds of the same data.
-VOLATILE_ATTRS = {"created", "command"}
+VOLATILE_ATTRS = {"created", "command", "build_id"}
 
 
 def datasets(path: Path) -> dict[str, Any]:
