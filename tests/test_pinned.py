@@ -78,3 +78,17 @@ def test_a_rebuild_between_epochs_is_one_error_in_every_start_method(pair: tuple
     _rebuild(src, out, fit="pad")  # other pixels, other build id, a new file at the path
     with pytest.raises(xraycache.CacheReplacedError, match="was replaced since it was opened"):
         list(loader)  # new workers open the path: another build
+
+
+def test_a_shard_folder_that_is_a_link_is_refused(sharded_cache: Path, tmp_path: Path) -> None:
+    import shutil
+
+    with xraycache.open(sharded_cache) as cache:
+        folder = sharded_cache.parent / str(cache.attrs["shard_dir"])
+    copy = tmp_path / "copy.h5"
+    shutil.copyfile(sharded_cache, copy)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(folder, elsewhere)
+    (tmp_path / folder.name).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(xraycache.NotACacheError, match=f"shard folder {folder.name}: is a symbolic link"):
+        xraycache.open(copy)

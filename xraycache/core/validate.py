@@ -187,6 +187,8 @@ class _CacheCheck:
         for name in names:
             if "/" in name or not name.startswith("shard-") or not name.endswith(".h5"):
                 raise _Refused("attribute shard_files", f"{name!r} is not a shard file name")
+        if (self.path.parent / folder).is_symlink():  # it would lead HDF5 to files anywhere
+            raise _Refused(f"shard folder {folder}", "is a symbolic link, not a folder beside the cache")
         missing = missing_shard_message(self.path, self.file.attrs)
         if missing:
             raise NotACacheError(missing)
