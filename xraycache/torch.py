@@ -178,7 +178,7 @@ class XrayDataset(Dataset):
             self.pixels: PixelFormat = probe.pixel_format(dtype, channels, normalize, stats_split)
             self.deferred = deferred
             self._item_pixels = probe.pixel_format(None, 1) if deferred else self.pixels
-            opened = probe._handle.opened
+            opened = probe.opened
             self._float = (
                 self.pixels
                 if self.pixels.dtype is not None and self.pixels.dtype.kind == "f"

@@ -535,6 +535,13 @@ class Split:
         return data if unique.size == index.size and np.array_equal(unique, index) else data[inverse]
 
     # -- public API ----------------------------------------------------------------------
+    @property
+    def opened(self) -> Opened | None:
+        """Which build this split reads (its id and inode); a copy in another process refuses another one."""
+        if self._handle.opened is None:
+            self._handle.file  # noqa: B018 - opens the file, which records what was opened
+        return self._handle.opened
+
     def __len__(self) -> int:
         return int(self._dset("images").shape[0])
 
