@@ -11,6 +11,7 @@ memory; both take any sampler (shuffle, ``DistributedSampler``, :meth:`XrayDatas
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -170,8 +171,6 @@ class XrayDataset(Dataset):
             self.label_names: tuple[str, ...] = probe.label_names
             self.multi_label: bool = probe.multi_label
             self._counts = probe.counts()
-            labels = probe.labels
-            self.targets: list[Any] = labels.astype(np.int64).tolist()
             self.stats_split = stats_split
             self.normalize = normalize
             # validated and computed once, in the parent (the dataset statistics need a pass over meta)
@@ -192,6 +191,13 @@ class XrayDataset(Dataset):
         self._scratch: np.ndarray | None = None  # stored pixels of the last batch, reused (never returned)
         self._opened = opened  # the build the probe opened: workers refuse another one at the path
         self._formats: dict[tuple[Any, ...], PixelFormat] = {}
+
+    @functools.cached_property
+    def targets(self) -> list[Any]:
+        """Every image's label (torchvision's ``targets``): ints, or multi-hot rows as lists of 0/1. Made when
+        first asked for, not when the dataset is (a list of Python ints grows with the split, and would travel
+        to every DataLoader worker)."""
+        return self._open().labels.astype(np.int64).tolist()
 
     @property
     def num_classes(self) -> int:
@@ -341,6 +347,7 @@ class XrayDataset(Dataset):
         state = self.__dict__.copy()
         state["_split"] = None  # each worker opens its own file
         state["_scratch"] = None
+        state.pop("targets", None)  # made again where it is asked for
         return state
 
     def class_weights(self) -> torch.Tensor:
