@@ -197,7 +197,7 @@ def test_option_errors_name_the_keyword_in_python_and_the_flag_on_the_command_li
     assert isinstance(bad.value, xraycache.InputError)
     with pytest.raises(xraycache.OptionError, match=r"^size=3 is out of range; use 8 to 4096 pixels$"):
         xraycache.build(tmp_path, tmp_path / "out.h5", size=3)
-    with pytest.raises(xraycache.OptionError, match=r"^label_sep needs labels \(a CSV file\)$"):
+    with pytest.raises(xraycache.OptionError, match=r"^label_sep needs labels \(a table\)$"):
         xraycache.build(tmp_path, tmp_path / "out.h5", label_sep="|")
     with pytest.raises(TypeError, match="did you mean 'size'"):
         xraycache.build(tmp_path, tmp_path / "out.h5", sizes=3)  # type: ignore[call-arg]

@@ -57,6 +57,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "patient"])
         writer.writerows(zip(paths, CLASSES, PATIENTS, strict=True))
+        writer.writerow([f"{FOLDERS[2]}/{SKIPPED_NAME}", CLASSES[0], ""])  # an empty file: skipped, named
     out = root / "hostile.h5"
     build(src, out, size=16, jobs=1, labels=labels, patient_col="patient")
     return src, out

@@ -241,7 +241,7 @@ def test_labels_csv_caps_and_labels_only_from_matched_rows(tmp_path: Path) -> No
     assert out.stat().st_size < 2_000_000
     huge = tmp_path / "huge.csv"
     huge.write_text("path,label\n" + f"{GOOD[0]},{'x' * (2 << 20)}\n")
-    with pytest.raises(xraycache.InputError, match=r"line 2: a field is longer than 1,048,576 characters"):
+    with pytest.raises(xraycache.InputError, match=r"line 2: a cell is longer than 1,048,576 characters"):
         xraycache.build(src, tmp_path / "h.h5", size=16, jobs=1, labels=huge)
     long = tmp_path / "long.csv"
     long.write_text("path,label\n" + f"{GOOD[0]},{'y' * 200_000}\n")

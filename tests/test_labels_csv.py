@@ -10,7 +10,6 @@ from conftest import radiograph, write_image
 from typer.testing import CliRunner
 
 import xraycache
-from xraycache.builder.labels_csv import read_labels_csv
 from xraycache.cli import app
 
 NIH_ROWS = [  # Image Index, Finding Labels, Follow-up #, Patient ID
@@ -73,23 +72,23 @@ def test_nih_multi_label(tmp_path: Path) -> None:
     ]
     with xraycache.open(out) as cache:
         assert cache.attrs["label_kind"] == "multi" and cache.attrs["csv_rows_without_file"] == 1
-        first = cache["images_001"]
-        assert first.labels.dtype == np.uint8 and first.labels.shape == (3, len(names))
-        expected = np.zeros((3, len(names)), dtype=np.uint8)
+        assert cache.splits == ("all",)  # images_001/, images_002/ are NIH's archive folders, not splits
+        every = cache["all"]
+        assert every.labels.dtype == np.uint8 and every.labels.shape == (5, len(names))
+        expected = np.zeros((5, len(names)), dtype=np.uint8)
         expected[0, names.index("Cardiomegaly")] = 1
         expected[1, [names.index("Cardiomegaly"), names.index("Emphysema")]] = 1
         expected[2, names.index("No Finding")] = 1
-        np.testing.assert_array_equal(first.labels, expected)
-        assert list(first.meta["patient"]) == ["1", "1", "2"]
-        second = cache["images_002"]
-        row = dict(zip(names, second.labels[0], strict=True))
-        assert {k for k, v in row.items() if v} == {"Effusion", "Infiltration", "Atelectasis"}
-        assert list(first.counts()) == [0, 2, 0, 1, 0, 1]
-        stats_hist = first._group()["stats/count"][:]
-        np.testing.assert_array_equal(stats_hist, first.counts())
+        expected[3, [names.index(n) for n in ("Effusion", "Infiltration", "Atelectasis")]] = 1
+        expected[4, names.index("No Finding")] = 1
+        np.testing.assert_array_equal(every.labels, expected)
+        assert list(every.meta["patient"]) == ["1", "1", "2", "3", "4"]
+        assert list(every.counts()) == [1, 2, 1, 1, 1, 2]
+        stats_hist = every._group()["stats/count"][:]
+        np.testing.assert_array_equal(stats_hist, every.counts())
         with pytest.raises(xraycache.InputError, match="multi-label"):
-            next(first.batches(2, balanced=True))
-    assert report.counts["images_001"]["Cardiomegaly"] == 2
+            next(every.batches(2, balanced=True))
+    assert report.counts["all"]["Cardiomegaly"] == 2
 
 
 def test_nih_rebuild_is_incremental_and_csv_change_is_detected(tmp_path: Path) -> None:
@@ -101,7 +100,7 @@ def test_nih_rebuild_is_incremental_and_csv_change_is_detected(tmp_path: Path) -
     with pytest.raises(xraycache.InputError, match="labels_csv_sha256"):
         build_nih(tmp_path)
     report, _ = build_nih(tmp_path, overwrite=True)
-    assert report.counts["images_001"]["Mass"] == 1
+    assert report.counts["all"]["Mass"] == 1
 
 
 def test_show_and_stats_work_for_multi_label(tmp_path: Path) -> None:
@@ -135,7 +134,7 @@ def test_single_label_by_relative_path_semicolons_and_duplicate_names(tmp_path: 
     )
     assert report.label_names == ["normal", "pneumonia"]
     assert [row["path"] for row in report.skipped] == ["b/z.png"]
-    assert "empty label" in report.skipped[0]["reason"]
+    assert report.skipped[0]["reason"] == "no label: an empty 'diagnosis' (labels.csv line 5)"
     with xraycache.open(out) as cache:
         split = cache[cache.splits[0]]
         assert dict(zip(split.meta["path"], split.labels.tolist(), strict=True)) == {
@@ -159,12 +158,16 @@ def test_bare_name_that_is_not_unique_is_not_guessed(tmp_path: Path) -> None:
 
 
 def test_missing_column_names_the_columns(tmp_path: Path) -> None:
+    write_image(tmp_path / "src" / "x.png", radiograph(30, 30, 0), fmt="PNG")
     csv = tmp_path / "labels.csv"
     csv.write_text("Image Index\tFinding Labels\nx.png\tMass\n")  # tab-separated
-    with pytest.raises(xraycache.InputError, match=r"no column 'label'.*Image Index, Finding Labels"):
-        read_labels_csv(csv, "Image Index", "label")
-    table = read_labels_csv(csv, "Image Index", "Finding Labels")
-    assert table.label_names == ("Mass",) and not table.multi
+    build = dict(size=16, jobs=1, labels=csv, path_col="Image Index", dry_run=True)
+    with pytest.raises(xraycache.OptionError, match=r"no column 'label'.*: Image Index, Finding Labels$"):
+        xraycache.build(tmp_path / "src", tmp_path / "o.h5", label_col="label", **build)  # type: ignore[arg-type]
+    report = xraycache.build(tmp_path / "src", tmp_path / "o.h5", label_col="Finding Labels", **build)  # type: ignore[arg-type]
+    assert report.label_names == ["Mass"] and report.counts == {"all": {"Mass": 1}}
+    unlabeled = xraycache.build(tmp_path / "src", tmp_path / "o.h5", **build)  # type: ignore[arg-type]
+    assert unlabeled.label_names == ["unlabeled"]  # no --label-col and no column "label": the images unlabeled
 
 
 def test_cli_labels_options(tmp_path: Path) -> None:
@@ -183,14 +186,14 @@ def test_cli_labels_options(tmp_path: Path) -> None:
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "1 labels CSV row(s) name no image under SRC" in result.output and "00000099_000.png" in result.output
+    assert "1 table row(s) name no image under SRC" in result.output and "00000099_000.png" in result.output
 
 
 def test_multi_label_batches_are_float_multi_hot(tmp_path: Path) -> None:
     _, out = build_nih(tmp_path)
     with xraycache.open(out) as cache:
-        split = cache["images_001"]
+        split = cache["all"]
         xb, yb = next(split.batches(3, shuffle=False, dtype="float32"))
         assert xb.shape == (3, 1, 16, 16) and yb.dtype == np.float32 and yb.shape == (3, len(split.label_names))
-        np.testing.assert_array_equal(yb, split.labels.astype(np.float32))
+        np.testing.assert_array_equal(yb, split.labels[:3].astype(np.float32))
         assert next(split.batches(3, shuffle=False, label_dtype="uint8"))[1].dtype == np.uint8

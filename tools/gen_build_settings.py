@@ -22,6 +22,8 @@ OUT = Path(__file__).resolve().parent.parent / "xraycache" / "core" / "build_set
 
 def annotation(hint: object) -> str:
     """A type hint as source text: ``int``, ``str | None``, ``Literal['a', 'b']``."""
+    if typing.get_origin(hint) is tuple:  # a repeatable option: one value or several
+        return "str | Sequence[str]"
     if typing.get_origin(hint) is typing.Literal:
         return f"Literal[{', '.join(json.dumps(a) for a in typing.get_args(hint))}]"
     args = typing.get_args(hint)
@@ -38,6 +40,7 @@ def render() -> str:
         "from __future__ import annotations",
         "",
         "import os",
+        "from collections.abc import Sequence",
         "from typing import Literal, TypedDict",
         "",
         "",
@@ -49,7 +52,7 @@ def render() -> str:
         hint = hints_of(BuildOptions.PARTS[part])[field.name]
         text = annotation(hint)
         if info_of(field).path:  # a file: any path-like object, as BuildOptions converts it
-            text = text.replace("str", "str | os.PathLike[str]", 1)
+            text = text.replace("str", "str | os.PathLike[str]")
         lines.append(f"    {field.name}: {text}")
     return "\n".join(lines) + "\n"
 

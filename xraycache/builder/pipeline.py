@@ -46,6 +46,7 @@ from .prepare import Prepared, prepare
 from .report import BuildReport
 from .scan import ScanResult, SourceFile, scan
 from .shards import remove_stale_shards, write_sharded
+from .table_scan import scan_tables, table_summary
 from .workers import ForkedPool, worker_pool
 from .writer import open_writer
 
@@ -66,7 +67,8 @@ def run_build(
     out_path = Path(out)
     shards = options.output.shards
     # 1-2. scan and prepare: every file's label, patient, split and fold, before any pixel
-    prepared = prepare(scan(src, options.sources.classes), options.sources)
+    found = scan_tables(src, options.sources) if options.sources.labels else scan(src, options.sources.classes)
+    prepared = prepare(found, options.sources)
     found = prepared.found
     if on_scan is not None:  # e.g. a progress bar learning its total: the files a build will go through
         on_scan(len(found.files))
@@ -221,6 +223,8 @@ def _report(
         csv_rows_without_file=prepared.rows_without_file,
         warnings=warnings,
     )
+    if found.table is not None:
+        report.tables = table_summary(found.table, found.files if outcome is None else outcome.kept)
     if plan.incremental:
         report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed
         report.added, report.changed = plan.added, plan.changed

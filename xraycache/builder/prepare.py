@@ -10,6 +10,7 @@ pixel is decoded: the output's per-split arrays are sized from it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -17,12 +18,15 @@ from typing import Any
 
 from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
-from ..core.schema import MAX_LABELS, MAX_NAME_CHARS
+from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, RESERVED_SPLIT_NAMES
+from ..core.table_spec import compiled, split_name
 from ..imaging.decoders import dicom
 from . import identifiers
-from .labels_csv import Row, match, read_labels_csv
 from .scan import IMAGE_SUFFIXES, ScanResult, SourceFile
+from .split_lists import list_sha256, read_list
 from .splits import assign_fold, assign_split, group_key
+from .table_rows import UNLABELED, ImageRow
+from .table_scan import TableScan
 
 
 @dataclass
@@ -68,49 +72,29 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         "labels_csv_sha256": "",
         "label_kind": "single",
     }
-    files = [dataclasses.replace(f, source_split=f.split) for f in found.files]
+    files = [dataclasses.replace(f, source_split=f.source_split or f.split) for f in found.files]
+    files = _patterns(files, options)
     files = _identifiers(dataclasses.replace(found, files=files), options.keep_identifiers, attrs)
     label_names = found.label_names
     unlabeled = list(found.unlabeled)
     missing: list[str] = []
-    layout = found.layout
-    if options.labels is not None:
-        table = read_labels_csv(
-            options.labels, options.path_col, options.label_col, options.label_sep, options.patient_col
-        )
-        result = match(table, [f.path for f in files])
-        label_names = _used_labels(table.file, result.rows.values())  # not those of rows that name no image
-        index = {name: i for i, name in enumerate(label_names)}
-        labelled: list[SourceFile] = []
-        for f in files:
-            row = result.rows.get(f.path)
-            if row is None:
-                continue
-            indices = tuple(index[name] for name in row.labels)
-            labelled.append(
-                dataclasses.replace(
-                    f,
-                    label=indices[0] if indices else 0,
-                    labels=indices if table.multi else (),
-                    patient=row.patient or f.patient,
-                )
-            )
-        files = labelled
-        unlabeled += result.unmatched_files
-        missing = [row.path for row in result.unmatched_rows]
-        layout = f"{found.layout}+csv"
+    if found.table is not None:
+        table = found.table
+        files, label_names = _apply_rows(files, table, options, unlabeled)
+        missing = [row.key for row in table.rows_without_file]
         attrs.update(
-            labels_csv=Path(options.labels).name,
-            labels_csv_sha256=table.sha256,
-            label_kind="multi" if table.multi else "single",
+            labels_csv=", ".join(table.selection.tables),
+            labels_csv_sha256=table.selection.sha256 + _lists_digest(options),
+            label_kind="multi" if table.selection.multi else "single",
             csv_rows_without_file=len(missing),
         )
+    elif options.split_list:
+        attrs["labels_csv_sha256"] = _lists_digest(options)
+    if options.split_list:
+        files = _listed_splits(files, options, unlabeled)
     if options.resplit is not None:
-        fractions = options.fractions()
-        files = [
-            dataclasses.replace(f, split=assign_split(group_key(f.patient, f.path), fractions, options.seed))
-            for f in files
-        ]
+        files = _resplit(files, options)
+    _check_splits({f.split for f in files})
     if options.folds:
         files = [
             dataclasses.replace(f, fold=assign_fold(group_key(f.patient, f.path), options.folds, options.seed))
@@ -119,16 +103,148 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
     files.sort(key=lambda f: f.path)
     out = dataclasses.replace(
         found,
-        layout=layout,
         label_names=tuple(label_names),
         files=files,
         unlabeled=sorted(unlabeled),
-        multi_label=options.labels is not None and bool(options.label_sep),
+        multi_label=found.table is not None and found.table.selection.multi,
     )
     return Prepared(out, attrs, missing)
 
 
-def _used_labels(csv_file: Path, rows: Iterable[Row]) -> tuple[str, ...]:
+def _patterns(files: list[SourceFile], options: SourceOptions) -> list[SourceFile]:
+    """Patient and study ids found in each path by ``--patient-pattern`` / ``--study-pattern``."""
+    found = []
+    for name, pattern in (("patient", options.patient_pattern), ("study", options.study_pattern)):
+        if pattern is not None:
+            found.append((name, compiled(pattern, f"{name}_pattern")))
+    if not found:
+        return files
+    out = []
+    for f in files:
+        changes: dict[str, Any] = {}
+        for name, regex in found:
+            match = regex.search(f.path)
+            if match:
+                changes[name] = match.group(1) if regex.groups else match.group(0)
+        out.append(dataclasses.replace(f, **changes) if changes else f)
+    return out
+
+
+def _apply_rows(
+    files: list[SourceFile], table: TableScan, options: SourceOptions, unlabeled: list[tuple[str, str]]
+) -> tuple[list[SourceFile], tuple[str, ...]]:
+    """Each file with the labels, split, patient, study and view of its table rows; files whose rows disagree,
+    or give no label or split, go to ``unlabeled`` with the reason."""
+    selection = table.selection
+    settled: list[tuple[SourceFile, ImageRow]] = []
+    for f in files:
+        rows = table.rows[f.path]
+        row = rows[0]
+        if len({_what(r) for r in rows}) > 1:
+            lines = ", ".join(f"{r.table} line {r.line}" for r in rows[:4])
+            unlabeled.append((f.path, f"table rows that disagree ({lines})"))
+        elif selection.label_col and not row.labels and not selection.multi:
+            why = row.unjoined or f"an empty {selection.label_col!r}"
+            unlabeled.append((f.path, f"no label: {why} ({row.table} line {row.line})"))
+        elif options.split_col and not row.split:
+            why = row.unjoined or f"an empty {options.split_col!r}"
+            unlabeled.append((f.path, f"no split: {why} ({row.table} line {row.line})"))
+        else:
+            settled.append((f, row))
+    if selection.label_col is None:
+        label_names: tuple[str, ...] = (UNLABELED,)
+    else:
+        label_names = _used_labels(Path(selection.tables[0]), [row for _, row in settled])
+    index = {name: i for i, name in enumerate(label_names)}
+    out = []
+    for f, row in settled:
+        indices = tuple(index[name] for name in row.labels)
+        out.append(
+            dataclasses.replace(
+                f,
+                label=indices[0] if indices and not selection.multi else 0,
+                labels=indices if selection.multi else (),
+                split=split_name(row.split) if row.split else f.split,
+                source_split=row.split or f.source_split,
+                patient=row.patient or f.patient,
+                study=row.study or f.study,
+                view=row.view,
+            )
+        )
+    return out, label_names
+
+
+def _what(row: ImageRow) -> tuple[object, ...]:
+    """What a row says about its image: rows naming one image must agree on it."""
+    return (row.split, row.labels, row.patient, row.study, row.view, row.unjoined)
+
+
+def _listed_splits(
+    files: list[SourceFile], options: SourceOptions, unlabeled: list[tuple[str, str]]
+) -> list[SourceFile]:
+    """``--split-list SPLIT=FILE``: each image in the split whose list names it (by path, else file name)."""
+    split_of: dict[str, str] = {}
+    twice: set[str] = set()
+    for listed in options.split_lists():
+        for entry in read_list(listed.file):
+            if split_of.setdefault(entry, listed.split) != listed.split:
+                twice.add(entry)
+    out = []
+    for f in files:
+        name = PurePosixPath(f.path).name
+        key = f.path if f.path in split_of else name
+        if key in twice:
+            unlabeled.append((f.path, "named by two --split-list files"))
+        elif key in split_of:
+            out.append(dataclasses.replace(f, split=split_of[key], source_split=split_of[key]))
+        else:
+            unlabeled.append((f.path, "in no --split-list file"))
+    return out
+
+
+def _check_splits(names: set[str]) -> None:
+    """InputError for split names a table or list gives that a cache cannot hold."""
+    for name in sorted(names):
+        if name in RESERVED_SPLIT_NAMES or name.startswith("."):
+            raise InputError(f"the tables put images in a split named {name!r}, a name a cache reserves; rename it")
+        if len(name) > MAX_NAME_CHARS:
+            raise InputError(
+                f"the tables name a split of {len(name):,} characters, more than a cache holds ({MAX_NAME_CHARS:,})"
+            )
+    if len(names) > MAX_SPLITS:
+        raise InputError(
+            f"the tables give {len(names):,} splits, more than a cache holds ({MAX_SPLITS:,}); is the split column right?"
+        )
+
+
+def _lists_digest(options: SourceOptions) -> str:
+    """The sha256 of the --split-list files (empty without): a rebuild must see them unchanged."""
+    if not options.split_list:
+        return ""
+    digest = hashlib.sha256()
+    for listed in options.split_lists():
+        digest.update(list_sha256(listed.file).encode("ascii"))
+    return ":" + digest.hexdigest()
+
+
+def _resplit(files: list[SourceFile], options: SourceOptions) -> list[SourceFile]:
+    """``--resplit`` by patient; with ``--keep-test`` the official test split stays as it is."""
+    fractions = options.fractions()
+    if options.keep_test and not any(f.split == "test" for f in files):
+        raise OptionError(
+            "{keep_test:name}: no image is in a split named test (the splits: "
+            + literal(", ".join(sorted({f.split for f in files})) + ")"),
+            keep_test=True,
+        )
+    return [
+        f
+        if options.keep_test and f.split == "test"
+        else dataclasses.replace(f, split=assign_split(group_key(f.patient, f.path), fractions, options.seed))
+        for f in files
+    ]
+
+
+def _used_labels(csv_file: Path, rows: Iterable[ImageRow]) -> tuple[str, ...]:
     """The sorted label names of the rows that matched an image; InputError past what a cache may hold."""
     names = sorted({label for row in rows for label in row.labels})
     if len(names) > MAX_LABELS:

@@ -40,6 +40,7 @@ class BuildReport:
     retried: int = 0  # dry run: files skipped last time that the real run would try again
     would: str = ""  # dry run: what the real run would do (cold, incremental, unchanged)
     csv_rows_without_file: list[str] = field(default_factory=list)  # --labels rows that named no image
+    tables: dict[str, Any] = field(default_factory=dict)  # what the --labels tables gave: see table_summary()
     dropped_duplicates: int = 0  # near-duplicates left out (--drop-duplicates), listed in ``skipped``
     moved_duplicates: int = 0  # images --resplit moved to the split of the near-duplicates they join
     warnings: list[str] = field(default_factory=list)  # e.g. a build of one class only: said, not fatal

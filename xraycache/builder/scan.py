@@ -11,11 +11,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import InputError, OptionError, Skipped, literal
 from ..core.options import Classes
 from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, RESERVED_SPLIT_NAMES, storable_path
 from ..imaging.decoders.dicom import DICOM_SUFFIXES, maybe_dicom_name, sniff_file
+
+if TYPE_CHECKING:
+    from .table_scan import TableScan
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 # OS and archive litter: never an image, never a warning.
@@ -48,6 +52,7 @@ class SourceFile:
     source_split: str = ""
     fold: int = -1
     labels: tuple[int, ...] = ()
+    view: str = ""  # from a table's --view-col; a DICOM's own ViewPosition otherwise
 
 
 @dataclass
@@ -55,12 +60,13 @@ class ScanResult:
     """Everything a build needs to know before it decodes a single pixel."""
 
     root: Path
-    layout: str  # "kaggle", "three-folder", "class-folders" or "flat"
+    layout: str  # "kaggle", "three-folder", "class-folders", "flat" or "table"
     label_names: tuple[str, ...]
     files: list[SourceFile]  # ordered by code-point order of ``path``
     ignored: list[str] = field(default_factory=list)  # non-image files, relative paths
     unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): no label, or an unreadable folder
     multi_label: bool = False  # labels from a CSV with --label-sep: SourceFile.labels holds them all
+    table: TableScan | None = None  # what the --labels tables said (table_scan.py), None for a folder layout
 
     def one_class_warning(self) -> str | None:
         """A warning when the folders give every image the same label, or None (several classes)."""
@@ -125,7 +131,7 @@ def _is_litter(name: str) -> bool:
     return name.lower() in LITTER_NAMES or name.startswith("._")
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, ...]], list[str], list[tuple[str, str]]]:
+def walk(root: Path) -> tuple[list[tuple[str, ...]], list[str], list[tuple[str, str]]]:
     """Relative path parts of every image file under root, the relative paths of other files, and the
     folders that could not be read (with the reason).
 
@@ -228,7 +234,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
         raise InputError(f"source folder {root} does not exist")
     if not root.is_dir():
         raise InputError(f"source {root} is not a folder; give the folder that holds the images")
-    images, ignored, unreadable = _walk(root)
+    images, ignored, unreadable = walk(root)
     if not images:
         raise InputError(
             f"no images under {root} ({_describe(root)}); xraycache reads .jpeg/.jpg/.png and DICOM "

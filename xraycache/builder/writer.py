@@ -78,7 +78,7 @@ def _meta_row(image: DecodedImage, source: SourceFile) -> dict[str, Any]:
         "window": info.get("window", ""),
         "bits_stored": info.get("bits_stored", 0),
         "modality": storable_path(info.get("modality", "")),
-        "view_position": storable_path(info.get("view_position", "")),
+        "view_position": storable_path(source.view or info.get("view_position", "")),
         "photometric": info.get("photometric", ""),
         "study": storable_path(source.study),
         "source_split": storable_path(source.source_split or source.split),

@@ -32,6 +32,9 @@ def option_parameters() -> list[inspect.Parameter]:
     for part, f in BuildOptions.fields():
         info = info_of(f)
         hint = hints_of(BuildOptions.PARTS[part])[f.name]
+        default = f.default
+        if typing.get_origin(hint) is tuple:  # a repeatable option: typer collects a list
+            hint, default = typing.Optional[list[str]], None  # noqa: UP045 - typer reads the typing form
         declared = typer.Option(
             *((flag_of(f), *info.flags[1:]) if info.flags else (flag_of(f),)),
             help=info.help,
@@ -39,11 +42,11 @@ def option_parameters() -> list[inspect.Parameter]:
             min=info.min,
             max=info.max,
             metavar=info.metavar,
-            show_default=f.default is not None,
+            show_default=default is not None,
         )
         parameters.append(
             inspect.Parameter(
-                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[hint, declared]
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[hint, declared]
             )
         )
     return parameters
@@ -151,12 +154,13 @@ def print_summary(report: BuildReport) -> None:
         if len(report.skipped) > 20:
             skipped.add_row(f"... and {len(report.skipped) - 20} more", "(all listed in the file's /skipped)")
         console.print(skipped)
+    print_tables(report)
     if report.csv_rows_without_file:
         rows = report.csv_rows_without_file
         listed = ", ".join(map(shown, rows[:5])) + (
             f" (and {len(rows) - 5} more; all in --json)" if len(rows) > 5 else ""
         )
-        console.print(f"[yellow]{len(rows)} labels CSV row(s) name no image under SRC[/]: {listed}", highlight=False)
+        console.print(f"[yellow]{len(rows):,} table row(s) name no image under SRC[/]: {listed}", highlight=False)
     line = f"{report.images:,} images, {len(report.skipped)} skipped, {len(report.ignored)} non-image files ignored"
     if report.dry_run:
         console.print(line + " (nothing decoded or written)")
@@ -187,6 +191,32 @@ def print_summary(report: BuildReport) -> None:
             highlight=False,
         )
     print_incremental(report)
+
+
+def print_tables(report: BuildReport) -> None:
+    """What the --labels tables gave: rows, filters, joins, and each split's patients, studies and views."""
+    tables = report.tables
+    if not tables:
+        return
+    how = "SRC not walked" if tables["found_by"] == "path" else "SRC walked, matched by file name"
+    if tables["dropped_folders"]:
+        how += f"; the tables' paths matched without their first {tables['dropped_folders']} folder(s)"
+    parts = [f"{shown(', '.join(tables['tables']))}: {tables['rows']:,} image row(s) ({how})"]
+    parts += [f"--where {shown(w)} removed {n:,}" for w, n in tables["removed_by_where"].items()]
+    parts += [f"{n:,} without a row in {shown(t)}" for t, n in tables["rows_without_join"].items() if n]
+    parts += [
+        f"{n:,} key(s) of {shown(t)} with rows that disagree" for t, n in tables["ambiguous_join_keys"].items() if n
+    ]
+    if tables["rows_without_path"]:
+        parts.append(f"{tables['rows_without_path']:,} row(s) with no path")
+    console.print("tables " + "; ".join(parts), highlight=False)
+    for split, seen in tables["splits"].items():
+        views = ", ".join(f"{shown(v)} {n:,}" for v, n in seen["views"].items())
+        console.print(
+            f"  {shown(split)}: {seen['images']:,} images, {seen['patients']:,} patients, {seen['studies']:,} studies"
+            + (f"; views {views}" if views else ""),
+            highlight=False,
+        )
 
 
 def print_incremental(report: BuildReport) -> None:

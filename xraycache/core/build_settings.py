@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Literal, TypedDict
 
 
@@ -17,12 +18,21 @@ class BuildSettings(TypedDict, total=False):
     window: Literal["auto", "dicom", "minmax", "percentile"]
     dtype: Literal["uint8", "uint16"]
     classes: Literal["auto", "binary", "three"]
-    labels: str | os.PathLike[str] | None
+    labels: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     path_col: str
-    label_col: str
+    label_col: str | None
     label_sep: str | None
+    join: str | Sequence[str]
+    where: str | Sequence[str]
+    split_col: str | None
+    split_list: str | Sequence[str]
     patient_col: str | None
+    study_col: str | None
+    view_col: str | None
+    patient_pattern: str | None
+    study_pattern: str | None
     resplit: str | None
+    keep_test: bool
     seed: int
     folds: int
     drop_duplicates: bool

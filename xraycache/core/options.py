@@ -19,8 +19,10 @@ import numbers
 import os
 import typing
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from . import table_spec
 from .errors import OptionError
 
 Fit = Literal["stretch", "pad", "crop"]
@@ -42,9 +44,10 @@ RESIZE_ARITHMETIC = "fixed-point w14 f7"
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach a dask scheduler, and to wait for its first worker
 MAX_FOLDS = 100
 
-OUTPUT, LABELS, HIGH_BIT, RUNNING, SCALING = (
+OUTPUT, LABELS, TABLES, HIGH_BIT, RUNNING, SCALING = (
     "Output",
     "Labels and splits",
+    "Tables (CheXpert, MIMIC, NIH ...)",
     "High bit depth and DICOM",
     "Running",
     "Scaling out",
@@ -130,6 +133,9 @@ class _Part:
             value = getattr(self, f.name)
             hint = hints[f.name]
             name = f.name
+            if typing.get_origin(hint) is tuple:  # a repeatable option: one value or several
+                object.__setattr__(self, name, _strings(name, value))
+                continue
             types = _base_types(hint)
             if isinstance(value, os.PathLike) and str in types:
                 value = os.fspath(value)
@@ -160,6 +166,16 @@ class _Part:
     def recorded(self) -> dict[str, Any]:
         """This part's settings as stored in the file: fields with ``record=True``, None stored as ``""``."""
         return {f.name: _stored(getattr(self, f.name)) for f in fields(self) if info_of(f).record}
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    """A repeatable option's value as a tuple of strings: one string or path, or a list or tuple of them."""
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if value is None:
+        return ()
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, (str, os.PathLike)) for v in items):
+        raise OptionError(f"{{{name}}}: give a string, or a list of strings", **{name: value})
+    return tuple(os.fspath(v) for v in items)
 
 
 def _out_of_range(value: Any, info: OptionInfo) -> bool:
@@ -229,30 +245,98 @@ class SourceOptions(_Part):
         "auto: binary for Kaggle folders, the folder names otherwise.",
         panel=LABELS,
     )
-    labels: str | None = option(
-        None,
-        "CSV of labels (replaces the folder labels); delimiter sniffed.",
-        panel=LABELS,
+    labels: tuple[str, ...] = option(
+        (),
+        "Table (CSV, or .csv.gz) naming the images under SRC, at any depth, with their labels; replaces the "
+        "folder layout. Repeat for several tables; SPLIT=FILE puts a table's images in SPLIT (CheXpert's "
+        "train.csv and valid.csv). Delimiter sniffed.",
+        panel=TABLES,
         record=False,
-        metavar="FILE.csv",
+        metavar="[SPLIT=]FILE",
         path=True,
     )
     path_col: str = option(
         "path",
-        "--labels column with the image path (relative to SRC) or unique file name.",
-        panel=LABELS,
+        "--labels column with the image path (relative to SRC, or ending in one), file name or id; or a "
+        "template of columns such as 'files/p{subject_id:.2}/p{subject_id}/s{study_id}/{dicom_id}.jpg'.",
+        panel=TABLES,
         record=False,
     )
-    label_col: str = option("label", "--labels column with the label(s).", panel=LABELS, record=False)
-    label_sep: str | None = option(
-        None, "Separator of several labels in one cell, e.g. '|' (NIH): multi-label.", panel=LABELS, record=False
+    label_col: str | None = option(
+        None,
+        "--labels column with the label(s); by default the column 'label' where there is one, else none.",
+        panel=TABLES,
+        record=False,
     )
-    patient_col: str | None = option(None, "--labels column with the patient id.", panel=LABELS, record=False)
+    label_sep: str | None = option(
+        None, "Separator of several labels in one cell, e.g. '|' (NIH): multi-label.", panel=TABLES, record=False
+    )
+    join: tuple[str, ...] = option(
+        (),
+        "Join another table on key columns to the --labels rows, e.g. mimic-cxr-2.0.0-chexpert.csv.gz:"
+        "subject_id,study_id; its columns serve every --*-col and --where. Repeatable.",
+        panel=TABLES,
+        record=False,
+        metavar="FILE:KEYS",
+    )
+    where: tuple[str, ...] = option(
+        (),
+        "Keep only rows whose column has one of the values (COL=A,B) or none of them (COL!=A,B), e.g. "
+        "'ViewPosition=PA,AP'. Repeatable: all must hold.",
+        panel=TABLES,
+        record=False,
+        metavar="COL=VALUES",
+    )
+    split_col: str | None = option(
+        None,
+        "Column with the official split (train/validate/test ...: stored as train/val/test, the name as given "
+        "in source_split).",
+        panel=TABLES,
+        record=False,
+    )
+    split_list: tuple[str, ...] = option(
+        (),
+        "SPLIT=FILE: the images named in FILE (one name or path a line) are in SPLIT, e.g. test=test_list.txt "
+        "(NIH). Repeatable; images in no list are skipped.",
+        panel=TABLES,
+        record=False,
+        metavar="SPLIT=FILE",
+    )
+    patient_col: str | None = option(None, "--labels column with the patient id.", panel=TABLES, record=False)
+    study_col: str | None = option(None, "--labels column with the study id.", panel=TABLES, record=False)
+    view_col: str | None = option(
+        None,
+        "--labels column with the view (AP, PA, Lateral ...), stored as view_position.",
+        panel=TABLES,
+        record=False,
+    )
+    patient_pattern: str | None = option(
+        None,
+        "Regular expression finding the patient id in each image's path (its first group, else the match), "
+        "e.g. 'patient\\d+' (CheXpert).",
+        panel=TABLES,
+        record=False,
+        metavar="REGEX",
+    )
+    study_pattern: str | None = option(
+        None,
+        "Like --patient-pattern, for the study id; include the patient where study ids repeat across "
+        "patients, e.g. 'patient\\d+/study\\d+'.",
+        panel=TABLES,
+        record=False,
+        metavar="REGEX",
+    )
     resplit: str | None = option(
         None,
         "Pool all splits and re-split by patient: train,val,test fractions, e.g. 0.8,0.1,0.1 "
         "(stable, stratified in expectation).",
         panel=LABELS,
+    )
+    keep_test: bool = option(
+        False,
+        "With --resplit: leave the official test split as it is and re-split the rest into train,val (two fractions).",
+        panel=LABELS,
+        record=False,
     )
     seed: int = option(0, "Seed of --resplit and --folds.", panel=LABELS, record=False)
     folds: int = option(0, "Also record a patient-grouped cross-validation fold (0..K-1) per image.", panel=LABELS)
@@ -274,34 +358,101 @@ class SourceOptions(_Part):
             raise OptionError(f"{{folds}}: use 0 (none) or 2 to {MAX_FOLDS}", folds=self.folds)
         if self.resplit is not None:
             self.fractions()
-        if self.labels is None and (self.label_sep or self.patient_col):
-            given = {
-                name: value
-                for name, value in (("label_sep", self.label_sep), ("patient_col", self.patient_col))
-                if value
-            }
-            names = " and ".join(f"{{{name}:name}}" for name in given)
-            raise OptionError(
-                f"{names} need{'s' if len(given) == 1 else ''} {{labels:name}} (a CSV file)", labels=None, **given
+        elif self.keep_test:
+            raise OptionError("{keep_test:name} goes with {resplit:name}", keep_test=True, resplit=None)
+        table_only = {
+            name: getattr(self, name)
+            for name in ("label_sep", "patient_col", "study_col", "view_col", "split_col", "join", "where", "label_col")
+            if getattr(self, name)
+        }
+        if not self.labels and table_only:
+            names = " and ".join(f"{{{name}:name}}" for name in table_only)
+            verb = "needs" if len(table_only) == 1 else "need"
+            raise OptionError(f"{names} {verb} {{labels:name}} (a table)", labels=None, **table_only)
+        tables = self.tables()
+        split_sources = [
+            name
+            for name, given in (
+                ("split_col", self.split_col),
+                ("split_list", self.split_list),
+                ("labels", any(t.split for t in tables)),
             )
+            if given
+        ]
+        if len(split_sources) > 1:
+            first, second = split_sources[:2]
+            raise OptionError(
+                f"{{{first}:name}} and {{{second}:name}} both give splits: choose one",
+                **{first: getattr(self, first), second: getattr(self, second)},
+            )
+        if any(t.split for t in tables) and not all(t.split for t in tables):
+            raise OptionError(
+                "{labels:name}: give every table a split (SPLIT=FILE) or none", labels=", ".join(self.labels)
+            )
+        self.joins(), self.filters(), self.split_lists()
+        for name in ("patient_pattern", "study_pattern"):
+            if getattr(self, name) is not None:
+                table_spec.compiled(getattr(self, name), name)
+
+    def tables(self) -> tuple[table_spec.TableFile, ...]:
+        """``--labels``, each as its file and the split it gives (``""`` when none)."""
+        return tuple(table_spec.table_file(value) for value in self.labels)
+
+    def joins(self) -> tuple[table_spec.JoinSpec, ...]:
+        """``--join``, parsed."""
+        return tuple(table_spec.join_spec(value) for value in self.join)
+
+    def filters(self) -> tuple[table_spec.WhereSpec, ...]:
+        """``--where``, parsed."""
+        return tuple(table_spec.where_spec(value) for value in self.where)
+
+    def split_lists(self) -> tuple[table_spec.SplitList, ...]:
+        """``--split-list``, parsed."""
+        return tuple(table_spec.split_list(value) for value in self.split_list)
 
     def fractions(self) -> tuple[tuple[str, float], ...]:
         """``--resplit "0.8,0.1,0.1"`` as ((split name, fraction), ...); empty without --resplit."""
         if self.resplit is None:
             return ()
-        return parse_fractions(self.resplit)
+        fractions = parse_fractions(self.resplit)
+        if not self.keep_test:
+            return fractions
+        if len(fractions) != 2:
+            raise OptionError(
+                "{resplit} with {keep_test:name}: give 2 fractions, train,val (the test split is kept)",
+                resplit=self.resplit,
+                keep_test=True,
+            )
+        return (("train", fractions[0][1]), ("val", fractions[1][1]))
 
     def recorded(self) -> dict[str, Any]:
-        columns = ""
-        if self.labels is not None:
-            columns = (
-                f"path={self.path_col} label={self.label_col} sep={self.label_sep or ''} "
+        # What decides the labels, splits and identifiers besides the recorded options, in one text: "" for a
+        # folder-layout build, so caches made before these options existed compare equal.
+        parts = []
+        if self.labels:
+            parts.append(
+                f"path={self.path_col} label={self.label_col or ''} sep={self.label_sep or ''} "
                 f"patient={self.patient_col or ''}"
             )
+        extra = {
+            "tables": ";".join(
+                f"{t.split}={Path(t.file).name}" if t.split else Path(t.file).name for t in self.tables()
+            ),
+            "study": self.study_col,
+            "view": self.view_col,
+            "split": self.split_col,
+            "join": ";".join(f"{Path(j.file).name}:{','.join(j.keys)}" for j in self.joins()),
+            "where": ";".join(self.where),
+            "split_list": ";".join(f"{t.split}={Path(t.file).name}" for t in self.split_lists()),
+            "patient_pattern": self.patient_pattern,
+            "study_pattern": self.study_pattern,
+            "keep_test": "yes" if self.keep_test else "",
+        }
+        parts += [f"{key}={value}" for key, value in extra.items() if value]
         return {
             **super().recorded(),
             "identifiers": "kept" if self.keep_identifiers else "pseudonymised",
-            "labels_columns": columns,
+            "labels_columns": " ".join(parts),
             "seed": self.seed if self.resplit or self.folds else 0,  # a seed that changes nothing is not a setting
         }
 
