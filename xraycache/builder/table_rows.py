@@ -140,13 +140,12 @@ def select(options: SourceOptions) -> Selection:
     primaries = [read_table(spec.file, wanted, "labels table") for spec in specs]
     extra = [read_table(join.file, wanted, "joined table") for join in joins]
     label_col = _label_column(options, primaries + extra)
-    for option, column, value in (
-        *(("path_col", c, options.path_col) for c in template.columns),
-        *((name, c, c) for name, c in named.items()),
-        *(("where", w.column, str(w)) for w in filters),
-    ):
+    checks: list[tuple[str, str | None, str]] = [("path_col", c, options.path_col) for c in template.columns]
+    checks += [(name, c, c or "") for name, c in named.items()]
+    checks += [("where", w.column, str(w)) for w in filters]
+    for option, column, given in checks:
         if column and not any(column in t.header for t in primaries + extra):
-            _no_column(option, column, value, primaries + extra)
+            _no_column(option, column, given, primaries + extra)
     for join, table in zip(joins, extra, strict=True):
         for key in join.keys:
             if key not in table.header or not all(key in t.header for t in primaries):
