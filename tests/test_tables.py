@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import xraycache
 from xraycache.cli import app
+from xraycache.verify import verify
 
 CHEXPERT_HEADER = [
     "Path",
@@ -532,3 +533,17 @@ def test_option_errors_in_one_line(tmp_path: Path) -> None:
     for options, message in cases:
         with pytest.raises(xraycache.OptionError, match=message):
             xraycache.build(tmp_path / "src", tmp_path / "o.h5", dry_run=True, **options)  # type: ignore[arg-type]
+
+
+def test_verify_checks_a_table_built_cache_against_its_sources(tmp_path: Path) -> None:
+    release = chexpert(tmp_path)
+    out = tmp_path / "c.h5"
+    xraycache.build(release, out, size=16, jobs=1, labels=[release / "train.csv"], **CHEXPERT_OPTIONS)  # type: ignore[arg-type]
+    clean = verify(out, src=release)
+    assert clean.ok and not clean.new and not clean.missing  # laterals beside the images are not "new"
+    victim = release / "train" / "patient00002" / "study1" / "view1_frontal.jpg"
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    (release / "train" / "patient00003" / "study1" / "view1_frontal.jpg").unlink()
+    found = verify(out, src=release)
+    assert found.changed == ["train/patient00002/study1/view1_frontal.jpg"]
+    assert found.missing == ["train/patient00003/study1/view1_frontal.jpg"]

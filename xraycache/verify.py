@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import h5py
@@ -199,19 +199,31 @@ def _count_near_duplicates(file: h5py.File, report: VerifyReport) -> None:
 def _check_sources(
     src: Path, attrs: dict[str, Any], cached: dict[str, bytes], skipped: set[str], report: VerifyReport
 ) -> None:
-    """Re-hash every source file and compare with the recorded hashes: missing, new, changed."""
-    classes = attrs.get("classes", "auto")
-    found = scan(src, classes if classes in ("auto", "binary", "three") else "auto")
+    """Re-hash every source file and compare with the recorded hashes: missing, new, changed.
+
+    A cache whose tables chose the images (layout ``table``) is checked file by file: the tables, not the
+    folders, say what belongs in it, so files beside them are not "new".
+    """
+    if attrs.get("layout") == "table":
+        paths = sorted(cached) + sorted(skipped)
+    else:
+        classes = attrs.get("classes", "auto")
+        found = scan(src, classes if classes in ("auto", "binary", "three") else "auto")
+        paths = [source.path for source in found.files]
+    root = src.resolve()
     seen: set[str] = set()
-    for source in found.files:
-        key = storable_path(source.path)
+    for path in paths:
+        key = storable_path(path)
+        outside = path.startswith("/") or ".." in PurePosixPath(path).parts  # a hostile cache's path: never read
+        if attrs.get("layout") == "table" and (outside or not (root / path).exists()):
+            continue
         seen.add(key)
         if key not in cached:
             if key not in skipped:
                 report.new.append(key)
             continue
         try:
-            digest = file_sha256(found.root / source.path)
+            digest = file_sha256(root / path)
         except OSError:
             report.changed.append(key)
             continue
