@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,7 +41,7 @@ class Prepared:
 
 
 def _is_dicom_path(path: str) -> bool:
-    return PurePosixPath(path).suffix.lower() not in IMAGE_SUFFIXES
+    return os.path.splitext(path)[1].lower() not in IMAGE_SUFFIXES
 
 
 def _identifiers(found: ScanResult, keep: bool, attrs: dict[str, Any]) -> list[SourceFile]:
@@ -72,15 +74,17 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         "labels_csv_sha256": "",
         "label_kind": "single",
     }
-    files = [dataclasses.replace(f, source_split=f.source_split or f.split) for f in found.files]
-    files = _patterns(files, options)
+    files = found.files
+    patterns = _patterns(options)
+    if found.table is None and patterns:
+        files = [_found_ids(f, patterns) for f in files]
     files = _identifiers(dataclasses.replace(found, files=files), options.keep_identifiers, attrs)
     label_names = found.label_names
     unlabeled = list(found.unlabeled)
     missing: list[str] = []
     if found.table is not None:
         table = found.table
-        files, label_names = _apply_rows(files, table, options, unlabeled)
+        files, label_names = _apply_rows(files, table, options, patterns, unlabeled)
         missing = [row.key for row in table.rows_without_file]
         attrs.update(
             labels_csv=", ".join(table.selection.tables),
@@ -111,36 +115,46 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
     return Prepared(out, attrs, missing)
 
 
-def _patterns(files: list[SourceFile], options: SourceOptions) -> list[SourceFile]:
-    """Patient and study ids found in each path by ``--patient-pattern`` / ``--study-pattern``."""
+def _patterns(options: SourceOptions) -> list[tuple[str, re.Pattern[str]]]:
+    """``--patient-pattern`` / ``--study-pattern``, compiled: (the SourceFile field, its regular expression)."""
     found = []
     for name, pattern in (("patient", options.patient_pattern), ("study", options.study_pattern)):
         if pattern is not None:
             found.append((name, compiled(pattern, f"{name}_pattern")))
-    if not found:
-        return files
-    out = []
-    for f in files:
-        changes: dict[str, Any] = {}
-        for name, regex in found:
-            match = regex.search(f.path)
-            if match:
-                changes[name] = match.group(1) if regex.groups else match.group(0)
-        out.append(dataclasses.replace(f, **changes) if changes else f)
+    return found
+
+
+def _path_ids(path: str, patterns: list[tuple[str, re.Pattern[str]]]) -> dict[str, Any]:
+    """The ids the patterns find in a path (its first group, else the whole match), by field."""
+    out: dict[str, Any] = {}
+    for name, regex in patterns:
+        match = regex.search(path)
+        if match:
+            out[name] = match.group(1) if regex.groups else match.group(0)
     return out
 
 
+def _found_ids(f: SourceFile, patterns: list[tuple[str, re.Pattern[str]]]) -> SourceFile:
+    ids = _path_ids(f.path, patterns)
+    return dataclasses.replace(f, **ids) if ids else f
+
+
 def _apply_rows(
-    files: list[SourceFile], table: TableScan, options: SourceOptions, unlabeled: list[tuple[str, str]]
+    files: list[SourceFile],
+    table: TableScan,
+    options: SourceOptions,
+    patterns: list[tuple[str, re.Pattern[str]]],
+    unlabeled: list[tuple[str, str]],
 ) -> tuple[list[SourceFile], tuple[str, ...]]:
-    """Each file with the labels, split, patient, study and view of its table rows; files whose rows disagree,
-    or give no label or split, go to ``unlabeled`` with the reason."""
+    """Each file with the labels, split, patient, study and view of its table rows (ids from a column, else a
+    path pattern, else the DICOM header or file name); files whose rows disagree, or give no label or split,
+    go to ``unlabeled`` with the reason."""
     selection = table.selection
     settled: list[tuple[SourceFile, ImageRow]] = []
     for f in files:
         rows = table.rows[f.path]
         row = rows[0]
-        if len({_what(r) for r in rows}) > 1:
+        if len(rows) > 1 and len({_what(r) for r in rows}) > 1:
             lines = ", ".join(f"{r.table} line {r.line}" for r in rows[:4])
             unlabeled.append((f.path, f"table rows that disagree ({lines})"))
         elif selection.label_col and not row.labels and not selection.multi:
@@ -157,17 +171,20 @@ def _apply_rows(
         label_names = _used_labels(Path(selection.tables[0]), [row for _, row in settled])
     index = {name: i for i, name in enumerate(label_names)}
     out = []
+    multi = selection.multi
     for f, row in settled:
         indices = tuple(index[name] for name in row.labels)
+        ids = _path_ids(f.path, patterns) if patterns else {}
         out.append(
-            dataclasses.replace(
-                f,
-                label=indices[0] if indices and not selection.multi else 0,
-                labels=indices if selection.multi else (),
-                split=split_name(row.split) if row.split else f.split,
+            SourceFile(
+                f.path,
+                split_name(row.split) if row.split else f.split,
+                indices[0] if indices and not multi else 0,
+                row.patient or ids.get("patient") or f.patient,
+                study=row.study or ids.get("study") or f.study,
                 source_split=row.split or f.source_split,
-                patient=row.patient or f.patient,
-                study=row.study or f.study,
+                fold=f.fold,
+                labels=indices if multi else (),
                 view=row.view,
             )
         )

@@ -304,7 +304,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
                 label = "pneumonia"
         else:
             label = parts[-2]
-        files.append(SourceFile(rel, split, index[label], patient_id(name)))
+        files.append(SourceFile(rel, split, index[label], patient_id(name), source_split=split))
     files.sort(key=lambda f: f.path)
     ignored.sort()
     return ScanResult(root.resolve(), layout, label_names, files, ignored, unlabeled)

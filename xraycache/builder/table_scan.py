@@ -22,7 +22,7 @@ import os
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
@@ -79,30 +79,30 @@ def scan_tables(src: str | os.PathLike[str], options: SourceOptions) -> ScanResu
     result.files = []
     for rel in sorted(table.rows):
         split, source_split = folder_split(rel)
-        result.files.append(SourceFile(rel, split, 0, patient_id(PurePosixPath(rel).name), source_split=source_split))
+        result.files.append(SourceFile(rel, split, 0, patient_id(rel.rpartition("/")[2]), source_split=source_split))
     result.table = table
     return result
 
 
-def _inside(parts: tuple[str, ...]) -> bool:
-    return bool(parts) and ".." not in parts and "." not in parts
+def _parts(key: str) -> list[str]:
+    """A key's path parts; empty when it would leave SRC (``..``, ``.``) or has empty parts."""
+    parts = key.split("/")
+    return [] if any(part in ("", ".", "..") for part in parts) else parts
 
 
 def _dropped_folders(root: Path, keys: list[str]) -> int | None:
     """How many leading folders of the table's paths to drop so that they name files under SRC (None: none do)."""
     votes: Counter[int] = Counter()
     for key in keys[:PROBE_ROWS]:
-        parts = tuple(PurePosixPath(key).parts)
-        if not _inside(parts):
-            continue
+        parts = _parts(key)
         for drop in range(len(parts)):
-            if _is_file(root.joinpath(*parts[drop:])):
+            if _is_file(os.path.join(root, *parts[drop:])):
                 votes[drop] += 1
                 break
     return max(votes, key=lambda d: (votes[d], -d)) if votes else None
 
 
-def _is_file(path: Path) -> bool:
+def _is_file(path: str) -> bool:
     try:
         return not stat.S_ISDIR(os.stat(path).st_mode)
     except (OSError, ValueError):  # missing, unreadable, a NUL in the name
@@ -110,28 +110,39 @@ def _is_file(path: Path) -> bool:
 
 
 def _find_by_path(root: Path, keys: list[str], by_key: dict[str, list[ImageRow]], drop: int, table: TableScan) -> None:
+    base = os.path.join(root, "")
     for key in keys:
-        parts = tuple(PurePosixPath(key).parts)[drop:]
-        if _inside(parts) and _is_file(root.joinpath(*parts)):
-            table.rows.setdefault("/".join(parts), []).extend(by_key[key])
+        parts = _parts(key)[drop:]
+        rel = "/".join(parts)
+        if parts and _is_file(base + rel):
+            table.rows.setdefault(rel, []).extend(by_key[key])
         else:
             table.rows_without_file.extend(by_key[key])
+
+
+def _name(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+def _stem(path: str) -> str:
+    name = _name(path)
+    return os.path.splitext(name)[0]
 
 
 def _find_by_name(root: Path, by_key: dict[str, list[ImageRow]], table: TableScan, result: ScanResult) -> None:
     """Walk SRC; match each image file to the rows naming its path, else its unique name, else its unique stem."""
     images, result.ignored, unreadable = walk(root)
     paths = ["/".join(parts) for parts in images]
-    names = Counter(PurePosixPath(p).name for p in paths)
-    stems = Counter(PurePosixPath(p).stem for p in paths)
+    names = Counter(_name(p) for p in paths)
+    stems = Counter(_stem(p) for p in paths)
     by_name: dict[str, list[str]] = {}
     for key in by_key:
-        by_name.setdefault(PurePosixPath(key).name, []).append(key)
+        by_name.setdefault(_name(key), []).append(key)
     used: set[str] = set()
     tables = ", ".join(table.selection.tables)
     filtered = table.selection.filtered_keys
     for rel in paths:
-        name, stem = PurePosixPath(rel).name, PurePosixPath(rel).stem
+        name, stem = _name(rel), _stem(rel)
         if rel in by_key:
             found, count = [rel], 1
         else:
