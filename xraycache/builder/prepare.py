@@ -74,7 +74,7 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         "labels_csv_sha256": "",
         "label_kind": "single",
     }
-    files = found.files
+    files = [f if f.source_split else dataclasses.replace(f, source_split=f.split) for f in found.files]
     patterns = _patterns(options)
     if found.table is None and patterns:
         files = [_found_ids(f, patterns) for f in files]

@@ -52,7 +52,7 @@ def folder_split(rel: str) -> tuple[str, str]:
         split = SPLIT_SYNONYMS.get(folder.lower())
         if split:
             return split, folder
-    return "all", ""
+    return "all", "all"
 
 
 def scan_tables(src: str | os.PathLike[str], options: SourceOptions) -> ScanResult:
