@@ -46,7 +46,6 @@ from .prepare import Prepared, prepare
 from .report import BuildReport
 from .scan import ScanResult, SourceFile, scan
 from .shards import remove_stale_shards, write_sharded
-from .table_scan import scan_tables, table_summary
 from .workers import ForkedPool, worker_pool
 from .writer import open_writer
 
@@ -67,7 +66,12 @@ def run_build(
     out_path = Path(out)
     shards = options.output.shards
     # 1-2. scan and prepare: every file's label, patient, split and fold, before any pixel
-    found = scan_tables(src, options.sources) if options.sources.labels else scan(src, options.sources.classes)
+    if options.sources.labels:  # the tables choose the images (the table modules load only then)
+        from .table_scan import scan_tables
+
+        found = scan_tables(src, options.sources)
+    else:
+        found = scan(src, options.sources.classes)
     prepared = prepare(found, options.sources)
     found = prepared.found
     if on_scan is not None:  # e.g. a progress bar learning its total: the files a build will go through
@@ -224,6 +228,8 @@ def _report(
         warnings=warnings,
     )
     if found.table is not None:
+        from .table_scan import table_summary
+
         report.tables = table_summary(found.table, found.files if outcome is None else outcome.kept)
     if plan.incremental:
         report.reused, report.touched, report.removed = plan.reused, plan.touched, plan.removed

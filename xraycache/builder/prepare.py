@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
@@ -24,11 +24,12 @@ from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, RESERVED_SPLIT
 from ..core.table_spec import compiled, split_name
 from ..imaging.decoders import dicom
 from . import identifiers
-from .scan import IMAGE_SUFFIXES, ScanResult, SourceFile
-from .split_lists import list_sha256, read_list
+from .scan import IMAGE_SUFFIXES, UNLABELED, ScanResult, SourceFile
 from .splits import assign_fold, assign_split, group_key
-from .table_rows import UNLABELED, ImageRow
-from .table_scan import TableScan
+
+if TYPE_CHECKING:
+    from .table_rows import ImageRow
+    from .table_scan import TableScan
 
 
 @dataclass
@@ -200,6 +201,8 @@ def _listed_splits(
     files: list[SourceFile], options: SourceOptions, unlabeled: list[tuple[str, str]]
 ) -> list[SourceFile]:
     """``--split-list SPLIT=FILE``: each image in the split whose list names it (by path, else file name)."""
+    from .split_lists import read_list
+
     split_of: dict[str, str] = {}
     twice: set[str] = set()
     for listed in options.split_lists():
@@ -238,6 +241,8 @@ def _lists_digest(options: SourceOptions) -> str:
     """The sha256 of the --split-list files (empty without): a rebuild must see them unchanged."""
     if not options.split_list:
         return ""
+    from .split_lists import list_sha256
+
     digest = hashlib.sha256()
     for listed in options.split_lists():
         digest.update(list_sha256(listed.file).encode("ascii"))

@@ -29,6 +29,7 @@ SPLIT_ORDER = ("train", "val", "test")
 KAGGLE_FOLDERS = {"normal": "normal", "pneumonia": "pneumonia"}
 THREE_FOLDERS = {"1_normal": "normal", "2_bacteria": "bacterial", "3_virus": "viral"}
 BINARY_LABELS = ("normal", "pneumonia")
+UNLABELED = "unlabeled"  # the one label of images nothing labels (a flat folder, a table without labels)
 THREE_LABELS = ("normal", "bacterial", "viral")
 
 _PATIENT_PATTERNS = (
@@ -260,7 +261,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
     lowered = {name.lower() for name in folder_names}
     label_names: tuple[str, ...]
     if depth == 0:
-        layout, label_names = "flat", ("unlabeled",)
+        layout, label_names = "flat", (UNLABELED,)
     elif lowered <= set(KAGGLE_FOLDERS):
         layout = "kaggle"
         label_names = THREE_LABELS if classes == "three" else BINARY_LABELS
@@ -289,7 +290,7 @@ def scan(src: str | os.PathLike[str], classes: Classes = "auto") -> ScanResult:
         name = parts[-1]
         split = parts[0] if depth == 2 else "all"
         if layout == "flat":
-            label = "unlabeled"
+            label = UNLABELED
         elif layout == "kaggle":
             label = KAGGLE_FOLDERS[parts[-2].lower()]
             if classes == "three" and label == "pneumonia":

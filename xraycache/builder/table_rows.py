@@ -21,8 +21,6 @@ from ..core.options import SourceOptions
 from ..core.table_spec import JoinSpec, WhereSpec
 from .tables import Table, read_table
 
-UNLABELED = "unlabeled"
-
 
 @dataclass(frozen=True, slots=True)
 class ImageRow:

@@ -28,7 +28,7 @@ from typing import Any
 from ..core.errors import InputError
 from ..core.options import SourceOptions
 from ..core.table_spec import SPLIT_SYNONYMS
-from .scan import ScanResult, SourceFile, patient_id, walk
+from .scan import UNLABELED, ScanResult, SourceFile, patient_id, walk
 from .table_rows import ImageRow, Selection, select
 
 PROBE_ROWS = 64  # rows whose files settle how many leading folders of the table's paths to drop
@@ -66,7 +66,7 @@ def scan_tables(src: str | os.PathLike[str], options: SourceOptions) -> ScanResu
     by_key: dict[str, list[ImageRow]] = {}
     for row in selection.rows:
         by_key.setdefault(row.key, []).append(row)
-    result = ScanResult(root.resolve(), "table", ("unlabeled",), [])
+    result = ScanResult(root.resolve(), "table", (UNLABELED,), [])
     table = TableScan(selection, {})
     if keys and all("/" in key for key in keys):
         drop = _dropped_folders(root, keys)
