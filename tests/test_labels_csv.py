@@ -151,6 +151,10 @@ def test_bare_name_that_is_not_unique_is_not_guessed(tmp_path: Path) -> None:
         write_image(src / rel, radiograph(30, 30, index), fmt="PNG")
     csv = tmp_path / "labels.csv"
     csv.write_text("path,label\nx.png,normal\n")
+    with pytest.raises(xraycache.InputError, match=r"1 image rows name no file under .*e\.g\. x\.png\).*not unique"):
+        xraycache.build(src, tmp_path / "c.h5", size=16, jobs=1, labels=csv, dry_run=True)
+    write_image(src / "c" / "y.png", radiograph(30, 30, 2), fmt="PNG")
+    csv.write_text("path,label\nx.png,normal\ny.png,normal\n")
     report = xraycache.build(src, tmp_path / "c.h5", size=16, jobs=1, labels=csv, dry_run=True)
     reasons = {row["path"]: row["reason"] for row in report.skipped}
     assert set(reasons) == {"a/x.png", "b/x.png"} and all("not unique" in r for r in reasons.values())

@@ -360,7 +360,8 @@ def test_mimic_cxr_jpg_joins_splits_views_and_studies_without_labels(tmp_path: P
     assert sum(c["images"] for c in expected.values()) == kept == report.images
     assert {s: set(m["source_split"]) for s, m in _meta(out).items()}["val"] == {"validate"}
     chexpert_rows = report.tables["rows_without_join"]["mimic-cxr-2.0.0-chexpert.csv.gz"]
-    assert without_labels > 0 and chexpert_rows >= without_labels  # counted; the images kept (no label asked)
+    # counted over the rows the filters keep (a lateral without labels is not counted); the images kept
+    assert without_labels > 0 and chexpert_rows == without_labels
     assert report.tables["found_by"] == "path" and len(report.csv_rows_without_file) == 1
 
 
@@ -547,3 +548,130 @@ def test_verify_checks_a_table_built_cache_against_its_sources(tmp_path: Path) -
     found = verify(out, src=release)
     assert found.changed == ["train/patient00002/study1/view1_frontal.jpg"]
     assert found.missing == ["train/patient00003/study1/view1_frontal.jpg"]
+
+
+# ---------------------------------------------------------------- awkward tables
+
+
+def _flat(src: Path, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        _image(src / name, i + 1)
+
+
+def test_padchest_list_cells_keep_their_quotes_and_commas(tmp_path: Path) -> None:
+    _flat(tmp_path / "src", ["a.png", "b.png"])
+    table = tmp_path / "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"
+    rows = [
+        ["a.png", "0", "PA", "Physician", "['normal']"],
+        ["b.png", "0", "PA", "Physician", "['COPD signs', 'normal']"],
+    ]
+    rows += [[f"missing{i}.png", "0", "L", "RNN_model", "['normal', 'pleural effusion']"] for i in range(200)]
+    _write_csv(table, ["ImageID", "ImageDir", "Projection", "MethodLabel", "Labels"], rows)
+    report = xraycache.build(
+        tmp_path / "src",
+        tmp_path / "o.h5",
+        labels=table,
+        path_col="ImageID",
+        label_col="Labels",
+        view_col="Projection",
+        dry_run=True,
+    )
+    assert report.label_names == ["['COPD signs', 'normal']", "['normal']"]  # one cell each: not split at a comma
+
+
+def test_tables_with_other_columns_and_partial_downloads(tmp_path: Path) -> None:
+    release = chexpert(tmp_path)
+    (release / "other.csv").write_text("path,label\ntrain/patient00001/study1/view1_frontal.jpg,x\n")
+    with pytest.raises(xraycache.OptionError, match=r"^other\.csv has no column 'Path' \(path_col='Path'\)"):
+        xraycache.build(
+            release, tmp_path / "o.h5", labels=[release / "train.csv", release / "other.csv"], path_col="Path"
+        )
+    # the first patients not downloaded: the rows still find the others' files by path
+    for folder in sorted((release / "train").iterdir())[:6]:
+        for file in folder.rglob("*.jpg"):
+            file.unlink()
+    report = xraycache.build(
+        release, tmp_path / "o.h5", dry_run=True, **{**CHEXPERT_OPTIONS, "labels": release / "train.csv"}
+    )  # type: ignore[arg-type]
+    assert report.images > 0 and report.tables["found_by"] == "path"
+    assert report.images == chexpert_expected(release)["train"]["images"]
+    # SRC deep inside the release: the folders that tell files apart are never dropped
+    deep = release / "train" / "patient00010" / "study1"
+    with pytest.raises(xraycache.InputError, match="name no file under"):
+        xraycache.build(deep, tmp_path / "o.h5", dry_run=True, **{**CHEXPERT_OPTIONS, "labels": release / "train.csv"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [("a/b", "which it holds a '/'"), ("skipped", "reserved"), ("x" * 1001, "1,001 characters")],
+)
+def test_split_names_a_cache_cannot_hold_are_refused_before_decoding(tmp_path: Path, cell: str, message: str) -> None:
+    _flat(tmp_path / "src", ["a.png"])
+    (tmp_path / "t.csv").write_text(f"path,split\na.png,{cell}\n")
+    with pytest.raises(xraycache.InputError, match=message):
+        xraycache.build(tmp_path / "src", tmp_path / "o.h5", labels=tmp_path / "t.csv", split_col="split")
+
+
+def test_cells_with_nul_stray_bytes_and_blank_first_lines(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _flat(src, ["über/a.png", "b.png"])
+    (tmp_path / "nul.csv").write_text("path,view\nb.png,P\0A\n")
+    with pytest.raises(xraycache.InputError, match=r"nul\.csv line 2: a cell holds a NUL"):
+        xraycache.build(src, tmp_path / "o.h5", labels=tmp_path / "nul.csv", view_col="view", dry_run=True)
+    # one byte that is not UTF-8 (a latin-1 é) does not turn the UTF-8 paths into mojibake
+    (tmp_path / "mixed.csv").write_bytes(
+        "\n\npath,label\nüber/a.png,x\nb.png,caf\xe9\n".encode().replace(b"\xc3\xa9", b"\xe9")
+    )
+    report = xraycache.build(src, tmp_path / "o.h5", size=16, jobs=1, labels=tmp_path / "mixed.csv")
+    assert report.images == 2 and report.label_names == ["caf\\xe9", "x"]
+
+
+def test_a_table_with_too_many_rows_stops_at_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xraycache.builder import tables
+
+    monkeypatch.setattr(tables, "MAX_TABLE_ROWS", 1000)
+    _flat(tmp_path / "src", ["a.png"])
+    (tmp_path / "big.csv.gz").write_bytes(gzip.compress(b"path\n" + b"x\n" * 5000))
+    with pytest.raises(xraycache.InputError, match=r"more than 1,000 rows"):
+        xraycache.build(tmp_path / "src", tmp_path / "o.h5", labels=tmp_path / "big.csv.gz", dry_run=True)
+    (tmp_path / "header.csv").write_text("path,label\n")
+    with pytest.raises(xraycache.InputError, match=r"header\.csv has no rows below its line of column names"):
+        xraycache.build(tmp_path / "src", tmp_path / "o.h5", labels=tmp_path / "header.csv", dry_run=True)
+
+
+def test_patterns_whose_group_takes_no_part_and_the_no_label_warning(tmp_path: Path) -> None:
+    _flat(tmp_path / "src", ["p1/a.png", "q2/b.png"])
+    (tmp_path / "t.csv").write_text("path,Label\np1/a.png,x\nq2/b.png,y\n")
+    report = xraycache.build(
+        tmp_path / "src",
+        tmp_path / "o.h5",
+        size=16,
+        jobs=1,
+        labels=tmp_path / "t.csv",
+        patient_pattern=r"(p\d)|q\d",
+    )
+    assert any("no labels: no --label-col given" in w and "Label" in w for w in report.warnings)
+    assert sorted(_meta(tmp_path / "o.h5")["all"]["patient"]) == ["", "p1"]  # group 1 took no part: no id
+
+
+def test_keep_test_never_moves_an_official_test_image(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _image(src / "t1.png", 7)
+    for name in ("x1.png", "x2.png"):  # byte copies of the test image, in train, of another patient
+        (src / name).write_bytes((src / "t1.png").read_bytes())
+    _image(src / "y.png", 8)
+    (tmp_path / "t.csv").write_text("path,split,pid\nt1.png,test,A\nx1.png,train,B\nx2.png,train,B\ny.png,train,C\n")
+    out = tmp_path / "o.h5"
+    xraycache.build(
+        src,
+        out,
+        size=16,
+        jobs=1,
+        labels=tmp_path / "t.csv",
+        split_col="split",
+        patient_col="pid",
+        resplit="0.5,0.5",
+        keep_test=True,
+    )
+    meta = _meta(out)
+    assert sorted(meta["test"]["path"]) == ["t1.png", "x1.png", "x2.png"]  # the copies join test

@@ -30,7 +30,13 @@ def commit(job: BuildJob, writer: CacheWriter, written: list[SourceFile], plan: 
     layout = None
     if job.regroups:
         rows = {split: writer.written_rows(split) for split in writer.capacities}
-        layout = regroup(rows, drop=job.drop_duplicates, resplit=job.group_near_duplicates, folds=job.group_folds)
+        layout = regroup(
+            rows,
+            drop=job.drop_duplicates,
+            resplit=job.group_near_duplicates,
+            folds=job.group_folds,
+            fixed=job.fixed_splits,
+        )
     if layout is None:
         outcome = Outcome.written(plan, written)
     else:

@@ -35,6 +35,7 @@ class BuildJob:
     drop_duplicates: bool = False  # keep the first image of each near-duplicate group only
     group_near_duplicates: bool = False  # --resplit: near-duplicates join their patients' split
     group_folds: bool = False  # --folds: near-duplicates join their patients' fold
+    fixed_splits: frozenset[str] = frozenset()  # splits whose images never move (--keep-test: test)
 
     @property
     def regroups(self) -> bool:

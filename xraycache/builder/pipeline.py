@@ -144,6 +144,7 @@ def _job(
         drop_duplicates=options.sources.drop_duplicates,
         group_near_duplicates=options.sources.resplit is not None and shards <= 1,
         group_folds=options.sources.folds > 0 and shards <= 1,
+        fixed_splits=frozenset({"test"}) if options.sources.keep_test else frozenset(),
     )
 
 
@@ -188,6 +189,11 @@ def _warnings(found: ScanResult, options: BuildOptions) -> list[str]:
     warning = None if options.sources.labels else found.one_class_warning()
     if warning is not None:
         warnings.append(warning)
+    if found.table is not None and found.table.selection.label_col is None:
+        warnings.append(
+            "no labels: no --label-col given and no table has a column 'label', so every image is 'unlabeled'; "
+            f"the columns: {', '.join(found.table.selection.columns)}"
+        )
     pil = pil_problem()  # here PIL imports: only "both Pillow and Pillow-SIMD installed" is left to say
     if pil is not None:
         warnings.append(pil[0])

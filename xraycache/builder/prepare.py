@@ -10,22 +10,22 @@ pixel is decoded: the output's per-split arrays are sized from it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
-from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, RESERVED_SPLIT_NAMES
+from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, split_name_problem, storable_path
 from ..core.table_spec import compiled, split_name
 from ..imaging.decoders import dicom
 from . import identifiers
 from .scan import IMAGE_SUFFIXES, UNLABELED, ScanResult, SourceFile
-from .splits import assign_fold, assign_split, group_key
+from .split_lists import SplitLists
+from .splits import assign_fold, group_key, resplit
 
 if TYPE_CHECKING:
     from .table_rows import ImageRow
@@ -77,28 +77,30 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
     }
     files = [f if f.source_split else dataclasses.replace(f, source_split=f.split) for f in found.files]
     patterns = _patterns(options)
-    if found.table is None and patterns:
-        files = [_found_ids(f, patterns) for f in files]
     files = _identifiers(dataclasses.replace(found, files=files), options.keep_identifiers, attrs)
+    if found.table is None and patterns:  # after the DICOM headers: an explicit pattern wins
+        files = [_found_ids(f, patterns) for f in files]
     label_names = found.label_names
     unlabeled = list(found.unlabeled)
     missing: list[str] = []
+    listed = SplitLists.read(options.split_lists())
+    lists_digest = listed.digest()
     if found.table is not None:
         table = found.table
         files, label_names = _apply_rows(files, table, options, patterns, unlabeled)
         missing = [row.key for row in table.rows_without_file]
         attrs.update(
             labels_csv=", ".join(table.selection.tables),
-            labels_csv_sha256=table.selection.sha256 + _lists_digest(options),
+            labels_csv_sha256=table.selection.sha256 + lists_digest,
             label_kind="multi" if table.selection.multi else "single",
             csv_rows_without_file=len(missing),
         )
     elif options.split_list:
-        attrs["labels_csv_sha256"] = _lists_digest(options)
+        attrs["labels_csv_sha256"] = lists_digest
     if options.split_list:
-        files = _listed_splits(files, options, unlabeled)
+        files = listed.assign(files, unlabeled)
     if options.resplit is not None:
-        files = _resplit(files, options)
+        files = resplit(files, options.fractions(), options.seed, options.keep_test)
     _check_splits({f.split for f in files})
     if options.folds:
         files = [
@@ -130,8 +132,9 @@ def _path_ids(path: str, patterns: list[tuple[str, re.Pattern[str]]]) -> dict[st
     out: dict[str, Any] = {}
     for name, regex in patterns:
         match = regex.search(path)
-        if match:
-            out[name] = match.group(1) if regex.groups else match.group(0)
+        found = (match.group(1) if regex.groups else match.group(0)) if match else None
+        if found:  # a group that took part in no match is None: no id from this pattern
+            out[name] = found
     return out
 
 
@@ -197,73 +200,16 @@ def _what(row: ImageRow) -> tuple[object, ...]:
     return (row.split, row.labels, row.patient, row.study, row.view, row.unjoined)
 
 
-def _listed_splits(
-    files: list[SourceFile], options: SourceOptions, unlabeled: list[tuple[str, str]]
-) -> list[SourceFile]:
-    """``--split-list SPLIT=FILE``: each image in the split whose list names it (by path, else file name)."""
-    from .split_lists import read_list
-
-    split_of: dict[str, str] = {}
-    twice: set[str] = set()
-    for listed in options.split_lists():
-        for entry in read_list(listed.file):
-            if split_of.setdefault(entry, listed.split) != listed.split:
-                twice.add(entry)
-    out = []
-    for f in files:
-        name = PurePosixPath(f.path).name
-        key = f.path if f.path in split_of else name
-        if key in twice:
-            unlabeled.append((f.path, "named by two --split-list files"))
-        elif key in split_of:
-            out.append(dataclasses.replace(f, split=split_of[key], source_split=split_of[key]))
-        else:
-            unlabeled.append((f.path, "in no --split-list file"))
-    return out
-
-
 def _check_splits(names: set[str]) -> None:
-    """InputError for split names a table or list gives that a cache cannot hold."""
+    """InputError for split names a table or list gives that a cache cannot hold (before any pixel is decoded)."""
     for name in sorted(names):
-        if name in RESERVED_SPLIT_NAMES or name.startswith("."):
-            raise InputError(f"the tables put images in a split named {name!r}, a name a cache reserves; rename it")
-        if len(name) > MAX_NAME_CHARS:
-            raise InputError(
-                f"the tables name a split of {len(name):,} characters, more than a cache holds ({MAX_NAME_CHARS:,})"
-            )
+        problem = split_name_problem(name)
+        if problem:
+            raise InputError(f"the tables put images in a split named {storable_path(name)!r}, which {problem}")
     if len(names) > MAX_SPLITS:
         raise InputError(
             f"the tables give {len(names):,} splits, more than a cache holds ({MAX_SPLITS:,}); is the split column right?"
         )
-
-
-def _lists_digest(options: SourceOptions) -> str:
-    """The sha256 of the --split-list files (empty without): a rebuild must see them unchanged."""
-    if not options.split_list:
-        return ""
-    from .split_lists import list_sha256
-
-    digest = hashlib.sha256()
-    for listed in options.split_lists():
-        digest.update(list_sha256(listed.file).encode("ascii"))
-    return ":" + digest.hexdigest()
-
-
-def _resplit(files: list[SourceFile], options: SourceOptions) -> list[SourceFile]:
-    """``--resplit`` by patient; with ``--keep-test`` the official test split stays as it is."""
-    fractions = options.fractions()
-    if options.keep_test and not any(f.split == "test" for f in files):
-        raise OptionError(
-            "{keep_test:name}: no image is in a split named test (the splits: "
-            + literal(", ".join(sorted({f.split for f in files})) + ")"),
-            keep_test=True,
-        )
-    return [
-        f
-        if options.keep_test and f.split == "test"
-        else dataclasses.replace(f, split=assign_split(group_key(f.patient, f.path), fractions, options.seed))
-        for f in files
-    ]
 
 
 def _used_labels(csv_file: Path, rows: Iterable[ImageRow]) -> tuple[str, ...]:

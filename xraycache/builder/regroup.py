@@ -46,8 +46,14 @@ class Layout:
     moved: int = 0
 
 
-def regroup(written: dict[str, Rows], *, drop: bool, resplit: bool, folds: bool = False) -> Layout | None:
-    """The layout the near-duplicates ask for, or None when every row stays where it was written."""
+def regroup(
+    written: dict[str, Rows], *, drop: bool, resplit: bool, folds: bool = False, fixed: frozenset[str] = frozenset()
+) -> Layout | None:
+    """The layout the near-duplicates ask for, or None when every row stays where it was written.
+
+    No image of a ``fixed`` split moves (``--keep-test``: the official test split): a unit holding one of
+    them goes to that split.
+    """
     where = [(split, row) for split, rows in written.items() for row in range(len(rows.paths))]
     if len(where) < 2:
         return None
@@ -79,7 +85,7 @@ def regroup(written: dict[str, Rows], *, drop: bool, resplit: bool, folds: bool 
     moved = 0
     if (resplit or folds) and not drop:  # after dropping, no two kept images are near-duplicates
         patients = [p for rows in written.values() for p in rows.patients]
-        moved = _units(where, paths, patients, pairs, target, fold_of, new_folds, move_splits=resplit)
+        moved = _units(where, paths, patients, pairs, target, fold_of, new_folds, move_splits=resplit, fixed=fixed)
     if not dropped and not moved and not new_folds:
         return None
     layout: dict[str, list[tuple[str, int]]] = {split: [] for split in written}
@@ -100,24 +106,29 @@ def _units(
     new_folds: dict[tuple[str, int], int],
     *,
     move_splits: bool,
+    fixed: frozenset[str] = frozenset(),
 ) -> int:
     """Join patients linked by near-duplicates; move each joined unit to its largest patient's fold and,
-    with ``move_splits``, split. Changes ``target`` and ``new_folds`` in place; returns the images that
-    changed split."""
+    with ``move_splits``, split (to a ``fixed`` split where one of its images is). Changes ``target`` and
+    ``new_folds`` in place; returns the images that changed split."""
     keys = [group_key(patient, path) for patient, path in zip(patients, paths, strict=True)]
     names = sorted(set(keys))
     index = {key: k for k, key in enumerate(names)}
     of_image = np.array([index[key] for key in keys], dtype=np.int64)
     size = Counter(keys)
     first_image: dict[str, int] = {}
+    in_fixed: dict[str, int] = {}  # a patient's first image in a split that must not change
     for i, key in enumerate(keys):
         first_image.setdefault(key, i)
+        if target[i] in fixed:
+            in_fixed.setdefault(key, i)
     moved = 0
     home: dict[str, tuple[str, int]] = {}
     for unit in components(len(names), of_image[pairs.a], of_image[pairs.b]):
         members = [names[k] for k in unit]
         largest = min(members, key=lambda key: (-size[key], key))
-        lead = first_image[largest]
+        anchored = sorted(key for key in members if key in in_fixed)
+        lead = in_fixed[anchored[0]] if anchored else first_image[largest]
         for key in members:
             home[key] = (target[lead], int(folds[lead]))
     for i, key in enumerate(keys):

@@ -16,7 +16,14 @@ Images without a patient id count as one patient each (keyed by their path).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from typing import TYPE_CHECKING
+
+from ..core.errors import OptionError, literal
+
+if TYPE_CHECKING:
+    from .scan import SourceFile
 
 
 def unit_hash(seed: int, key: str, salt: str) -> float:
@@ -44,3 +51,22 @@ def assign_split(key: str, fractions: tuple[tuple[str, float], ...], seed: int) 
 def assign_fold(key: str, folds: int, seed: int) -> int:
     """The cross-validation fold (0 .. folds-1) of one patient."""
     return min(folds - 1, int(unit_hash(seed, key, "fold") * folds))
+
+
+def resplit(
+    files: list[SourceFile], fractions: tuple[tuple[str, float], ...], seed: int, keep_test: bool = False
+) -> list[SourceFile]:
+    """``--resplit``: every image to the split of its patient; with ``--keep-test`` the images of the
+    official ``test`` split stay there and the others are split into the fractions' splits."""
+    if keep_test and not any(f.split == "test" for f in files):
+        raise OptionError(
+            "{keep_test:name}: no image is in a split named test (the splits: "
+            + literal(", ".join(sorted({f.split for f in files})) + ")"),
+            keep_test=True,
+        )
+    return [
+        f
+        if keep_test and f.split == "test"
+        else dataclasses.replace(f, split=assign_split(group_key(f.patient, f.path), fractions, seed))
+        for f in files
+    ]

@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 
 from ..core.errors import OptionError, literal
 from ..core.options import SourceOptions
+from ..core.schema import storable_path
 from ..core.table_spec import JoinSpec, WhereSpec
 from .tables import Table, read_table
 
@@ -51,6 +52,7 @@ class Selection:
     ambiguous: list[tuple[str, int]] = field(default_factory=list)  # (--join table, keys whose rows disagree)
     no_path: int = 0  # rows with an empty path cell
     filtered_keys: set[str] = field(default_factory=set)  # images whose rows --where removed: not "without a row"
+    columns: list[str] = field(default_factory=list)  # every column of the tables, for messages
 
 
 def normalize(path: str) -> str:
@@ -103,7 +105,7 @@ class PathTemplate:
         for literal_text, name, first in self.parts:
             out.append(literal_text)
             if name is not None:
-                cell = value[name]
+                cell = value.get(name, "")
                 if not cell:
                     return ""
                 out.append(cell[:first] if first is not None else cell)
@@ -111,88 +113,146 @@ class PathTemplate:
 
 
 def _is_precision(spec: str) -> bool:
+    """Whether a template's format spec is ``.N``, N at most 999 (the one spec a template takes)."""
     return spec.startswith(".") and spec[1:].isdigit() and len(spec) <= 4
 
 
 def _label_column(options: SourceOptions, tables: Sequence[Table]) -> str | None:
+    """``--label-col``, else the column ``label`` where a table has one, else None (the images unlabeled)."""
     if options.label_col:
         return options.label_col
     return "label" if any("label" in t.header for t in tables) else None
 
 
+@dataclass
+class _Columns:
+    """The columns the options name: where each row's path, ids, view, split and labels come from."""
+
+    template: PathTemplate
+    filters: tuple[WhereSpec, ...]
+    joins: tuple[JoinSpec, ...]
+    named: dict[str, str | None]  # option name -> column
+
+    @classmethod
+    def of(cls, options: SourceOptions) -> _Columns:
+        named = {
+            "patient_col": options.patient_col,
+            "study_col": options.study_col,
+            "view_col": options.view_col,
+            "split_col": options.split_col,
+            "label_col": options.label_col,
+        }
+        return cls(PathTemplate(options.path_col), options.filters(), options.joins(), named)
+
+    def wanted(self) -> set[str]:
+        """Every column a row needs (``label`` too: the default label column where a table has it)."""
+        out = {*self.template.columns, "label", *(c for c in self.named.values() if c)}
+        out.update(w.column for w in self.filters)
+        out.update(key for join in self.joins for key in join.keys)
+        return out
+
+    def check(self, options: SourceOptions, primaries: list[Table], extra: list[Table]) -> None:
+        """OptionError, naming the option and the columns there are, for a column no table has; the path's
+        columns in every --labels table (or a join); the join keys in the joined table and every --labels one."""
+        every = primaries + extra
+        checks: list[tuple[str, str | None, str]] = [(n, c, c or "") for n, c in self.named.items()]
+        checks += [("where", w.column, str(w)) for w in self.filters]
+        for option, column, given in checks:
+            if column and not any(column in t.header for t in every):
+                _no_column(option, column, given, every)
+        for table in primaries:
+            for column in self.template.columns:
+                if column not in table.header and not any(column in t.header for t in extra):
+                    _no_column("path_col", column, options.path_col, [table])
+        for join, table in zip(self.joins, extra, strict=True):
+            for key in join.keys:
+                where = table if key not in table.header else next((t for t in primaries if key not in t.header), None)
+                if where is not None:
+                    raise OptionError(
+                        literal(f"{where.name} has no column {key!r} to join on (")
+                        + "{join:name}"
+                        + literal(f"); its columns: {', '.join(where.header)}"),
+                        join=f"{join.file}:{','.join(join.keys)}",
+                    )
+
+
 def select(options: SourceOptions) -> Selection:
     """The image rows of the ``--labels`` tables, joined and filtered; InputError or OptionError in one line."""
-    template = PathTemplate(options.path_col)
-    filters = options.filters()
-    joins = options.joins()
-    named = {
-        "patient_col": options.patient_col,
-        "study_col": options.study_col,
-        "view_col": options.view_col,
-        "split_col": options.split_col,
-        "label_col": options.label_col,
-    }
-    wanted = {*template.columns, "label", *(c for c in named.values() if c), *(w.column for w in filters)}
-    wanted.update(key for join in joins for key in join.keys)
+    columns = _Columns.of(options)
+    wanted = columns.wanted()
     specs = options.tables()
     primaries = [read_table(spec.file, wanted, "labels table") for spec in specs]
-    extra = [read_table(join.file, wanted, "joined table") for join in joins]
-    label_col = _label_column(options, primaries + extra)
-    checks: list[tuple[str, str | None, str]] = [("path_col", c, options.path_col) for c in template.columns]
-    checks += [(name, c, c or "") for name, c in named.items()]
-    checks += [("where", w.column, str(w)) for w in filters]
-    for option, column, given in checks:
-        if column and not any(column in t.header for t in primaries + extra):
-            _no_column(option, column, given, primaries + extra)
-    for join, table in zip(joins, extra, strict=True):
-        for key in join.keys:
-            if key not in table.header or not all(key in t.header for t in primaries):
-                where = table if key not in table.header else next(t for t in primaries if key not in t.header)
-                raise OptionError(
-                    literal(f"{where.name} has no column {key!r} to join on (")
-                    + "{join:name}"
-                    + literal(f"); its columns: {', '.join(where.header)}"),
-                    join=f"{join.file}:{','.join(join.keys)}",
-                )
+    extra = [read_table(join.file, wanted, "joined table") for join in columns.joins]
+    columns.check(options, primaries, extra)
     digest = hashlib.sha256()
     for table in primaries + extra:
         digest.update(bytes.fromhex(table.sha256))
-    selection = Selection([], bool(options.label_sep), label_col, [t.name for t in primaries], digest.hexdigest()[:64])
-    indexes = [_JoinIndex(join, table) for join, table in zip(joins, extra, strict=True)]
-    removed = [0] * len(filters)
-    unjoined = [0] * len(joins)
+    selection = Selection(
+        [],
+        bool(options.label_sep),
+        _label_column(options, primaries + extra),
+        [storable_path(t.name) for t in primaries],
+        digest.hexdigest(),
+    )
+    selection.columns = [storable_path(c) for c in dict.fromkeys(c for t in primaries + extra for c in t.header if c)]
+    indexes = [_JoinIndex(join, table) for join, table in zip(columns.joins, extra, strict=True)]
+    removed = [0] * len(columns.filters)
+    unjoined = [0] * len(indexes)
     for spec, table in zip(specs, primaries, strict=True):
-        for line, value in _joined(table, indexes, unjoined):
-            verdict = _rejected_by(filters, value)
-            key = template.render(value)
+        for line, value, missing in _joined(table, indexes):
+            verdict = _rejected_by(columns.filters, value)
+            key = normalize(columns.template.render(value))
             if verdict is not None:
                 removed[verdict] += 1
                 if key:
-                    selection.filtered_keys.add(normalize(key))
+                    selection.filtered_keys.add(key)
                 continue
+            for j in missing:  # counted for the rows the filters keep: the images it concerns
+                unjoined[j] += 1
             if not key:
                 selection.no_path += 1
                 continue
-            selection.rows.append(
-                ImageRow(
-                    normalize(key),
-                    table.name,
-                    line,
-                    spec.split or (value.get(options.split_col, "") if options.split_col else ""),
-                    _labels(value.get(label_col, "") if label_col else "", options.label_sep),
-                    value.get(options.patient_col, "") if options.patient_col else "",
-                    value.get(options.study_col, "") if options.study_col else "",
-                    value.get(options.view_col, "") if options.view_col else "",
-                    value.get(_UNJOINED, ""),
-                )
-            )
-    selection.filtered = [(str(w), n) for w, n in zip(filters, removed, strict=True)]
-    selection.joined = [(t.name, n) for t, n in zip(extra, unjoined, strict=True)]
-    selection.ambiguous = [(t.name, index.ambiguous_keys) for t, index in zip(extra, indexes, strict=True)]
+            selection.rows.append(_image_row(key, table, line, spec.split, value, missing, indexes, options, selection))
+    selection.filtered = [(str(w), n) for w, n in zip(columns.filters, removed, strict=True)]
+    selection.joined = [(storable_path(t.name), n) for t, n in zip(extra, unjoined, strict=True)]
+    selection.ambiguous = [(storable_path(t.name), i.ambiguous_keys) for t, i in zip(extra, indexes, strict=True)]
     return selection
 
 
-_UNJOINED = "\0unjoined"  # a key no table's column can have: the first join that found no row
+def _image_row(
+    key: str,
+    table: Table,
+    line: int,
+    split: str,
+    value: dict[str, str],
+    missing: list[int],
+    indexes: list[_JoinIndex],
+    options: SourceOptions,
+    selection: Selection,
+) -> ImageRow:
+    """What one kept row says about its image (text a cache cannot hold as it is made storable)."""
+
+    def cell(column: str | None) -> str:
+        return storable_path(value.get(column, "")) if column else ""
+
+    unjoined = ""
+    if missing:
+        index = indexes[missing[0]]
+        why = "no row" if index.by_key.get(index.key_of(value)) is None else "rows that disagree"
+        unjoined = f"{why} in {storable_path(index.table.name)} for its {','.join(index.keys)}"
+    return ImageRow(
+        key,
+        storable_path(table.name),
+        line,
+        storable_path(split) or cell(options.split_col),
+        tuple(storable_path(label) for label in _labels(value.get(selection.label_col or "", ""), options.label_sep))
+        if selection.label_col
+        else (),
+        cell(options.patient_col),
+        cell(options.study_col),
+        cell(options.view_col),
+        unjoined,
+    )
 
 
 class _JoinIndex:
@@ -210,24 +270,28 @@ class _JoinIndex:
                 self.by_key[key] = _AMBIGUOUS  # rows that disagree: nothing is taken from this table for that key
         self.ambiguous_keys = sum(1 for value in self.by_key.values() if value is _AMBIGUOUS)
 
+    def key_of(self, value: dict[str, str]) -> tuple[str, ...]:
+        """The key of a --labels row in this table."""
+        return tuple(value.get(key, "") for key in self.keys)
+
 
 _AMBIGUOUS: tuple[str, ...] = ("\0ambiguous",)
 
 
-def _joined(table: Table, indexes: list[_JoinIndex], unjoined: list[int]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Each row of a --labels table with the columns of its joined rows (the table's own columns first)."""
+def _joined(table: Table, indexes: list[_JoinIndex]) -> Iterator[tuple[int, dict[str, str], list[int]]]:
+    """Each row of a --labels table with the columns of its joined rows (the table's own columns first), and
+    the joins that gave it nothing (no row for its key, or rows that disagree)."""
     for line, row in zip(table.lines, table.rows, strict=True):
         value = dict(zip(table.columns, row, strict=True))
+        missing = []
         for j, index in enumerate(indexes):
-            match = index.by_key.get(tuple(value.get(key, "") for key in index.keys))
+            match = index.by_key.get(index.key_of(value))
             if match is None or match is _AMBIGUOUS:
-                unjoined[j] += 1
-                why = "no row" if match is None else "rows that disagree"
-                value.setdefault(_UNJOINED, f"{why} in {index.table.name} for its {','.join(index.keys)}")
+                missing.append(j)
                 continue
             for column, cell in zip(index.table.columns, match, strict=True):
                 value.setdefault(column, cell)
-        yield line, value
+        yield line, value, missing
 
 
 def _rejected_by(filters: Sequence[WhereSpec], value: dict[str, str]) -> int | None:
@@ -239,6 +303,7 @@ def _rejected_by(filters: Sequence[WhereSpec], value: dict[str, str]) -> int | N
 
 
 def _labels(cell: str, sep: str | None) -> tuple[str, ...]:
+    """A label cell as its label names: split on ``sep`` (sorted, blanks dropped), else the cell itself."""
     if sep:
         return tuple(sorted({part.strip() for part in cell.split(sep) if part.strip()}))
     return (cell,) if cell else ()

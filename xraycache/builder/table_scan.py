@@ -27,6 +27,7 @@ from typing import Any
 
 from ..core.errors import InputError
 from ..core.options import SourceOptions
+from ..core.schema import storable_path
 from ..core.table_spec import SPLIT_SYNONYMS
 from .scan import UNLABELED, ScanResult, SourceFile, patient_id, walk
 from .table_rows import ImageRow, Selection, select
@@ -70,12 +71,23 @@ def scan_tables(src: str | os.PathLike[str], options: SourceOptions) -> ScanResu
     table = TableScan(selection, {})
     if keys and all("/" in key for key in keys):
         drop = _dropped_folders(root, keys)
-        if drop is not None:
-            table.dropped_folders = drop
-            _find_by_path(root, keys, by_key, drop, table)
-    if not table.rows:  # bare names, or paths under another root: find the files by name
-        table.by_path, table.rows_without_file = False, []
+        table.dropped_folders = drop
+        _find_by_path(root, keys, by_key, drop, table)
+    else:  # bare names (NIH, RSNA) or some: find the files by name
+        table.by_path = False
         _find_by_name(root, by_key, table, result)
+    if not table.rows:
+        examples = ", ".join(storable_path(row.key) for row in table.rows_without_file[:3])
+        unnamed = ""
+        if result.unlabeled:
+            path, reason = result.unlabeled[0]
+            unnamed = f"; {len(result.unlabeled):,} file(s) there match no row, e.g. {storable_path(path)}: {reason}"
+        raise InputError(
+            f"the tables' {len(selection.rows):,} image rows name no file under {root}"
+            + (f" (e.g. {examples})" if examples else "")
+            + unnamed
+            + "; is SRC the release folder, and --path-col the column of the images?"
+        )
     result.files = []
     for rel in sorted(table.rows):
         split, source_split = folder_split(rel)
@@ -90,19 +102,45 @@ def _parts(key: str) -> list[str]:
     return [] if any(part in ("", ".", "..") for part in parts) else parts
 
 
-def _dropped_folders(root: Path, keys: list[str]) -> int | None:
-    """How many leading folders of the table's paths to drop so that they name files under SRC (None: none do)."""
+def _dropped_folders(root: Path, keys: list[str]) -> int:
+    """How many leading folders of the table's paths SRC does not have (0 when SRC is the folder they start
+    from). Only folders every path shares can go (the release folder, ``CheXpert-v1.0-small/``), never the
+    folder that tells files apart; the number is voted by the first rows whose file is found (probing rows
+    spread over the whole table, so that a download missing its first patients still finds them)."""
+    shared = _shared_folders(keys)
     votes: Counter[int] = Counter()
-    for key in keys[:PROBE_ROWS]:
+    step = max(1, len(keys) // (PROBE_ROWS * 8))
+    for key in keys[::step]:
         parts = _parts(key)
-        for drop in range(len(parts)):
+        for drop in range(min(shared, len(parts) - 1) + 1):
             if _is_file(os.path.join(root, *parts[drop:])):
                 votes[drop] += 1
                 break
-    return max(votes, key=lambda d: (votes[d], -d)) if votes else None
+        if sum(votes.values()) >= PROBE_ROWS:
+            break
+    return max(votes, key=lambda d: (votes[d], -d)) if votes else 0
+
+
+def _shared_folders(keys: list[str]) -> int:
+    """How many leading folders every key has in common."""
+    prefix = keys[0].split("/")[:-1]
+    text = "/".join(prefix) + "/"
+    for key in keys:
+        if key.startswith(text):
+            continue
+        parts = key.split("/")[:-1]
+        same = 0
+        while same < min(len(prefix), len(parts)) and prefix[same] == parts[same]:
+            same += 1
+        prefix = prefix[:same]
+        if not prefix:
+            return 0
+        text = "/".join(prefix) + "/"
+    return len(prefix)
 
 
 def _is_file(path: str) -> bool:
+    """Whether ``path`` exists and is not a folder (a FIFO is taken, and skipped with its reason when decoded)."""
     try:
         return not stat.S_ISDIR(os.stat(path).st_mode)
     except (OSError, ValueError):  # missing, unreadable, a NUL in the name
@@ -110,6 +148,7 @@ def _is_file(path: str) -> bool:
 
 
 def _find_by_path(root: Path, keys: list[str], by_key: dict[str, list[ImageRow]], drop: int, table: TableScan) -> None:
+    """One ``stat`` per key, its first ``drop`` folders dropped: found files, and the rows without one."""
     base = os.path.join(root, "")
     for key in keys:
         parts = _parts(key)[drop:]
@@ -121,10 +160,12 @@ def _find_by_path(root: Path, keys: list[str], by_key: dict[str, list[ImageRow]]
 
 
 def _name(path: str) -> str:
+    """The file name of a path."""
     return path.rpartition("/")[2]
 
 
 def _stem(path: str) -> str:
+    """The file name of a path without its suffix."""
     name = _name(path)
     return os.path.splitext(name)[0]
 

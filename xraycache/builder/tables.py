@@ -20,14 +20,15 @@ from array import array
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..core.errors import DecodeError, InputError
 from ..core.files import open_regular
 
 MAX_TABLE_BYTES = 1 << 30  # a table, decompressed, larger than this is refused (MIMIC-CXR's metadata is ~100 MB)
 MAX_FIELD_CHARS = 1 << 20  # one cell; Python's csv stops at 131,072 by default, with a traceback
-SNIFF_CHARS = 64 << 10
+MAX_TABLE_ROWS = 2_000_000  # rows of one table: ~600 MB held at most (a 19 KB gzip can hold 10 million)
+SNIFF_CHARS = 64 << 10  # read ahead before the first row (the header line is what the delimiter comes from)
 DELIMITERS = ",;\t"
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -56,7 +57,7 @@ class Table:
 class _Capped(io.RawIOBase):
     """A binary stream read through: hashed (the stored bytes) or capped (DecodeError past ``limit``)."""
 
-    def __init__(self, inner: BinaryIO, limit: int | None, digest: hashlib._Hash | None) -> None:
+    def __init__(self, inner: BinaryIO, limit: int | None, digest: Any) -> None:
         self.inner, self.limit, self.digest, self.count = inner, limit, digest, 0
 
     def readable(self) -> bool:
@@ -76,19 +77,15 @@ class _Capped(io.RawIOBase):
 def read_table(file: str | os.PathLike[str], wanted: Collection[str], what: str = "table") -> Table:
     """The ``wanted`` columns of the table at ``file`` that it has (the caller checks the ones it needs).
 
-    ``what`` names the table in errors (``labels table``, ``joined table``). InputError, one line, for a file
-    that cannot be read, is not text, is over the caps, or has no header.
+    Text is UTF-8 (a BOM is dropped); bytes that are not keep their value as surrogate escapes, as Python
+    names files that are not UTF-8, so such a path still finds its file. ``what`` names the table in errors
+    (``labels table``, ``joined table``). InputError, one line, for a file that cannot be read, is over the
+    caps, holds a NUL, or has no header.
     """
-    path = Path(file)
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            return _read(path, wanted, encoding, what)
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes every byte")
+    return _read(Path(file), wanted, what)
 
 
-def _read(path: Path, wanted: Collection[str], encoding: str, what: str) -> Table:
+def _read(path: Path, wanted: Collection[str], what: str) -> Table:
     digest = hashlib.sha256()
     try:
         handle, _ = open_regular(path)
@@ -100,14 +97,16 @@ def _read(path: Path, wanted: Collection[str], encoding: str, what: str) -> Tabl
         stored = io.BufferedReader(_Capped(handle, None, digest))
         compressed = stored.peek(2)[:2] == GZIP_MAGIC
         raw: BinaryIO = gzip.GzipFile(fileobj=stored, mode="rb") if compressed else stored  # type: ignore[assignment]
-        text = io.TextIOWrapper(io.BufferedReader(_Capped(raw, MAX_TABLE_BYTES, None)), encoding, newline="")
+        text = io.TextIOWrapper(
+            io.BufferedReader(_Capped(raw, MAX_TABLE_BYTES, None)), "utf-8-sig", "surrogateescape", newline=""
+        )
         previous = csv.field_size_limit(MAX_FIELD_CHARS)
         reader = None
         try:
             head = text.read(SNIFF_CHARS)
             head += text.readline()  # to the end of a line: csv reads line by line
             lines = itertools.chain(io.StringIO(head, newline=""), text)
-            reader = csv.reader(lines, dialect=_dialect(head))
+            reader = csv.reader(lines, delimiter=_delimiter(head))
             table = _parse(path, reader, wanted, what)
             while text.read(1 << 20):  # the rest (after a last empty line), so that the digest is of the whole file
                 pass
@@ -130,15 +129,21 @@ def _read(path: Path, wanted: Collection[str], encoding: str, what: str) -> Tabl
     return table
 
 
-def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
-    try:
-        return csv.Sniffer().sniff(text[:SNIFF_CHARS], delimiters=DELIMITERS)
-    except csv.Error:
-        return csv.excel
+def _delimiter(head: str) -> str:
+    """The delimiter of the header line: the most frequent of comma, semicolon and tab (comma on a tie).
+
+    Only the delimiter is guessed, from the first line alone: the quoting is CSV's (``"``). csv.Sniffer
+    also guesses the quote character, and takes ``'`` for one in PadChest's ``"['normal', 'COPD signs']"``
+    cells, splitting them; on a hostile head it runs for tens of seconds.
+    """
+    first = head.lstrip("\r\n").partition("\n")[0]
+    counts = {d: first.count(d) for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: (counts[d], d == ","))
 
 
 def _parse(path: Path, reader: Iterator[list[str]], wanted: Collection[str], what: str) -> Table:
-    header = tuple(cell.strip() for cell in next(reader, []))
+    first = next((record for record in reader if any(cell.strip() for cell in record)), [])  # blank lines before
+    header = tuple(cell.strip() for cell in first)
     if not any(header):
         raise InputError(f"{what} {path} is empty: a table starts with a line of column names")
     twice = sorted({name for name in header if name and header.count(name) > 1})
@@ -150,12 +155,23 @@ def _parse(path: Path, reader: Iterator[list[str]], wanted: Collection[str], wha
     lines = array("q")
     line = 2
     intern = _Interner()
+    line = reader.line_num + 1  # type: ignore[attr-defined]
     for record in reader:
         if record:  # csv gives [] for a blank line
             size = len(record)
-            rows.append(tuple(intern(record[i].strip()) if i < size else "" for i in where))
+            row = tuple(intern(record[i].strip()) if i < size else "" for i in where)
+            if any("\0" in cell for cell in row):
+                raise InputError(f"{what} {path} line {line}: a cell holds a NUL character; is it the right file?")
+            rows.append(row)
             lines.append(line)
+            if len(rows) > MAX_TABLE_ROWS:
+                raise InputError(
+                    f"{what} {path} has more than {MAX_TABLE_ROWS:,} rows, over the limit of a table "
+                    "(MIMIC-CXR's largest has 377,110); is it the right file?"
+                )
         line = reader.line_num + 1  # type: ignore[attr-defined]
+    if not rows:
+        raise InputError(f"{what} {path} has no rows below its line of column names")
     return Table(path, "", header, columns, rows, lines)
 
 

@@ -212,11 +212,8 @@ def print_tables(report: BuildReport) -> None:
     console.print("tables " + "; ".join(parts), highlight=False)
     for split, seen in tables["splits"].items():
         views = ", ".join(f"{shown(v)} {n:,}" for v, n in seen["views"].items())
-        console.print(
-            f"  {shown(split)}: {seen['images']:,} images, {seen['patients']:,} patients, {seen['studies']:,} studies"
-            + (f"; views {views}" if views else ""),
-            highlight=False,
-        )
+        counts = ", ".join(f"{seen[k]:,} {k}" for k in ("images", "patients", "studies") if seen[k] or k == "images")
+        console.print(f"  {shown(split)}: {counts}" + (f"; views {views}" if views else ""), highlight=False)
 
 
 def print_incremental(report: BuildReport) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import numbers
 import os
@@ -428,31 +429,27 @@ class SourceOptions(_Part):
     def recorded(self) -> dict[str, Any]:
         # What decides the labels, splits and identifiers besides the recorded options, in one text: "" for a
         # folder-layout build, so caches made before these options existed compare equal.
-        parts = []
+        spec: dict[str, Any] = {}
         if self.labels:
-            parts.append(
-                f"path={self.path_col} label={self.label_col or ''} sep={self.label_sep or ''} "
-                f"patient={self.patient_col or ''}"
-            )
-        extra = {
-            "tables": ";".join(
-                f"{t.split}={Path(t.file).name}" if t.split else Path(t.file).name for t in self.tables()
-            ),
-            "study": self.study_col,
-            "view": self.view_col,
-            "split": self.split_col,
-            "join": ";".join(f"{Path(j.file).name}:{','.join(j.keys)}" for j in self.joins()),
-            "where": ";".join(self.where),
-            "split_list": ";".join(f"{t.split}={Path(t.file).name}" for t in self.split_lists()),
-            "patient_pattern": self.patient_pattern,
-            "study_pattern": self.study_pattern,
-            "keep_test": "yes" if self.keep_test else "",
-        }
-        parts += [f"{key}={value}" for key, value in extra.items() if value]
+            spec.update(path=self.path_col, label=self.label_col, sep=self.label_sep, patient=self.patient_col)
+        spec.update(
+            tables=[f"{t.split}={Path(t.file).name}" if t.split else Path(t.file).name for t in self.tables()],
+            study=self.study_col,
+            view=self.view_col,
+            split=self.split_col,
+            join=[f"{Path(j.file).name}:{','.join(j.keys)}" for j in self.joins()],
+            where=list(self.where),
+            split_list=[f"{t.split}={Path(t.file).name}" for t in self.split_lists()],
+            patient_pattern=self.patient_pattern,
+            study_pattern=self.study_pattern,
+            keep_test=self.keep_test,
+        )
+        given = {key: value for key, value in spec.items() if value}
+        text = json.dumps(given, sort_keys=True) if given else ""
         return {
             **super().recorded(),
             "identifiers": "kept" if self.keep_identifiers else "pseudonymised",
-            "labels_columns": " ".join(parts),
+            "labels_columns": text,
             "seed": self.seed if self.resplit or self.folds else 0,  # a seed that changes nothing is not a setting
         }
 

@@ -14,6 +14,13 @@ from typing import Any
 import h5py
 import numpy as np
 
+# What a cache's names may be: defined in names.py, which the option checks use without loading h5py.
+from .names import MAX_LABELS as MAX_LABELS
+from .names import MAX_NAME_CHARS as MAX_NAME_CHARS
+from .names import MAX_SPLITS as MAX_SPLITS
+from .names import RESERVED_SPLIT_NAMES as RESERVED_SPLIT_NAMES
+from .names import split_name_problem as split_name_problem
+
 FORMAT_NAME = "xraycache"
 # 2: near-duplicate descriptors; patient ids from NIH file names (00001315_006.png: 00001315).
 # 3: CRC-32 image checksums (blake2b-128 before: four times the CPU, for no better detection of accidents).
@@ -31,11 +38,6 @@ DESCRIPTOR_DESCRIPTION = (
     "32x32 area-average thumbnail of the stored image (uint8): the near-duplicate search compares these"
 )
 
-# What a cache's names may be: a build refuses more labels or longer names, a reader refuses such a file.
-MAX_LABELS = 10_000
-MAX_SPLITS = 1_000
-MAX_NAME_CHARS = 1_000  # a label or split name
-RESERVED_SPLIT_NAMES = (".", "..", "skipped")  # not a split: ``/skipped`` is the group of skipped files
 
 # Root attributes that are not build options but decide what a build produces: an incremental rebuild
 # reuses an old cache only when these and every recorded option (BuildOptions.settings) match.

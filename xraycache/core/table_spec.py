@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import OptionError, literal
+from .names import split_name_problem
 
 # The names releases give their official splits, and the name a cache stores (the source's is kept too).
 SPLIT_SYNONYMS = {
@@ -74,6 +75,8 @@ class SplitList:
 
 def table_file(value: str) -> TableFile:
     """``[SPLIT=]FILE``; a value naming an existing file is a file, whatever it holds."""
+    if not value.strip():
+        raise OptionError("{labels}: give a table file", labels=value)
     name, sep, rest = value.partition("=")
     if sep and rest and _NAME.fullmatch(name) and not os.path.exists(value):
         return TableFile(rest, _checked_split(name.strip(), "labels", value))
@@ -83,7 +86,7 @@ def table_file(value: str) -> TableFile:
 def join_spec(value: str) -> JoinSpec:
     """``FILE:KEY[,KEY...]``."""
     file, sep, keys = value.rpartition(":")
-    if not sep or not file or not _KEYS.fullmatch(keys):
+    if not sep or not file or not _KEYS.fullmatch(keys) or not all(key.strip() for key in keys.split(",")):
         raise OptionError(
             "{join}: give FILE:KEYS, the table and the columns to join on, e.g. "
             "mimic-cxr-2.0.0-chexpert.csv.gz:subject_id,study_id",
@@ -111,8 +114,10 @@ def split_list(value: str) -> SplitList:
 
 
 def _checked_split(name: str, option: str, value: str) -> str:
-    if not name or name == "skipped" or name.startswith("."):
-        raise OptionError(f"{{{option}}}: {name!r} cannot name a split", **{option: value})
+    """The split an option names, stored as :func:`split_name` gives it; OptionError for names a cache refuses."""
+    problem = split_name_problem(split_name(name))
+    if problem:
+        raise OptionError(f"{{{option}}}: " + literal(f"{name!r} cannot name a split: {problem}"), **{option: value})
     return split_name(name)
 
 

@@ -27,9 +27,9 @@ from .schema import (
     MAX_NAME_CHARS,
     MAX_SPLITS,
     META_COLUMNS,
-    RESERVED_SPLIT_NAMES,
     SKIPPED_COLUMNS,
     STR,
+    split_name_problem,
 )
 from .shard_files import missing_shard_message
 
@@ -168,7 +168,7 @@ class _CacheCheck:
         self.multi = self._attr("label_kind", default="single") == "multi"
         self._shards()
         for split in splits:
-            if not split or "/" in split or split in RESERVED_SPLIT_NAMES:
+            if split_name_problem(split):
                 raise _Refused(f"split {split!r}", "is not a split name")
             self._split(split)
         if "skipped" in self.file:
