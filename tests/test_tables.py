@@ -675,3 +675,16 @@ def test_keep_test_never_moves_an_official_test_image(tmp_path: Path) -> None:
     )
     meta = _meta(out)
     assert sorted(meta["test"]["path"]) == ["t1.png", "x1.png", "x2.png"]  # the copies join test
+
+
+def test_a_rebuild_with_the_same_tables_is_up_to_date_and_a_changed_table_is_seen(tmp_path: Path) -> None:
+    release = mimic(tmp_path)
+    out = tmp_path / "m.h5"
+    first = xraycache.build(release, out, size=16, jobs=1, **mimic_options(release))  # type: ignore[arg-type]
+    again = xraycache.build(release, out, size=16, jobs=1, **mimic_options(release))  # type: ignore[arg-type]
+    assert again.mode == "unchanged" and again.reused == first.images
+    labels = release / "mimic-cxr-2.0.0-chexpert.csv.gz"
+    rows = gzip.decompress(labels.read_bytes())
+    labels.write_bytes(gzip.compress(rows.replace(b"1.0", b"0.0", 1)))
+    with pytest.raises(xraycache.InputError, match="labels_csv_sha256"):
+        xraycache.build(release, out, size=16, jobs=1, **mimic_options(release))  # type: ignore[arg-type]
