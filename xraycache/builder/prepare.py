@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,8 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         unlabeled=sorted(unlabeled),
         multi_label=found.table is not None and found.table.selection.multi,
     )
+    if out.table is not None:  # the rows are applied: keep only what the report counts
+        out.table = out.table.counts_only()
     return Prepared(out, attrs, missing)
 
 
@@ -134,7 +137,7 @@ def _path_ids(path: str, patterns: list[tuple[str, re.Pattern[str]]]) -> dict[st
         match = regex.search(path)
         found = (match.group(1) if regex.groups else match.group(0)) if match else None
         if found:  # a group that took part in no match is None: no id from this pattern
-            out[name] = found
+            out[name] = sys.intern(found)  # one string per patient, not per image
     return out
 
 

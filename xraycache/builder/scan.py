@@ -40,7 +40,7 @@ _PATIENT_PATTERNS = (
 _KIND_PATTERN = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """One image file found by the scan, with what its path says about it."""
 

@@ -53,6 +53,7 @@ class Selection:
     no_path: int = 0  # rows with an empty path cell
     filtered_keys: set[str] = field(default_factory=set)  # images whose rows --where removed: not "without a row"
     columns: list[str] = field(default_factory=list)  # every column of the tables, for messages
+    n_rows: int = 0  # how many rows there are, also once ``rows`` is let go (``TableScan.counts_only``)
 
 
 def normalize(path: str) -> str:
@@ -213,6 +214,7 @@ def select(options: SourceOptions) -> Selection:
                 selection.no_path += 1
                 continue
             selection.rows.append(_image_row(key, table, line, spec.split, value, missing, indexes, options, selection))
+    selection.n_rows = len(selection.rows)
     selection.filtered = [(str(w), n) for w, n in zip(columns.filters, removed, strict=True)]
     selection.joined = [(storable_path(t.name), n) for t, n in zip(extra, unjoined, strict=True)]
     selection.ambiguous = [(storable_path(t.name), i.ambiguous_keys) for t, i in zip(extra, indexes, strict=True)]

@@ -18,6 +18,7 @@ A path leaving SRC (``..``) names no file. Each file's split comes from its tabl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections import Counter
@@ -44,6 +45,11 @@ class TableScan:
     rows_without_file: list[ImageRow] = field(default_factory=list)
     by_path: bool = True  # found by stat (SRC not walked), else by a walk and names
     dropped_folders: int = 0  # leading folders of the table's paths that SRC does not have
+
+    def counts_only(self) -> TableScan:
+        """This scan without its rows (what the report needs), so a build does not hold the tables to its end."""
+        selection = dataclasses.replace(self.selection, rows=[], filtered_keys=set(), n_rows=len(self.selection.rows))
+        return dataclasses.replace(self, selection=selection, rows={}, rows_without_file=[])
 
 
 def folder_split(rel: str) -> tuple[str, str]:
@@ -216,7 +222,7 @@ def table_summary(table: TableScan, files: list[SourceFile]) -> dict[str, Any]:
         }
     return {
         "tables": selection.tables,
-        "rows": len(selection.rows),
+        "rows": selection.n_rows,
         "rows_without_path": selection.no_path,
         "removed_by_where": dict(selection.filtered),
         "rows_without_join": dict(selection.joined),

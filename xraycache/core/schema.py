@@ -130,6 +130,8 @@ def meta_columns(dtype: str = "uint8") -> dict[str, Any]:
 
 def storable_path(path: str) -> str:
     """A path as text HDF5 can store: names that are not valid UTF-8 keep their bytes as escapes."""
+    if path.isascii():  # no escapes to make: the string itself, not a copy (tables hold millions of cells)
+        return path
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
