@@ -23,9 +23,9 @@ LAYERS = {  # name: (colour, modules)
 }
 # (label, detail, layer, x, y)
 STAGES = [
-    ("SRC folder", "chest_xray/train/\nNORMAL/*.jpeg\n(+ labels CSV, DICOM)", None, 0.07, 0.70),
-    ("scan", "builder/scan.py\nlayout, labels,\npatients", "builder", 0.21, 0.70),
-    ("prepare", "builder/prepare.py\nCSV, DICOM ids,\nresplit, folds", "builder", 0.35, 0.70),
+    ("SRC folder", "chest_xray/train/\nNORMAL/*.jpeg, or a\nrelease + its tables", None, 0.07, 0.70),
+    ("scan", "builder/scan.py or\ntable_scan.py: folders\nor tables name files", "builder", 0.21, 0.70),
+    ("prepare", "builder/prepare.py\ntable rows, DICOM ids,\nresplit, folds", "builder", 0.35, 0.70),
     ("plan", "builder/plan.py (pure)\nreuse from old OUT\n(old_cache.py) or decode", "builder", 0.49, 0.70),
     ("execute", "builder/execute.py\nworkers.py run imaging/\ndecode.py -> writer.py", "builder", 0.63, 0.70),
     ("commit", "builder/commit.py\nregroup, rewrite.py,\nrename (core/atomic.py)", "builder", 0.77, 0.70),
