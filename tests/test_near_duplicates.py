@@ -305,6 +305,7 @@ def test_the_report_page_lists_the_pair(leaky: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["show", "report", str(out), "--out", str(page)]).exit_code == 0
     html = page.read_text()
     assert "<h3>near duplicates: 1</h3>" in html
+    assert "leakage found across splits: 1 near-duplicate pair(s) (" in html
     assert "<th>image</th><th>looks like</th><th>score</th>" in html
     assert "train/NORMAL/IM-0002-0001.jpeg (train)" in html and "test/NORMAL/IM-0901-0001.jpeg (test)" in html
 
@@ -359,3 +360,48 @@ def test_a_damaged_hash_column_is_no_traceback(leaky: Path, tmp_path: Path) -> N
         result = runner.invoke(app, command)
         assert result.exit_code == 2 and "file_hash cannot be read" in result.output, command
         assert "Traceback" not in result.output
+
+
+def test_drop_duplicates_drops_only_copies_of_a_kept_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain A~B, B~C with A not~C: B goes (it copies A), C stays (what it copies, B, is gone), and each
+    dropped image names the kept one it copies and their own score, not a score of the chain."""
+    from xraycache.builder import regroup as rg
+
+    pairs = nd.Pairs(np.array([0, 1, 3]), np.array([1, 2, 4]), np.array([0.97, 0.95, 0.99], np.float32), 3, 5)
+    monkeypatch.setattr(rg, "find_pairs", lambda descriptors, pixels: pairs)
+    rows = rg.Rows(
+        paths=[f"train/N/{name}.jpeg" for name in "abcde"],
+        patients=["p1", "p2", "p3", "p4", "p5"],
+        descriptors=np.zeros((5, 32, 32), np.uint8),
+        folds=np.full(5, -1, np.int16),
+        pixels=lambda rows: np.zeros((len(rows), 8, 8), np.uint8),
+    )
+    layout = rg.regroup({"train": rows}, drop=True, resplit=False)
+    assert layout is not None
+    assert [(s.path, s.reason) for s in layout.dropped] == [
+        ("train/N/b.jpeg", "near-duplicate of train/N/a.jpeg (train; verified score 0.970): --drop-duplicates"),
+        ("train/N/e.jpeg", "near-duplicate of train/N/d.jpeg (train; verified score 0.990): --drop-duplicates"),
+    ]
+    assert layout.rows["train"] == [("train", 0), ("train", 2), ("train", 3)]
+
+
+def test_the_leakage_line_says_leakage_only_across_splits() -> None:
+    from xraycache.analysis.leakage import DuplicateGroup, LeakageReport, NearDuplicate
+    from xraycache.read.report_text import leakage_summary
+
+    within = LeakageReport(4, 4, 0, near_duplicates=[NearDuplicate(("train", "a"), ("train", "b"), 0.97)])
+    line = leakage_summary(within)
+    assert line.startswith("no leakage across splits; within a split (not leakage): 1 near-duplicate pair(s) (")
+    assert not within.leaks and not within.clean
+    across = LeakageReport(
+        4,
+        4,
+        0,
+        duplicates=[DuplicateGroup("x", [("train", "a"), ("test", "c")], True)],
+        near_duplicates=[NearDuplicate(("train", "a"), ("test", "b"), 0.97)],
+    )
+    assert leakage_summary(across).startswith(
+        "leakage found across splits: 1 identical-file group(s), 1 near-duplicate pair(s) ("
+    )
+    assert across.leaks
+    assert leakage_summary(LeakageReport(4, 4, 0)).startswith("no leakage across splits (")

@@ -43,6 +43,7 @@ R = TypeVar("R")
 
 THRESHOLD = 0.85  # verified score of a near-duplicate pair (docs/near-duplicates.md: the measured margin)
 SCREEN = 0.93  # descriptor score a candidate needs to be verified on its pixels (copies: >= 0.95)
+SETTLE_BELOW = 0.6  # verified score after the first alignment round below which a pair is refined no further
 CANDIDATES = 6  # nearest later images per image sent to verification
 CANDIDATE_FLOOR = 0.65  # cosine in the projected space below which a pair is never a candidate
 MIN_CONTRAST = 2.0  # descriptor std (gray levels) below which an image is blank: never anyone's near-duplicate
@@ -120,7 +121,7 @@ def verify(a: np.ndarray, b: np.ndarray, pixels: PixelSource) -> tuple[np.ndarra
         if stored.ndim != 3 or len(stored) != len(wanted):
             raise ValueError(f"the pixel source gave {stored.shape} for {len(wanted)} images, not (K, H, W)")
         thumbs[start : start + READ_BLOCK] = thumbnails(stored)
-    return aligned_scores(thumbs, inverse[: len(a)], inverse[len(a) :]), len(needed)
+    return aligned_scores(thumbs, inverse[: len(a)], inverse[len(a) :], SETTLE_BELOW), len(needed)
 
 
 def joined(sources: list[PixelSource], parts: list[np.ndarray]) -> PixelSource:
