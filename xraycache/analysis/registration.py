@@ -183,6 +183,8 @@ def aligned_scores(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, settle_belo
     spares most of the work."""
     a, b = np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp)
     out = np.zeros(len(a), dtype=np.float32)
+    if not len(a):
+        return out
     fine = fine_structure(thumbs)
     for start in range(0, len(a), BLOCK):
         part = slice(start, start + BLOCK)
@@ -193,7 +195,8 @@ def aligned_scores(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, settle_belo
         if rest:
             both = np.maximum(score[: len(x) // 2], score[len(x) // 2 :])
             going = np.flatnonzero(np.tile(both >= settle_below, 2))
-            score[going] = _refine(fine, x[going], y[going], params[going], rest)
+            if len(going):
+                score[going] = _refine(fine, x[going], y[going], params[going], rest)
         half = len(x) // 2
         out[part] = np.maximum(score[:half], score[half:])
         out[part][(thumbs[a[part]] == thumbs[b[part]]).all(axis=(1, 2))] = 1.0
