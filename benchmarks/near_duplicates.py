@@ -58,6 +58,7 @@ ALTERATIONS = (
 )
 HISTORY = Path(__file__).parent / "results" / "near_duplicates.jsonl"
 CANDIDATES_AT_SCALE = 10**6  # verified candidate pairs the false-pair count is extrapolated to
+SCORES: dict[str, dict[str, np.ndarray]] = {}  # every score measured, for --scores-out
 
 
 def alter(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
@@ -187,6 +188,7 @@ def planted_recall(data: Path, work: Path, per_alteration: int, seed: int) -> di
         "copy_screen_min": round(float(screen.min()), 4),
         "copy_verified_min": round(float(verified.min()), 4),
     }
+    SCORES["copies"] = {"screen": screen, "verified": verified, "kinds": kinds}
     return quality
 
 
@@ -221,6 +223,7 @@ def pool_scores(name: str, cache: Path, threshold: float, pngs: Path | None) -> 
         }
         for x, y, s in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True)
     ]
+    SCORES[name] = {"screen": screen, "verified": verified, "same_patient": same, "nearest": nearest}
     hardest = np.argsort(np.where(unrelated, verified, -1))[::-1][:10]
     record = {
         "pool": name,
@@ -352,21 +355,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs-png", type=Path, help="write flagged and hardest pairs side by side here")
+    parser.add_argument("--cost-only", action="store_true", help="only the cost (section 3)")
+    parser.add_argument("--scores-out", type=Path, help="save every score measured here (.npz)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from xraycache.analysis.near_duplicates import THRESHOLD
 
+    pools: list[dict[str, Any]] = []
+    quality: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        quality = planted_recall(args.data, work, args.copies, args.seed)
-        pools = []
-        for k, folder in enumerate([args.data, *args.extra]):
-            build(folder, work / f"pool{k}.h5")
-            pools.append(pool_scores(folder.name if k else "sample", work / f"pool{k}.h5", THRESHOLD, args.pairs_png))
         cost = timing(args.data, work, args.reps)
+        if not args.cost_only:
+            quality = planted_recall(args.data, work, args.copies, args.seed)
+            for k, folder in enumerate([args.data, *args.extra]):
+                build(folder, work / f"pool{k}.h5")
+                name = folder.name if k else "sample"
+                pools.append(pool_scores(name, work / f"pool{k}.h5", THRESHOLD, args.pairs_png))
     at_scale = timing_at_scale(args.data, [5856, args.large], args.seed)
-    unrelated_max = max(p["unrelated_verified_max"] for p in pools)
-    record = {
+    record: dict[str, Any] = {
         "benchmark": "near_duplicates",
         "commit": git_commit(Path(__file__).parent.parent),
         "machine": machine_info(),
@@ -374,18 +381,30 @@ def main(argv: list[str] | None = None) -> None:
         "threshold": THRESHOLD,
         "quality": quality,
         "pools": pools,
-        "margin": {
-            "lowest_copy": quality["copy_verified_min"],
-            "highest_unrelated": unrelated_max,
-            "width": round(quality["copy_verified_min"] - unrelated_max, 4),
-        },
         "cost": cost,
         "at_scale": at_scale,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if quality is not None:
+        highest = max(p["unrelated_verified_max"] for p in pools)
+        lowest = quality["copy_verified_min"]
+        record["margin"] = {"lowest_copy": lowest, "highest_unrelated": highest, "width": round(lowest - highest, 4)}
     append_record(HISTORY, record)
+    if args.scores_out is not None:
+        np.savez_compressed(args.scores_out, **{f"{k}.{f}": v for k, d in SCORES.items() for f, v in d.items()})
     if args.json:
         print(json.dumps(record, indent=2))
+        return
+    print(
+        f"cost on {cost['images']} images: cold build {cost['cold_build_seconds']} s, search {cost['search_seconds']} s "
+        f"({cost['search_share_of_build']:.1%}; {cost['search_ms_per_image']} ms an image)"
+    )
+    for row in at_scale:
+        print(
+            f"find_pairs on {row['images']:,} pictures: {row['seconds']} s ({row['ms_per_image']} ms an image), "
+            f"{row['verified']:,} verified"
+        )
+    if quality is None:
         return
     q = quality
     print(
@@ -404,14 +423,6 @@ def main(argv: list[str] | None = None) -> None:
         )
     m = record["margin"]
     print(f"margin: lowest copy {m['lowest_copy']} - highest unrelated {m['highest_unrelated']} = {m['width']}")
-    print(
-        f"cost on {cost['images']} images: cold build {cost['cold_build_seconds']} s, search {cost['search_seconds']} s "
-        f"({cost['search_share_of_build']:.1%}; {cost['search_ms_per_image']} ms an image)"
-    )
-    for row in at_scale:
-        print(
-            f"find_pairs on {row['images']:,} pictures: {row['seconds']} s ({row['ms_per_image']} ms an image), {row['verified']:,} verified"
-        )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from .registration import SIDE, aligned_scores, thumbnails
 T = TypeVar("T")
 R = TypeVar("R")
 
-THRESHOLD = 0.85  # verified score of a near-duplicate pair (docs/near-duplicates.md: the measured margin)
+THRESHOLD = 0.95  # verified score of a near-duplicate pair (docs/near-duplicates.md: why here)
 SCREEN = 0.93  # descriptor score a candidate needs to be verified on its pixels (copies: >= 0.95)
 SETTLE_BELOW = 0.6  # verified score after the first alignment round below which a pair is refined no further
 CANDIDATES = 6  # nearest later images per image sent to verification

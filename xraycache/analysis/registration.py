@@ -31,7 +31,7 @@ BORDER = 6  # thumbnail cells left out at each side when comparing
 SIGMA = 2.0  # Gaussian blur (thumbnail pixels) whose removal leaves the fine structure
 INIT_SCALES = np.linspace(0.88, 1.12, 9)  # scale per axis tried from the profiles (5% crops: 0.9-1.11)
 INIT_SHIFTS = np.linspace(-0.08, 0.08, 17)  # shift per axis, in image widths
-STEPS = ((0.02, 0.01), (0.01, 0.005), (0.005, 0.0025))  # (scale, shift) steps of the refinement rounds
+STEPS = ((0.02, 0.01), (0.01, 0.005), (0.005, 0.0025), (0.0025, 0.00125))  # (scale, shift) per round
 BLOCK = 512  # pairs aligned at once (bounds memory: ~30 MB of float32)
 
 
@@ -178,7 +178,7 @@ def aligned_scores(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, settle_belo
     aligning b onto a and a onto b. 1 for the same exposure; equal thumbnails score 1 even when flat.
 
     With ``settle_below``, a pair whose better direction scores less than it after the first refinement
-    round keeps that score (a lower bound) and is refined no further: copies score >= 0.87 at that point,
+    round keeps that score (a lower bound) and is refined no further: copies scored >= 0.87 at that point,
     different films rarely above 0.7, so a cut-off well below the threshold changes no decision and
     spares most of the work."""
     a, b = np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp)
