@@ -1,18 +1,24 @@
-"""Near-duplicate search: recall and false positives on real radiographs, and its time at 5,856 and 100,000.
+"""Near-duplicates on real radiographs: both score distributions, recall per alteration, the margin, cost.
 
-1. **Recall / false positives, through a real build.** The real sample is cut by patient into two
-   halves. The first half goes to ``train``; into ``test`` go altered copies of a quarter of ``train``
-   under new names and new patient ids (each alteration of docs/leakage.md "Near-duplicates" in turn:
-   JPEG quality 60, half size, 1.3x size, brightness and contrast +-10%, 5% crops of every side or of
-   one side, random crops up to 5% per side, a shift of 3% and a mix of them) and the second half,
-   held-out radiographs of other patients. ``xraycache build`` makes the cache, ``Cache.leakage()``
-   reports: recall = copies paired with their original; false positives = held-out images paired with
-   anything.
-2. **Time**, on descriptors of augmented real images (random crops of 55-85% of a side, flips, gamma,
-   noise, blends of two radiographs: distinct pictures that look like chest X-rays, not random vectors):
-   ``find_pairs`` on 5,856 (the Kaggle set's size) and on 100,000, with the candidate pair count.
+1. **Planted copies, through a real build.** Every image of the real sample goes to ``train``; into
+   ``test`` go ``--copies`` altered copies per alteration (JPEG quality 60, half size, 1.3x size,
+   brightness and contrast +-10%, a 5% crop of every side or of one side, random crops up to 5% a side,
+   shifts up to 3%, and a mix of crop, brightness, contrast, resize and JPEG 60) of randomly chosen
+   images, under new names and so new patient ids. ``xraycache build`` makes the cache and
+   ``Cache.leakage()`` reports: recall = copies paired with their original, per alteration; every other
+   pair reported is listed (a pair of two real images, or a copy paired with a stranger).
+2. **Score distributions per pool** (the real sample, and each ``--extra`` folder of real chest X-rays,
+   built with ``xraycache build``): the screen score (descriptors) and the verified score (pixels) of
+   *every* pair of images of different patients, and of every pair of one patient (follow-up films);
+   each image's nearest unrelated score; the planted copies' scores against their originals. The margin
+   is the lowest copy score minus the highest unrelated one; the expected false pairs at 10^6 verified
+   candidates come from an exponential fit to the top tenth of the per-image nearest-unrelated scores.
+3. **Cost, side by side:** the cold build of the real sample (``xraycache build``, a new OUT each time)
+   and the near-duplicate search of the cache it makes (``find_pairs`` with the cache's pixels),
+   alternated, median of ``--reps``; and ``find_pairs`` alone on 64 px pictures of augmented real
+   radiographs at 5,856 and ``--large`` images (distinct pictures of the same kind).
 
-    python -m benchmarks.near_duplicates ../shared/data/chest_xray [--large 100000] [--json]
+    python -m benchmarks.near_duplicates ../shared/data/chest_xray [--extra DIR ...] [--pairs-png DIR] [--json]
 
 Appends a record to benchmarks/results/near_duplicates.jsonl.
 """
@@ -23,7 +29,7 @@ import argparse
 import io
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,13 +57,8 @@ ALTERATIONS = (
     "mixed",
 )
 HISTORY = Path(__file__).parent / "results" / "near_duplicates.jsonl"
-
-
-def patient(path: str) -> str:
-    """Kermany's patient ids: personN_..., IM-NNNN-..., NORMAL2-IM-NNNN-..."""
-    name = Path(path).name
-    match = re.match(r"(person\d+)_", name) or re.match(r"((?:NORMAL2-)?IM-\d+)-", name)
-    return match.group(1) if match else name
+CANDIDATES_AT_SCALE = 10**6  # verified candidate pairs the false-pair count is extrapolated to
+SCORES: dict[str, dict[str, np.ndarray]] = {}  # every score measured, for --scores-out
 
 
 def alter(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
@@ -94,97 +95,216 @@ def alter(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.Imag
     raise ValueError(kind)
 
 
-def plant(files: list[str], root: Path, src: Path, rng: np.random.Generator) -> dict[str, Any]:
-    """Write the train / test folders; returns which test files are copies of which train files."""
-    patients = sorted({patient(f) for f in files})
-    order = rng.permutation(len(patients))
-    first = {patients[i] for i in order[: len(patients) // 2]}
-    train = [f for f in files if patient(f) in first]
-    held = [f for f in files if patient(f) not in first]
-    copies: dict[str, str] = {}
-    for f in train:
-        target = src / "train" / Path(f).parent.name / Path(f).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(Path(f).read_bytes())
-    for f in held:
-        target = src / "test" / Path(f).parent.name / Path(f).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(Path(f).read_bytes())
-    chosen = [train[i] for i in sorted(rng.choice(len(train), size=len(train) // 4, replace=False))]
-    kinds: dict[str, str] = {}
-    for i, f in enumerate(chosen):
-        kind = ALTERATIONS[i % len(ALTERATIONS)]
-        image = Image.open(f)
-        image.load()
-        name = f"copy{i:04d}_{kind}.jpeg"  # a new name, and so a new patient id
-        target = src / "test" / Path(f).parent.name / name
-        alter(image.convert("L"), kind, rng).convert("L").save(target, "JPEG", quality=90)
-        rel = f"train/{Path(f).parent.name}/{Path(f).name}"
-        copies[f"test/{Path(f).parent.name}/{name}"] = rel
-        kinds[f"test/{Path(f).parent.name}/{name}"] = kind
-    held_rel = [f"test/{Path(f).parent.name}/{Path(f).name}" for f in held]
-    return {"copies": copies, "kinds": kinds, "held": held_rel, "train": len(train)}
+def build(src: Path, out: Path) -> float:
+    """``xraycache build SRC OUT`` (a new OUT), in a subprocess as a user runs it; its wall time."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "xraycache", "build", str(src), str(out), "-q", "--overwrite"], check=True)
+    return time.perf_counter() - started
 
 
-def recall_and_false_positives(data: Path, work: Path, seed: int) -> dict[str, Any]:
-    """Build the planted set with the CLI and score the leakage report against the truth."""
+def plant(files: list[str], src: Path, per_alteration: int, rng: np.random.Generator) -> dict[str, tuple[str, str]]:
+    """Copy the real images into ``src/train`` and write altered copies into ``src/test``; returns each
+    copy's path -> (its original's path, the alteration), paths as the cache stores them."""
+    root = Path(files[0]).parents[2]
+    for f in files:
+        target = src / "train" / Path(f).relative_to(root / "train")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)
+    truth: dict[str, tuple[str, str]] = {}
+    for kind in ALTERATIONS:
+        for i in rng.choice(len(files), size=per_alteration, replace=False):
+            f = Path(files[i])
+            with Image.open(f) as image:
+                copy = alter(image.convert("L"), kind, rng).convert("L")
+            name = f"test/{f.parent.name}/copy{len(truth):04d}_{kind}.jpeg"  # a new name: a new patient id
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            copy.save(src / name, "JPEG", quality=90)
+            truth[name] = (f"train/{f.parent.name}/{f.name}", kind)
+    return truth
+
+
+def read_cache(path: Path) -> dict[str, Any]:
+    """Every stored image, descriptor, path and patient of a cache, splits one after another."""
     import xraycache
 
+    with xraycache.open(path) as cache:
+        names = cache.splits
+        return {
+            "images": np.concatenate([np.asarray(cache[s].images) for s in names]),
+            "descriptors": np.concatenate([cache[s].descriptors for s in names]),
+            "paths": [str(p) for s in names for p in cache[s].meta["path"]],
+            "patients": [str(p) for s in names for p in cache[s].meta["patient"]],
+        }
+
+
+def planted_recall(data: Path, work: Path, per_alteration: int, seed: int) -> dict[str, Any]:
+    """Section 1: build the planted set, score the leakage report against the truth; also the copies'
+    screen and verified scores against their originals."""
+    import xraycache
+    from xraycache.analysis.near_duplicates import pair_scores, verified_scores
+
     rng = np.random.default_rng(seed)
-    src = work / "planted"
-    truth = plant(list_images(data), work, src, rng)
-    out = work / "planted.h5"
-    subprocess.run([sys.executable, "-m", "xraycache", "build", str(src), str(out), "-q", "--overwrite"], check=True)
+    src, out = work / "planted", work / "planted.h5"
+    truth = plant(list_images(data), src, per_alteration, rng)
+    build(src, out)
     with xraycache.open(out) as cache:
-        started = time.perf_counter()
         report = cache.leakage()
-        seconds = time.perf_counter() - started
-        descriptors = np.concatenate([cache[split].descriptors for split in cache.splits])
-        paths = [str(p) for split in cache.splits for p in cache[split].meta["path"]]
-    linked: dict[str, set[str]] = {}
-    for pair in report.near_duplicates:
-        linked.setdefault(pair.a[1], set()).add(pair.b[1])
-        linked.setdefault(pair.b[1], set()).add(pair.a[1])
-    found = {c for c, original in truth["copies"].items() if original in linked.get(c, set())}
+    stored = read_cache(out)
+    index = {p: i for i, p in enumerate(stored["paths"])}
+    found = {(pair.a[1], pair.b[1]) for pair in report.near_duplicates} | {
+        (pair.b[1], pair.a[1]) for pair in report.near_duplicates
+    }
     by_kind: dict[str, list[int]] = {}
-    for copy, kind in truth["kinds"].items():
-        by_kind.setdefault(kind, [0, 0])[0] += copy in found
+    for copy, (original, kind) in truth.items():
+        by_kind.setdefault(kind, [0, 0])[0] += (copy, original) in found
         by_kind[kind][1] += 1
-    flagged = [h for h in truth["held"] if any(patient(other) != patient(h) for other in linked.get(h, ()))]
-    index = {path: i for i, path in enumerate(paths)}
-    planted = [(index[original], index[copy]) for copy, original in truth["copies"].items()]
-    return (
-        descriptors,
-        planted,
+    original_of = {copy: original for copy, (original, _) in truth.items()}
+
+    def expected(a: str, b: str) -> bool:  # a copy with its original, or two copies of one original
+        return original_of.get(a, a) == original_of.get(b, b)
+
+    other = [pair.to_dict() for pair in report.near_duplicates if not expected(pair.a[1], pair.b[1])]
+    a = np.array([index[original] for original, _ in truth.values()])
+    b = np.array([index[copy] for copy in truth])
+    kinds = np.array([kind for _, kind in truth.values()])
+    screen = pair_scores(stored["descriptors"][a], stored["descriptors"][b])
+    verified = verified_scores(stored["images"][a], stored["images"][b])
+    scores = {
+        kind: {
+            "screen_min": round(float(screen[kinds == kind].min()), 4),
+            "verified_min": round(float(verified[kinds == kind].min()), 4),
+            "verified_median": round(float(np.median(verified[kinds == kind])), 4),
+        }
+        for kind in ALTERATIONS
+    }
+    quality = {
+        "originals": len(list_images(data)),
+        "copies": len(truth),
+        "copies_found": sum(v[0] for v in by_kind.values()),
+        "recall_by_alteration": {k: f"{v[0]}/{v[1]}" for k, v in by_kind.items()},
+        "recall_min": min(v[0] / v[1] for v in by_kind.values()),
+        "other_pairs_reported": other,
+        "copy_scores": scores,
+        "copy_screen_min": round(float(screen.min()), 4),
+        "copy_verified_min": round(float(verified.min()), 4),
+    }
+    SCORES["copies"] = {"screen": screen, "verified": verified, "kinds": kinds}
+    return quality
+
+
+def pool_scores(name: str, cache: Path, threshold: float, pngs: Path | None) -> dict[str, Any]:
+    """Section 2 for one pool: every pair's screen and verified score, by same / different patient."""
+    from xraycache.analysis.near_duplicates import SCREEN, find_pairs, indexed_scores
+    from xraycache.analysis.registration import aligned_scores, thumbnails
+
+    stored = read_cache(cache)
+    n = len(stored["paths"])
+    patients = np.array([p or f"#{i}" for i, p in enumerate(stored["patients"])])
+    a, b = np.triu_indices(n, k=1)
+    same = patients[a] == patients[b]
+    screen = indexed_scores(stored["descriptors"].astype(np.float32), a, b, threshold=-1.0)
+    started = time.perf_counter()
+    verified = aligned_scores(thumbnails(stored["images"]), a, b)
+    seconds = time.perf_counter() - started
+    nearest = np.full(n, -1.0)
+    unrelated = ~same
+    np.maximum.at(nearest, a[unrelated], verified[unrelated])
+    np.maximum.at(nearest, b[unrelated], verified[unrelated])
+    top = np.sort(nearest)[-max(1, n // 10) :]
+    beta = float(np.mean(top - top[0])) or 1e-6  # exponential tail: mean excess over the 90th percentile
+    tail = 0.1 * np.exp(-(threshold - top[0]) / beta)
+    pairs = find_pairs(stored["descriptors"], pixels=stored["images"].__getitem__)
+    flagged = [
         {
-            "train_images": truth["train"],
-            "copies": len(truth["copies"]),
-            "copies_found": len(found),
-            "recall": len(found) / len(truth["copies"]),
-            "recall_by_alteration": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_kind.items())},
-            "held_out": len(truth["held"]),
-            "held_out_flagged": len(flagged),
-            "false_positive_rate": len(flagged) / len(truth["held"]),
-            "flagged": flagged,
-            "pairs_reported": len(report.near_duplicates),
-            "report_seconds": round(seconds, 3),
+            "a": stored["paths"][x],
+            "b": stored["paths"][y],
+            "score": round(float(s), 4),
+            "same_patient": bool(patients[x] == patients[y]),
+        }
+        for x, y, s in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True)
+    ]
+    SCORES[name] = {"screen": screen, "verified": verified, "same_patient": same, "nearest": nearest}
+    hardest = np.argsort(np.where(unrelated, verified, -1))[::-1][:10]
+    record = {
+        "pool": name,
+        "images": n,
+        "patients": len(set(patients.tolist())),
+        "unrelated_pairs": int(unrelated.sum()),
+        "same_patient_pairs": int(same.sum()),
+        "unrelated_verified_max": round(float(verified[unrelated].max()), 4),
+        "unrelated_verified_quantiles": {
+            q: round(float(np.quantile(verified[unrelated], float(q))), 4) for q in ("0.5", "0.99", "0.999", "0.9999")
         },
-    )
+        "unrelated_screen_max": round(float(screen[unrelated].max()), 4),
+        "unrelated_passing_screen": int((screen[unrelated] >= SCREEN).sum()),
+        "unrelated_at_or_above_threshold": int((verified[unrelated] >= threshold).sum()),
+        "same_patient_verified_max": round(float(verified[same].max()), 4) if same.any() else None,
+        "same_patient_at_or_above_threshold": int((verified[same] >= threshold).sum()),
+        "nearest_unrelated_quantiles": {
+            q: round(float(np.quantile(nearest, float(q))), 4) for q in ("0.5", "0.9", "1.0")
+        },
+        "tail_fit": {"q90": round(float(top[0]), 4), "mean_excess": round(beta, 4), "p_at_threshold": float(tail)},
+        "false_pairs_at_1e6_candidates": float(tail * CANDIDATES_AT_SCALE),
+        "hardest_unrelated": [
+            {"a": stored["paths"][a[k]], "b": stored["paths"][b[k]], "verified": round(float(verified[k]), 4)}
+            for k in hardest
+        ],
+        "flagged": flagged,
+        "verify_ms_per_pair": round(1000 * seconds / len(a), 3),
+    }
+    if pngs is not None:
+        pngs.mkdir(parents=True, exist_ok=True)
+        shown = [(f["a"], f["b"], f"flagged {f['score']}") for f in flagged]
+        shown += [(h["a"], h["b"], f"unrelated {h['verified']}") for h in record["hardest_unrelated"][:3]]
+        index = {p: i for i, p in enumerate(stored["paths"])}
+        for k, (x, y, what) in enumerate(shown):
+            side = np.concatenate([stored["images"][index[x]], stored["images"][index[y]]], axis=1)
+            Image.fromarray(side).save(pngs / f"{name}-{k:02d}-{what.replace(' ', '_')}.png")
+    return record
 
 
-def augmented_descriptors(data: Path, n: int, seed: int) -> np.ndarray:
-    """``n`` descriptors of augmented real radiographs: distinct pictures of the same kind (a few are
-    near-duplicates of each other, when two crops of the same radiograph happen to nearly coincide)."""
-    from xraycache.core.schema import DESCRIPTOR_SIDE
+def timing(data: Path, work: Path, reps: int) -> dict[str, Any]:
+    """Section 3: the cold build and the search of its cache, alternated, median of ``reps``."""
+    import xraycache
+    from xraycache.analysis.near_duplicates import find_pairs
 
+    builds, searches, pairs = [], [], None
+    for rep in range(reps):
+        out = work / f"cold{rep}.h5"
+        builds.append(build(data, out))
+        with xraycache.open(out) as cache:
+            split = cache["train"]
+            started = time.perf_counter()
+            pairs = find_pairs(split.descriptors, pixels=split.images.__getitem__)
+            searches.append(time.perf_counter() - started)
+        out.unlink()
+    assert pairs is not None
+    n = pairs.images
+    build_s, search_s = float(np.median(builds)), float(np.median(searches))
+    return {
+        "images": n,
+        "cold_build_seconds": round(build_s, 3),
+        "search_seconds": round(search_s, 3),
+        "build_ms_per_image": round(1000 * build_s / n, 3),
+        "search_ms_per_image": round(1000 * search_s / n, 3),
+        "search_share_of_build": round(search_s / build_s, 4),
+        "screened": pairs.candidates,
+        "verified": pairs.verified,
+        "images_read": pairs.images_read,
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
+def pictures(data: Path, n: int, seed: int) -> np.ndarray:
+    """``n`` 64 px pictures of augmented real radiographs (random crops of 55-85% of a side, flips, gamma,
+    noise, blends of two): distinct pictures of the same kind, for the search's time at scale."""
     rng = np.random.default_rng(seed)
     bases = []
     for f in list_images(data):
-        image = Image.open(f)
-        image.draft("L", (512, 512))
-        bases.append(np.asarray(image.convert("L").resize((256, 256), Image.Resampling.BOX), dtype=np.float32))
-    out = np.empty((n, DESCRIPTOR_SIDE, DESCRIPTOR_SIDE), dtype=np.uint8)
-    side = DESCRIPTOR_SIDE
+        with Image.open(f) as image:
+            image.draft("L", (512, 512))
+            bases.append(np.asarray(image.convert("L").resize((256, 256), Image.Resampling.BOX), dtype=np.float32))
+    out = np.empty((n, 64, 64), dtype=np.uint8)
     for i in range(n):
         a, b = bases[rng.integers(len(bases))], bases[rng.integers(len(bases))]
         picture = (1 - (w := rng.uniform(0.15, 0.4))) * a + w * b[:, ::-1]
@@ -194,40 +314,33 @@ def augmented_descriptors(data: Path, n: int, seed: int) -> np.ndarray:
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         crop = 255 * (np.clip(crop, 0, 255) / 255) ** rng.uniform(0.7, 1.4)
-        small = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).resize((side, side), Image.Resampling.BOX)
-        noisy = np.asarray(small, dtype=np.float32) + rng.normal(0, 2, (side, side))
-        out[i] = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        small = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).resize((64, 64), Image.Resampling.BOX)
+        out[i] = np.clip(np.rint(np.asarray(small, dtype=np.float32) + rng.normal(0, 2, (64, 64))), 0, 255)
     return out
 
 
-def timing(
-    real: np.ndarray, planted: list[tuple[int, int]], augmented: np.ndarray, sizes: list[int], reps: int
-) -> list[dict[str, Any]]:
-    """Wall time (median of ``reps``) of ``find_pairs`` on n descriptors, the real planted set's among them
-    (so the planted copies' recall at that size is measured too), for each n."""
+def timing_at_scale(data: Path, sizes: list[int], seed: int) -> list[dict[str, Any]]:
+    """``find_pairs`` (screen and pixel check) on n augmented pictures, once each."""
     from xraycache.analysis.near_duplicates import find_pairs
+    from xraycache.core.pixels import pixel_descriptor
 
+    stack = pictures(data, max(sizes), seed)
+    descriptors = np.stack([pixel_descriptor(p) for p in stack])
     rows = []
     for n in sizes:
-        descriptors = np.concatenate([real, augmented[: max(0, n - len(real))]])
-        times, cpu, pairs = [], [], None
-        for _ in range(reps if n < 50_000 else 1):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            pairs = find_pairs(descriptors)
-            times.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - cpu_started)
-        assert pairs is not None
-        found = set(zip(pairs.a.tolist(), pairs.b.tolist(), strict=True))
-        kept = sum((min(a, b), max(a, b)) in found for a, b in planted)
+        started, cpu = time.perf_counter(), time.process_time()
+        pairs = find_pairs(descriptors[:n], pixels=stack.__getitem__)
+        seconds = time.perf_counter() - started
         rows.append(
             {
-                "descriptors": len(descriptors),
-                "seconds": round(float(np.median(times)), 2),
-                "cpu_seconds": round(float(np.median(cpu)), 2),  # all threads
-                "load_average": round(os.getloadavg()[0], 2),
-                "candidates": pairs.candidates,
+                "images": n,
+                "seconds": round(seconds, 2),
+                "cpu_seconds": round(time.process_time() - cpu, 2),
+                "ms_per_image": round(1000 * seconds / n, 3),
+                "screened": pairs.candidates,
+                "verified": pairs.verified,
                 "pairs": len(pairs),
-                "planted_copies_found": f"{kept}/{len(planted)}",
+                "load_average": round(os.getloadavg()[0], 2),
             }
         )
     return rows
@@ -236,41 +349,80 @@ def timing(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="folder of real radiographs, e.g. ../shared/data/chest_xray")
-    parser.add_argument("--large", type=int, default=100_000, help="descriptors for the large timing")
+    parser.add_argument("--extra", type=Path, action="append", default=[], help="another folder of real ones")
+    parser.add_argument("--copies", type=int, default=62, help="altered copies per alteration")
+    parser.add_argument("--large", type=int, default=50_000, help="pictures for the search's time at scale")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs-png", type=Path, help="write flagged and hardest pairs side by side here")
+    parser.add_argument("--cost-only", action="store_true", help="only the cost (section 3)")
+    parser.add_argument("--scores-out", type=Path, help="save every score measured here (.npz)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    from xraycache.analysis.near_duplicates import THRESHOLD
+
+    pools: list[dict[str, Any]] = []
+    quality: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
-        real, planted, quality = recall_and_false_positives(args.data, Path(tmp), args.seed)
-    augmented = augmented_descriptors(args.data, args.large, args.seed)
-    times = timing(real, planted, augmented, [5856, args.large], args.reps)
-    record = {
+        work = Path(tmp)
+        cost = timing(args.data, work, args.reps)
+        if not args.cost_only:
+            quality = planted_recall(args.data, work, args.copies, args.seed)
+            for k, folder in enumerate([args.data, *args.extra]):
+                build(folder, work / f"pool{k}.h5")
+                name = folder.name if k else "sample"
+                pools.append(pool_scores(name, work / f"pool{k}.h5", THRESHOLD, args.pairs_png))
+    at_scale = timing_at_scale(args.data, [5856, args.large], args.seed)
+    record: dict[str, Any] = {
         "benchmark": "near_duplicates",
         "commit": git_commit(Path(__file__).parent.parent),
         "machine": machine_info(),
-        "data": data_digest(args.data),
+        "data": [data_digest(d) for d in [args.data, *args.extra]],
+        "threshold": THRESHOLD,
         "quality": quality,
-        "timing": times,
+        "pools": pools,
+        "cost": cost,
+        "at_scale": at_scale,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if quality is not None:
+        highest = max(p["unrelated_verified_max"] for p in pools)
+        lowest = quality["copy_verified_min"]
+        record["margin"] = {"lowest_copy": lowest, "highest_unrelated": highest, "width": round(lowest - highest, 4)}
     append_record(HISTORY, record)
+    if args.scores_out is not None:
+        np.savez_compressed(args.scores_out, **{f"{k}.{f}": v for k, d in SCORES.items() for f, v in d.items()})
     if args.json:
         print(json.dumps(record, indent=2))
         return
+    print(
+        f"cost on {cost['images']} images: cold build {cost['cold_build_seconds']} s, search {cost['search_seconds']} s "
+        f"({cost['search_share_of_build']:.1%}; {cost['search_ms_per_image']} ms an image)"
+    )
+    for row in at_scale:
+        print(
+            f"find_pairs on {row['images']:,} pictures: {row['seconds']} s ({row['ms_per_image']} ms an image), "
+            f"{row['verified']:,} verified"
+        )
+    if quality is None:
+        return
     q = quality
     print(
-        f"recall {q['copies_found']}/{q['copies']} = {q['recall']:.1%} of altered copies; "
-        f"false positives {q['held_out_flagged']}/{q['held_out']} = {q['false_positive_rate']:.1%} of held-out images"
+        f"recall {q['copies_found']}/{q['copies']}; by alteration: "
+        + ", ".join(f"{k} {v}" for k, v in q["recall_by_alteration"].items())
     )
-    print("  by alteration: " + ", ".join(f"{k} {v}" for k, v in q["recall_by_alteration"].items()))
-    for row in times:
+    print(f"other pairs reported in the planted build: {len(q['other_pairs_reported'])}")
+    for k, v in q["copy_scores"].items():
+        print(f"  {k}: screen min {v['screen_min']}, verified min {v['verified_min']}, median {v['verified_median']}")
+    for p in pools:
         print(
-            f"find_pairs on {row['descriptors']:,} descriptors: {row['seconds']:.2f} s "
-            f"(CPU {row['cpu_seconds']:.1f} s, load average {row['load_average']}), "
-            f"{row['candidates']:,} candidate pairs verified, {row['pairs']:,} near-duplicate pairs; "
-            f"planted copies found among them {row['planted_copies_found']}"
+            f"{p['pool']}: {p['images']} images, {p['unrelated_pairs']:,} unrelated pairs, verified max "
+            f"{p['unrelated_verified_max']}, >= threshold {p['unrelated_at_or_above_threshold']}; same patient max "
+            f"{p['same_patient_verified_max']} ({p['same_patient_at_or_above_threshold']} >= threshold); flagged "
+            f"{len(p['flagged'])}; expected false pairs at 1e6 candidates {p['false_pairs_at_1e6_candidates']:.2g}"
         )
+    m = record["margin"]
+    print(f"margin: lowest copy {m['lowest_copy']} - highest unrelated {m['highest_unrelated']} = {m['width']}")
 
 
 if __name__ == "__main__":

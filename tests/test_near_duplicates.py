@@ -35,6 +35,8 @@ def chest(seed: int, size: int = 384) -> np.ndarray:
     for _ in range(12):  # random bright and dark structures
         cx, cy, r = rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.95), rng.uniform(0.04, 0.15)
         img += rng.uniform(-60, 60) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / r**2)
+    grain = Image.fromarray(rng.normal(0, 1, (48, 48)).astype(np.float32), mode="F")
+    img += 12 * np.asarray(grain.resize((size, size), Image.Resampling.BICUBIC))  # detail of its own
     img += rng.normal(0, 3, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -88,24 +90,49 @@ def test_descriptor_is_an_exact_block_mean_and_handles_any_side() -> None:
     assert (pixel_descriptor(deep) == 255).all()
 
 
+def source(images: np.ndarray | list[np.ndarray]) -> nd.PixelSource:
+    """A pixel source over stored images held in memory."""
+    stack = np.asarray(images)
+    return lambda rows: stack[rows]
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_each_alteration_scores_above_the_threshold(kind: str) -> None:
-    scores = []
+def test_each_alteration_passes_the_screen_and_the_check(kind: str) -> None:
+    screens, checks = [], []
     for seed in range(4):
         original = chest(seed)
-        a = pixel_descriptor(stored(Image.fromarray(original)))[None]
-        b = pixel_descriptor(stored(altered(original, kind)))[None]
-        scores.append(float(nd.pair_scores(a, b)[0]))
-        assert nd.pair_scores(b, a)[0] == pytest.approx(scores[-1], abs=1e-6)  # symmetric
-    assert min(scores) >= nd.THRESHOLD, (kind, scores)
+        first, second = stored(Image.fromarray(original)), stored(altered(original, kind))
+        a, b = pixel_descriptor(first)[None], pixel_descriptor(second)[None]
+        screens.append(float(nd.pair_scores(a, b)[0]))
+        assert nd.pair_scores(b, a)[0] == pytest.approx(screens[-1], abs=1e-6)  # symmetric
+        checks.append(float(nd.verified_scores(first[None], second[None])[0]))
+        assert nd.verified_scores(second[None], first[None])[0] == pytest.approx(checks[-1], abs=1e-5)
+    assert min(screens) >= nd.SCREEN, (kind, screens)
+    assert min(checks) >= nd.THRESHOLD, (kind, checks)
 
 
 def test_different_images_score_below_the_threshold() -> None:
-    descriptors = np.stack([pixel_descriptor(stored(Image.fromarray(chest(seed)))) for seed in range(40)])
-    a, b = np.triu_indices(len(descriptors), k=1)
-    scores = nd.pair_scores(descriptors[a], descriptors[b])
+    pictures = np.stack([stored(Image.fromarray(chest(seed))) for seed in range(30)])
+    a, b = np.triu_indices(len(pictures), k=1)
+    scores = nd.verified_scores(pictures[a], pictures[b])
     assert scores.max() < nd.THRESHOLD
-    assert nd.pair_scores(descriptors[:1], descriptors[:1])[0] == pytest.approx(1.0, abs=1e-5)
+    assert nd.verified_scores(pictures[:1], pictures[:1])[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_pair_the_screen_passes_is_not_paired_unless_its_pixels_agree() -> None:
+    """Two pictures whose 32 px descriptors are equal but whose fine structure differs: the descriptors
+    alone would pair them; the check on the pixels does not."""
+    rng = np.random.default_rng(5)
+    base = 50 + 0.6 * stored(Image.fromarray(chest(7)))  # no clipping of the texture below
+    texture = rng.normal(0, 15, (64, 64))  # detail at the check's 64 px, none at the descriptors' 32 px
+    texture -= texture.reshape(32, 2, 32, 2).mean(axis=(1, 3)).repeat(2, 0).repeat(2, 1)
+    texture = texture.repeat(4, 0).repeat(4, 1)
+    first = np.clip(base.astype(float) + texture, 0, 255).astype(np.uint8)
+    second = np.clip(base.astype(float) - texture, 0, 255).astype(np.uint8)
+    assert np.abs(pixel_descriptor(first).astype(int) - pixel_descriptor(second)).max() <= 2
+    assert nd.pair_scores(pixel_descriptor(first)[None], pixel_descriptor(second)[None])[0] >= nd.SCREEN
+    pairs = nd.find_pairs(np.stack([pixel_descriptor(first), pixel_descriptor(second)]), pixels=source([first, second]))
+    assert len(pairs) == 0 and pairs.verified == 1 and pairs.images_read == 2
 
 
 @pytest.mark.slow
@@ -114,15 +141,15 @@ def test_candidate_search_finds_every_planted_copy_among_many() -> None:
     n = nd.ALL_PAIRS_UP_TO + 100
     rng = np.random.default_rng(1)
     originals = [chest(seed, size=256) for seed in range(n)]
-    descriptors = [pixel_descriptor(stored(Image.fromarray(p))) for p in originals]
+    images = [stored(Image.fromarray(p)) for p in originals]
     planted = rng.choice(n, size=20, replace=False)
     for i, index in enumerate(planted):
-        descriptors.append(pixel_descriptor(stored(altered(originals[index], KINDS[i % len(KINDS)]))))
-    pairs = nd.find_pairs(np.stack(descriptors))
+        images.append(stored(altered(originals[index], KINDS[i % len(KINDS)])))
+    pairs = nd.find_pairs(np.stack([pixel_descriptor(i) for i in images]), pixels=source(images))
     assert pairs.candidates < n * nd.CANDIDATES  # a candidate search ran, not every pair
+    assert pairs.images_read < len(images) // 2  # only the pixels of screened pairs were read
     found = set(zip(pairs.a.tolist(), pairs.b.tolist(), strict=True))
     expected = {(int(index), n + i) for i, index in enumerate(planted)}
-    assert expected <= found
     assert found == expected  # and nothing else: the originals are all different
     assert (pairs.score >= nd.THRESHOLD).all()
 
@@ -201,8 +228,8 @@ def test_drop_duplicates_keeps_the_first_in_path_order(leaky: Path, tmp_path: Pa
     assert data["dropped_duplicates"] == 1 and data["images"] == 13
     [row] = data["skipped"]
     assert row["path"] == "train/NORMAL/IM-0002-0001.jpeg"  # "test/..." comes first in path order
-    assert "near-duplicate of test/NORMAL/IM-0901-0001.jpeg (test; group of 2, linked at score " in row["reason"]
-    assert float(row["reason"].split("linked at score ")[1][:5]) >= nd.THRESHOLD
+    assert "near-duplicate of test/NORMAL/IM-0901-0001.jpeg (test; verified score " in row["reason"]
+    assert float(row["reason"].split("verified score ")[1][:5]) >= nd.THRESHOLD
     with xraycache.open(out) as cache:
         assert cache.skipped[0].path == row["path"]
         assert len(cache["train"]) == 11 and "train/NORMAL/IM-0002-0001.jpeg" not in cache["train"].meta["path"]
@@ -278,6 +305,7 @@ def test_the_report_page_lists_the_pair(leaky: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["show", "report", str(out), "--out", str(page)]).exit_code == 0
     html = page.read_text()
     assert "<h3>near duplicates: 1</h3>" in html
+    assert "leakage found across splits: 1 near-duplicate pair(s) (" in html
     assert "<th>image</th><th>looks like</th><th>score</th>" in html
     assert "train/NORMAL/IM-0002-0001.jpeg (train)" in html and "test/NORMAL/IM-0901-0001.jpeg (test)" in html
 
@@ -307,14 +335,16 @@ def test_identical_pictures_are_one_group_and_blank_ones_none(n: int) -> None:
     """Nothing to project in a set of one picture: equal descriptors still make one group (a star of pairs
     where the candidates find none). Blank images are nobody's near-duplicate: one blank image per patient
     would otherwise join every patient into one unit for --resplit."""
-    picture = pixel_descriptor(chest(3, 256))
-    same = nd.find_pairs(np.repeat(picture[None], n, 0))
+    pixels = stored(Image.fromarray(chest(3, 256)))
+    picture = pixel_descriptor(pixels)
+    same = nd.find_pairs(np.repeat(picture[None], n, 0), pixels=source(np.repeat(pixels[None], n, 0)))
     assert (same.score >= 1 - 1e-5).all() and nd.groups(n, same) == [list(range(n))]
-    blank = np.zeros((n, 32, 32), np.uint8)
+    blank = np.zeros((n, 256, 256), np.uint8)
     blank[::2] += 1  # one gray level apart: still blank
-    assert len(nd.find_pairs(blank)) == 0
-    mixed = np.concatenate([blank, picture[None], picture[None]])
-    pairs = nd.find_pairs(mixed)
+    flat = np.stack([pixel_descriptor(i) for i in blank])
+    assert len(nd.find_pairs(flat, pixels=source(blank))) == 0
+    mixed = np.concatenate([blank, pixels[None], pixels[None]])
+    pairs = nd.find_pairs(np.stack([pixel_descriptor(i) for i in mixed]), pixels=source(mixed))
     assert [(int(a), int(b)) for a, b in zip(pairs.a, pairs.b, strict=True)] == [(n, n + 1)]
 
 
@@ -330,3 +360,48 @@ def test_a_damaged_hash_column_is_no_traceback(leaky: Path, tmp_path: Path) -> N
         result = runner.invoke(app, command)
         assert result.exit_code == 2 and "file_hash cannot be read" in result.output, command
         assert "Traceback" not in result.output
+
+
+def test_drop_duplicates_drops_only_copies_of_a_kept_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain A~B, B~C with A not~C: B goes (it copies A), C stays (what it copies, B, is gone), and each
+    dropped image names the kept one it copies and their own score, not a score of the chain."""
+    from xraycache.builder import regroup as rg
+
+    pairs = nd.Pairs(np.array([0, 1, 3]), np.array([1, 2, 4]), np.array([0.97, 0.95, 0.99], np.float32), 3, 5)
+    monkeypatch.setattr(rg, "find_pairs", lambda descriptors, pixels: pairs)
+    rows = rg.Rows(
+        paths=[f"train/N/{name}.jpeg" for name in "abcde"],
+        patients=["p1", "p2", "p3", "p4", "p5"],
+        descriptors=np.zeros((5, 32, 32), np.uint8),
+        folds=np.full(5, -1, np.int16),
+        pixels=lambda rows: np.zeros((len(rows), 8, 8), np.uint8),
+    )
+    layout = rg.regroup({"train": rows}, drop=True, resplit=False)
+    assert layout is not None
+    assert [(s.path, s.reason) for s in layout.dropped] == [
+        ("train/N/b.jpeg", "near-duplicate of train/N/a.jpeg (train; verified score 0.970): --drop-duplicates"),
+        ("train/N/e.jpeg", "near-duplicate of train/N/d.jpeg (train; verified score 0.990): --drop-duplicates"),
+    ]
+    assert layout.rows["train"] == [("train", 0), ("train", 2), ("train", 3)]
+
+
+def test_the_leakage_line_says_leakage_only_across_splits() -> None:
+    from xraycache.analysis.leakage import DuplicateGroup, LeakageReport, NearDuplicate
+    from xraycache.read.report_text import leakage_summary
+
+    within = LeakageReport(4, 4, 0, near_duplicates=[NearDuplicate(("train", "a"), ("train", "b"), 0.97)])
+    line = leakage_summary(within)
+    assert line.startswith("no leakage across splits; within a split (not leakage): 1 near-duplicate pair(s) (")
+    assert not within.leaks and not within.clean
+    across = LeakageReport(
+        4,
+        4,
+        0,
+        duplicates=[DuplicateGroup("x", [("train", "a"), ("test", "c")], True)],
+        near_duplicates=[NearDuplicate(("train", "a"), ("test", "b"), 0.97)],
+    )
+    assert leakage_summary(across).startswith(
+        "leakage found across splits: 1 identical-file group(s), 1 near-duplicate pair(s) ("
+    )
+    assert across.leaks
+    assert leakage_summary(LeakageReport(4, 4, 0)).startswith("no leakage across splits (")

@@ -191,7 +191,9 @@ def _count_near_duplicates(file: h5py.File, report: VerifyReport) -> None:
         | {"file_hash": file[split]["meta/file_hash"][:]}
         for split in report.splits
     }
-    found = leakage(columns, {split: file[split]["descriptors"][:] for split in report.splits})
+    descriptors = {split: file[split]["descriptors"][:] for split in report.splits}
+    pixels = {split: file[split]["images"].__getitem__ for split in report.splits}  # sorted rows: h5py reads them
+    found = leakage(columns, descriptors, pixels=pixels)
     report.near_duplicates_across = len(found.near_duplicates_across)
     report.near_duplicates_within = len(found.near_duplicates) - report.near_duplicates_across
 

@@ -3,9 +3,9 @@
 A model evaluated on a patient it was trained on, or on a copy of a training image, scores too well.
 Patients and identical files are found from per-image columns (``patient``, ``file_hash`` = sha256 of
 the source file, ``path``), here given split by split as any mapping of arrays, e.g.
-``{name: cache[name].meta for name in cache}``; near-duplicates (the same radiograph re-encoded, resized,
-brightened or cropped a little) from the stored 32 px descriptors (``near_duplicates.py``). The report
-costs no pass over the pixels. Images without a patient id are not grouped.
+``{name: cache[name].meta for name in cache}``; near-duplicates (the same exposure re-encoded, resized,
+brightened or cropped a little) from the stored 32 px descriptors, verified on the stored pixels of the
+few pairs they suggest (``near_duplicates.py``). Images without a patient id are not grouped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .near_duplicates import THRESHOLD, find_pairs, groups
+from .near_duplicates import THRESHOLD, PixelSource, find_pairs, groups, joined
 
 
 @dataclass
@@ -39,7 +39,7 @@ class DuplicateGroup:
 
 @dataclass
 class NearDuplicate:
-    """Two images that show the same radiograph (not byte-identical files): (split, path) of each and the
+    """Two images that show the same exposure (not byte-identical files): (split, path) of each and the
     verified similarity (1 = the same pixels; near-duplicates score >= the threshold)."""
 
     a: tuple[str, str]
@@ -86,7 +86,14 @@ class LeakageReport:
 
     @property
     def clean(self) -> bool:
+        """Nothing found at all: no leakage and no duplicate inside a split either."""
         return not self.patients_in_several_splits and not self.duplicates and not self.near_duplicates
+
+    @property
+    def leaks(self) -> bool:
+        """Something crosses splits: a patient, an identical file or a near-duplicate pair (the leakage a
+        model's evaluation suffers from; duplicates inside one split are not)."""
+        return bool(self.patients_in_several_splits or self.duplicates_across or self.near_duplicates_across)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the counts."""
@@ -107,12 +114,15 @@ def leakage(
     *,
     unavailable: str = "",
     threshold: float = THRESHOLD,
+    pixels: Mapping[str, PixelSource] | None = None,
 ) -> LeakageReport:
     """Patients in several splits, duplicate files (same sha256) and near-duplicate images, within and
     across splits.
 
     ``splits`` maps each split name to its ``patient``, ``file_hash`` and ``path`` columns; ``descriptors``
-    each split name to its (N, 32, 32) descriptors (without them, ``unavailable`` says why).
+    each split name to its (N, 32, 32) descriptors and ``pixels`` to a reader of its stored images (sorted
+    rows in, (K, H, W) out), which verifies the pairs the descriptors suggest (without both, ``unavailable``
+    says why near-duplicates were not searched).
     """
     by_patient: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -138,10 +148,12 @@ def leakage(
         if len(members) > 1
     ]
     report = LeakageReport(images, len(by_patient), without, leaks, duplicates, threshold=threshold)
-    if descriptors is None:
-        report.near_duplicates_unavailable = unavailable or "no descriptors given"
+    if descriptors is None or pixels is None:
+        report.near_duplicates_unavailable = (
+            unavailable or f"no {'descriptors' if descriptors is None else 'pixels'} given"
+        )
         return report
-    _near_duplicates(report, splits, descriptors, threshold)
+    _near_duplicates(report, splits, descriptors, pixels, threshold)
     return report
 
 
@@ -149,6 +161,7 @@ def _near_duplicates(
     report: LeakageReport,
     splits: Mapping[str, Mapping[str, np.ndarray]],
     descriptors: Mapping[str, np.ndarray],
+    pixels: Mapping[str, PixelSource],
     threshold: float,
 ) -> None:
     """Fill the near-duplicate pairs (identical files left to ``duplicates``) and groups of ``report``."""
@@ -158,7 +171,7 @@ def _near_duplicates(
     stacked = [np.asarray(descriptors[name]) for name in names]
     if not where:
         return
-    pairs = find_pairs(np.concatenate(stacked), threshold)
+    pairs = find_pairs(np.concatenate(stacked), threshold, pixels=joined([pixels[name] for name in names], stacked))
     found = []
     for a, b, score in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True):
         if hashes[a] and hashes[a] == hashes[b]:

@@ -1,22 +1,27 @@
-"""Near-duplicate images: the same radiograph again, re-encoded, resized, brightened or cropped a little.
+"""Near-duplicate images: the same exposure again, re-encoded, resized, brightened or cropped a little.
 
 Chest X-rays look alike at low resolution (unrelated pairs of 32 px thumbnails correlate up to 0.96),
-so neither a hash nor a plain correlation separates copies from strangers. Two stages do:
+so neither a hash nor a plain correlation of thumbnails separates copies from strangers. Three stages do,
+each cheaper per pair than the next and each sending on fewer pairs:
 
 1. **Candidates** (cheap, every image): each image's 32 px descriptor (``core/pixels.py:
    pixel_descriptor``) is cut to its central 12x12 cells at 16 px and projected onto the 32 directions
    that vary most between images relative to how much they move under the changes a copy may carry
    (scale 0.9-1.11 and shifts of 5% per axis, simulated on the descriptors themselves). The projection
-   is fitted on the data at hand, so it needs no model file. In that space a copy's original ranks
-   first among 496 real radiographs; each image keeps its ``CANDIDATES`` nearest later images above a
-   floor, found by matrix products in cache-sized tiles on every core (no N x N matrix in memory).
-2. **Verification** (per candidate pair): the central 24x24 of one descriptor against the other warped
-   by the scale and shift per axis that best align their row and column profiles, as a Pearson
-   correlation (brightness and contrast drop out), both ways. Copies score >= ``THRESHOLD``; docs/leakage.md
-   gives the measured recall and false-positive rate.
+   is fitted on the data at hand, so it needs no model file. Each image keeps its ``CANDIDATES`` nearest
+   later images above a floor, found by matrix products in cache-sized tiles on every core (no N x N
+   matrix in memory).
+2. **Screen** (per candidate pair, descriptors only): the central 24x24 of one descriptor against the
+   other warped by the scale and shift per axis that best align their row and column profiles, as a
+   Pearson correlation, both ways. Copies score >= 0.95 here, but so do some different radiographs: a
+   pair scoring ``SCREEN`` or more only goes on to the check.
+3. **Verification** (per screened pair, stored pixels): ``registration.py`` aligns 64 px thumbnails of
+   the two stored images and correlates their fine structure. A pair scoring >= ``THRESHOLD`` is a
+   near-duplicate; docs/near-duplicates.md gives both score distributions, measured on real radiographs.
 
-Small sets (<= ``ALL_PAIRS_UP_TO`` images) skip the first stage and verify every pair. Equal descriptors
-are paired directly; blank ones (std < ``MIN_CONTRAST``) are never paired.
+Small sets (<= ``ALL_PAIRS_UP_TO`` images) skip the first stage and screen every pair. Images with equal
+descriptors skip the screen and are verified; blank ones (std < ``MIN_CONTRAST``) are never paired.
+Pairs are not closed under chains: A~B and B~C do not make A~C (``groups`` joins them for reports only).
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ from typing import TypeVar
 import numpy as np
 
 from ..core.schema import DESCRIPTOR_SIDE
+from .registration import SIDE, aligned_scores, thumbnails
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-THRESHOLD = 0.96  # verified score of a near-duplicate pair (docs/leakage.md: measured rates)
+THRESHOLD = 0.95  # verified score of a near-duplicate pair (docs/near-duplicates.md: why here)
+SCREEN = 0.93  # descriptor score a candidate needs to be verified on its pixels (copies: >= 0.95)
+SETTLE_BELOW = 0.6  # verified score after the first alignment round below which a pair is refined no further
 CANDIDATES = 6  # nearest later images per image sent to verification
 CANDIDATE_FLOOR = 0.65  # cosine in the projected space below which a pair is never a candidate
 MIN_CONTRAST = 2.0  # descriptor std (gray levels) below which an image is blank: never anyone's near-duplicate
@@ -47,11 +55,16 @@ FIT_WARPS = 4  # simulated copies per fitted image
 ROW_BLOCK = 256  # rows of the similarity matrix (and moving images of the verification) computed at once
 COLUMN_TILE = 4096  # columns of one tile of the similarity matrix: 4 MB of float32, in cache
 SECOND_LOOK = 0.08  # how close to the threshold one direction must come for the other to be tried
-PAIR_BLOCK = 4096  # pairs verified at once
+PAIR_BLOCK = 4096  # pairs screened at once
+READ_BLOCK = 256  # images read at once for the pixel check
 MAX_THREADS = 8  # threads of the search, at most one per core
 BORDER = 4  # descriptor cells left out at each side when comparing (crops and shifts move content there)
 SCALES = np.linspace(0.88, 1.12, 9)  # scale per axis searched in verification (5% crops: 0.9-1.11)
 SHIFTS = np.linspace(-0.07, 0.07, 11)  # shift per axis, in image widths
+
+
+PixelSource = Callable[[np.ndarray], np.ndarray]
+"""Reads stored images: sorted distinct indices (K,) into the descriptors -> (K, H, W) pixels."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +73,21 @@ class Pairs:
 
     a: np.ndarray  # (P,) int64
     b: np.ndarray  # (P,) int64
-    score: np.ndarray  # (P,) float32, >= the threshold
-    candidates: int  # pairs verified
+    score: np.ndarray  # (P,) float32, verified: >= the threshold
+    candidates: int  # pairs screened on their descriptors
     images: int
+    verified: int = 0  # pairs checked on their pixels
+    images_read: int = 0  # images whose pixels were read for it
 
     def __len__(self) -> int:
         return len(self.a)
 
 
-def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD) -> Pairs:
-    """Every pair of near-duplicate images among ``descriptors`` (N, 32, 32) uint8, with its score."""
+def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD, *, pixels: PixelSource) -> Pairs:
+    """Every pair of near-duplicate images among ``descriptors`` (N, 32, 32) uint8, with its verified score.
+
+    ``pixels`` reads the stored images of the pairs that pass the screen (sorted indices in, (K, H, W) out);
+    only those are read."""
     n = len(descriptors)
     if descriptors.shape[1:] != (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE):
         raise ValueError(f"descriptors are {descriptors.shape}, not (N, {DESCRIPTOR_SIDE}, {DESCRIPTOR_SIDE})")
@@ -78,19 +96,48 @@ def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD) -> Pairs:
         a, b = np.triu_indices(n, k=1)
     else:
         a, b = candidate_pairs(images)
-    same_a, same_b = identical_pairs(descriptors)
-    scores = indexed_scores(images, a, b, threshold)
     blank = images.reshape(n, -1).std(axis=1) < MIN_CONTRAST
-    keep = (scores >= threshold) & ~blank[a] & ~blank[b]
-    same_a, same_b = same_a[~blank[same_a]], same_b[~blank[same_a]]
-    a, b, scores = a[keep].astype(np.int64), b[keep].astype(np.int64), scores[keep]
-    found = {(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)}
-    extra = [i for i, pair in enumerate(zip(same_a.tolist(), same_b.tolist(), strict=True)) if pair not in found]
-    a = np.concatenate([a, same_a[extra]])
-    b = np.concatenate([b, same_b[extra]])
-    scores = np.concatenate([scores, np.ones(len(extra), dtype=np.float32)])
-    order = np.lexsort((b, a))
-    return Pairs(a[order], b[order], scores[order], len(keep), n)
+    screened = indexed_scores(images, a, b, SCREEN) >= SCREEN
+    same_a, same_b = identical_pairs(descriptors)
+    a = np.concatenate([a[screened], same_a]).astype(np.int64)
+    b = np.concatenate([b[screened], same_b]).astype(np.int64)
+    keep = ~blank[a] & ~blank[b]
+    pairs = np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0)  # sorted by (a, b), each pair once
+    a, b = pairs[:, 0], pairs[:, 1]
+    scores, read = verify(a, b, pixels)
+    good = scores >= threshold
+    return Pairs(a[good], b[good], scores[good], len(screened) + len(same_a), n, len(a), read)
+
+
+def verify(a: np.ndarray, b: np.ndarray, pixels: PixelSource) -> tuple[np.ndarray, int]:
+    """(scores, images read): the pixel check of the pairs (a[i], b[i]), reading each image once."""
+    if not len(a):
+        return np.zeros(0, dtype=np.float32), 0
+    needed, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    thumbs = np.empty((len(needed), SIDE, SIDE), dtype=np.float32)
+    for start in range(0, len(needed), READ_BLOCK):  # bounded memory: thumbnails are 16 KB an image
+        wanted = needed[start : start + READ_BLOCK]
+        stored = np.asarray(pixels(wanted))
+        if stored.ndim != 3 or len(stored) != len(wanted):
+            raise ValueError(f"the pixel source gave {stored.shape} for {len(wanted)} images, not (K, H, W)")
+        thumbs[start : start + READ_BLOCK] = thumbnails(stored)
+    return aligned_scores(thumbs, inverse[: len(a)], inverse[len(a) :], SETTLE_BELOW), len(needed)
+
+
+def joined(sources: list[PixelSource], parts: list[np.ndarray]) -> PixelSource:
+    """One pixel source over the splits' images one after another (``parts`` give each split's length); it
+    gives thumbnails, so splits whose images differ in size (a file others made) still stack."""
+    bounds = np.cumsum([0, *(len(part) for part in parts)])
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        out: list[np.ndarray] = []
+        for k, source in enumerate(sources):
+            mine = rows[(rows >= bounds[k]) & (rows < bounds[k + 1])]
+            if len(mine):
+                out.append(thumbnails(np.asarray(source(mine - bounds[k]))))
+        return np.concatenate(out) if out else np.zeros((0, 1, 1), dtype=np.float32)
+
+    return read
 
 
 def identical_pairs(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -314,7 +361,7 @@ def _aligned(
     return out
 
 
-def indexed_scores(images: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+def indexed_scores(images: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float = SCREEN) -> np.ndarray:
     """(P,) alignment-tolerant similarity of the pairs (images[a], images[b]) of (N, 32, 32) float32
     descriptors: 1 for the same image. The better of warping b onto a's centre and a onto b's, so the score
     does not depend on the order of the pair (one direction alone lost a copy cropped unevenly on the real
@@ -354,3 +401,10 @@ def pair_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     images = np.concatenate([a, b]).astype(np.float32, copy=False)
     p = len(a)
     return indexed_scores(images, np.arange(p), np.arange(p, 2 * p), threshold=-1.0)
+
+
+def verified_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P,) pixel-check score of stored-image pairs given as two stacks (P, H, W) (the sides may differ)."""
+    thumbs = np.concatenate([thumbnails(np.asarray(a)), thumbnails(np.asarray(b))])
+    p = len(a)
+    return aligned_scores(thumbs, np.arange(p), np.arange(p, 2 * p))

@@ -5,8 +5,9 @@ Splits and folds are settled per patient before any pixel is decoded (``splits.p
 known only from the decoded pixels. So the writer writes every image where its patient's hash put it,
 and this module then says which rows the final file keeps, and in which split:
 
-- ``--drop-duplicates``: in each group of near-duplicates (identical files included) the first image in
-  path order stays; the others are listed in ``/skipped`` with the image they copy.
+- ``--drop-duplicates``: images are taken in path order; one is dropped only when it is a verified
+  near-duplicate of an image already kept, and listed in ``/skipped`` with that image and their score. A
+  chain A~B~C whose ends are no pair (A not~C) keeps A and C: C copies no image that stays.
 - ``--resplit`` (and ``--folds``): a near-duplicate group and the patients of its images form one unit
   that must not straddle splits (or folds). Every patient keeps the split (and fold) its hash gave it unless such a unit joins
   patients from several splits; then the unit goes where its largest patient (most images; ties: the
@@ -20,19 +21,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis.near_duplicates import Pairs, components, find_pairs, groups
+from ..analysis.near_duplicates import Pairs, PixelSource, components, find_pairs, joined
 from ..core.errors import Skipped
 from .splits import group_key
 
 
 @dataclass
 class Rows:
-    """What the regrouping needs of the rows written to one split: path order, patients, descriptors, folds."""
+    """What the regrouping needs of the rows written to one split: path order, patients, descriptors,
+    folds, and a reader of the written pixels (to verify the pairs the descriptors suggest)."""
 
     paths: list[str]
     patients: list[str]
     descriptors: np.ndarray  # (N, 32, 32) uint8
     folds: np.ndarray  # (N,) int16
+    pixels: PixelSource
 
 
 @dataclass
@@ -57,28 +60,23 @@ def regroup(
     where = [(split, row) for split, rows in written.items() for row in range(len(rows.paths))]
     if len(where) < 2:
         return None
-    descriptors = np.concatenate([rows.descriptors for rows in written.values()])
+    descriptors = [rows.descriptors for rows in written.values()]
     paths = [p for rows in written.values() for p in rows.paths]
-    pairs = find_pairs(descriptors)
+    pairs = find_pairs(
+        np.concatenate(descriptors), pixels=joined([rows.pixels for rows in written.values()], descriptors)
+    )
     if not len(pairs):
         return None
     split_of = [split for split, _ in where]
     dropped: set[int] = set()
     drops: list[Skipped] = []
     if drop:
-        link: dict[int, float] = {}  # each image's best verified score: what joined it to its group
-        for x, y, score in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True):
-            link[x], link[y] = max(link.get(x, 0.0), score), max(link.get(y, 0.0), score)
-        for members in groups(len(where), pairs):
-            members = sorted(members, key=lambda i: paths[i])
-            kept, others = members[0], members[1:]
-            for other in others:
-                dropped.add(other)
-                reason = (
-                    f"near-duplicate of {paths[kept]} ({split_of[kept]}; group of {len(members)}, "
-                    f"linked at score {link[other]:.3f}): --drop-duplicates"
-                )
-                drops.append(Skipped(paths[other], split_of[other], reason))
+        for other, (kept, score) in _copies_of_kept(paths, pairs).items():
+            dropped.add(other)
+            reason = (
+                f"near-duplicate of {paths[kept]} ({split_of[kept]}; verified score {score:.3f}): --drop-duplicates"
+            )
+            drops.append(Skipped(paths[other], split_of[other], reason))
     target = list(split_of)
     fold_of = np.concatenate([rows.folds for rows in written.values()]).astype(np.int64)
     new_folds: dict[tuple[str, int], int] = {}
@@ -94,6 +92,25 @@ def regroup(
             layout[target[i]].append(where[i])
     drops.sort(key=lambda s: s.path)
     return Layout(layout, new_folds, drops, moved)
+
+
+def _copies_of_kept(paths: list[str], pairs: Pairs) -> dict[int, tuple[int, float]]:
+    """Each dropped image -> (the kept image it copies, their verified score): images in path order, an image
+    dropped when it pairs with one already kept (its best-scoring such partner named)."""
+    partners: dict[int, list[tuple[int, float]]] = {}
+    for x, y, score in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True):
+        partners.setdefault(x, []).append((y, score))
+        partners.setdefault(y, []).append((x, score))
+    kept: set[int] = set()
+    dropped: dict[int, tuple[int, float]] = {}
+    for i in sorted(partners, key=lambda i: (paths[i], i)):
+        found = [(score, -j, j) for j, score in partners[i] if j in kept]
+        if found:
+            score, _, j = max(found)
+            dropped[i] = (j, score)
+        else:
+            kept.add(i)
+    return dropped
 
 
 def _units(

@@ -299,6 +299,7 @@ class CacheWriter:
             patients=[str(p) for p in meta["patient"].asstr()[:n]],
             descriptors=group["descriptors"][:n],
             folds=meta["fold"][:n],
+            pixels=group["images"].__getitem__,  # sorted rows, all below n: h5py reads them as they are
         )
 
     def finish(self, skipped: Sequence[Skipped] = ()) -> dict[str, int]:

@@ -105,7 +105,7 @@ def print_leakage(report: LeakageReport, limit: int = 10) -> None:
     """The leakage section of ``show stats`` / ``info``: a summary line, then the worst offenders."""
     leaks = report.patients_in_several_splits
     across, within = report.duplicates_across, report.duplicates_within
-    style = "green" if report.clean else "yellow"
+    style = "yellow" if report.leaks else "green"
     console.print(
         f"[{style}]leakage:[/] {len(leaks)} of {report.patients:,} patients in more than one split; "
         f"{len(across)} duplicate group(s) across splits, {len(within)} within a split "
@@ -143,11 +143,11 @@ def print_near_duplicates(report: LeakageReport, limit: int = 10) -> None:
         return
     pairs = report.near_duplicates
     across = report.near_duplicates_across
-    style = "yellow" if pairs else "green"
+    style = "yellow" if across else "green"
     console.print(
         f"[{style}]near-duplicates:[/] {len(across)} pair(s) across splits, {len(pairs) - len(across)} within a "
-        f"split (the same radiograph re-encoded, resized or cropped; score >= {report.threshold:.2f}, "
-        "identical files not counted)",
+        f"split (the same exposure re-encoded, resized or cropped, verified on the pixels; score >= "
+        f"{report.threshold:.2f}, identical files not counted)",
         highlight=False,
     )
     if not pairs:

@@ -343,8 +343,8 @@ class SourceOptions(_Part):
     folds: int = option(0, "Also record a patient-grouped cross-validation fold (0..K-1) per image.", panel=LABELS)
     drop_duplicates: bool = option(
         False,
-        "Keep only the first image (in path order) of each group of near-duplicates (the same radiograph "
-        "re-encoded, resized or cropped); the others are listed as skipped, with the image they copy.",
+        "Drop each image that is a verified near-duplicate (the same exposure re-encoded, resized or cropped) "
+        "of an image kept before it in path order; each is listed as skipped with that image and their score.",
         panel=LABELS,
     )
     keep_identifiers: bool = option(

@@ -192,11 +192,12 @@ class Cache(Mapping[str, "Split"]):
 
     def leakage(self) -> LeakageReport:
         """Patients in more than one split, identical files and near-duplicate images, from the stored meta
-        columns and descriptors (no pixel read)."""
+        columns and descriptors; the pixels are read only of the pairs the descriptors suggest."""
         found = {name: self[name].descriptors for name in self.splits}
         descriptors = {name: d for name, d in found.items() if d is not None}
         if len(descriptors) == len(found):
-            return leakage({name: self[name].meta for name in self.splits}, descriptors)
+            pixels = {name: self[name].images.__getitem__ for name in self.splits}
+            return leakage({name: self[name].meta for name in self.splits}, descriptors, pixels=pixels)
         version = self.attrs.get("format_version", 0)
         missing = ", ".join(name for name, d in found.items() if d is None)
         why = (

@@ -85,7 +85,7 @@ def _leakage_html(leaks: LeakageReport, limit: int = 50) -> str:
     lists = "".join(_records_html(k, v, limit) for k, v in data.items() if isinstance(v, list))
     if leaks.near_duplicates_unavailable:
         lists += f"<p>near-duplicates not searched: {_text(leaks.near_duplicates_unavailable)}</p>"
-    style = "clean" if leaks.clean else "warn"
+    style = "warn" if leaks.leaks else "clean"
     return f'<p class="{style}">{_text(leakage_summary(leaks))}</p>{lists}'
 
 

@@ -66,5 +66,24 @@ def leakage_summary(leaks: LeakageReport) -> str:
         data.pop("near_duplicates_unavailable", None)
     counts = [f"{words(k)}: {plain(v)}" for k, v in data.items() if not isinstance(v, (list, dict))]
     counts += [f"{words(k)}: {len(v):,}" for k, v in data.items() if isinstance(v, list)]
-    verdict = "no leakage found" if leaks.clean else "leakage found"
-    return f"{verdict} ({'; '.join(counts)})"
+    return f"{leakage_verdict(leaks)} ({'; '.join(counts)})"
+
+
+def leakage_verdict(leaks: LeakageReport) -> str:
+    """What was found where: "leakage found" only for something across splits; duplicates inside one split
+    are named as such."""
+    across = _counted(
+        (len(leaks.patients_in_several_splits), "patient(s) in more than one split"),
+        (len(leaks.duplicates_across), "identical-file group(s)"),
+        (len(leaks.near_duplicates_across), "near-duplicate pair(s)"),
+    )
+    within = _counted(
+        (len(leaks.duplicates_within), "identical-file group(s)"),
+        (len(leaks.near_duplicates) - len(leaks.near_duplicates_across), "near-duplicate pair(s)"),
+    )
+    verdict = f"leakage found across splits: {across}" if across else "no leakage across splits"
+    return verdict + (f"; within a split (not leakage): {within}" if within else "")
+
+
+def _counted(*items: tuple[int, str]) -> str:
+    return ", ".join(f"{n:,} {what}" for n, what in items if n)
