@@ -1,0 +1,86 @@
+"""Caches that pass every structural check but claim many rows: each reader's time and memory follow the rows
+(no work that grows with their square), measured on the command in a fresh process, with generous margins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _hostile_caches import claim_rows
+from conftest import radiograph, write_image
+
+import xraycache
+from xraycache.core.limits import SEARCH_IMAGES
+
+ROWS = 300_000  # a valid cache of this many 8 px images (~80 MB); the near-duplicate search took hours on it
+
+
+# Runs the command line in this process and says its own peak RSS as it exits (readers start no workers).
+HARNESS = """
+import resource, sys
+from xraycache.__main__ import main
+sys.argv = ["xraycache", *sys.argv[1:]]
+try:
+    main()
+finally:
+    print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def run_bounded(args: list[str]) -> tuple[int, str, float, int]:
+    """(exit code, output, seconds, peak RSS in MB) of ``xraycache ARGS`` in a fresh interpreter."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", HARNESS, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    seconds = time.perf_counter() - started
+    peak = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")]
+    assert peak, done.stderr
+    return done.returncode, done.stdout + done.stderr, seconds, peak[0] // 1024
+
+
+@pytest.fixture(scope="module")
+def many_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid 8 px cache whose train split holds ROWS images (repeats of its own four), compressed."""
+    root = tmp_path_factory.mktemp("many_rows")
+    for i in range(6):
+        label = "NORMAL" if i % 2 else "PNEUMONIA"
+        name = f"IM-{i:04d}-0001.jpeg" if label == "NORMAL" else f"person{i}_bacteria_{i}.jpeg"
+        write_image(root / "src" / ("train" if i < 4 else "test") / label / name, radiograph(120, 100, seed=i))
+    out = root / "many.h5"
+    xraycache.build(root / "src", out, size=8, jobs=1)
+    claim_rows(out, ROWS)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "seconds", "megabytes"),
+    [("info", 60, 1000), ("show stats", 60, 1000), ("verify", 90, 1000)],
+)
+def test_a_cache_of_many_rows_is_read_in_bounded_time_and_memory(
+    many_rows: Path, command: str, seconds: float, megabytes: int
+) -> None:
+    """Each reader does per-row work only (about 1 KB of memory a row): the near-duplicate search, whose
+    work grows with the square of the rows, is not run over more than SEARCH_IMAGES images, and says so."""
+    code, output, took, peak = run_bounded([*command.split(), str(many_rows)])
+    assert code == 0, output
+    assert f"{ROWS + 2:,} images, more than the {SEARCH_IMAGES:,}" in " ".join(output.split())
+    assert took < seconds, f"{command}: {took:.1f} s"
+    assert peak < megabytes, f"{command}: {peak} MB"
+
+
+@pytest.mark.slow
+def test_duplicates_refuses_more_images_than_it_is_allowed_in_one_line(many_rows: Path) -> None:
+    code, output, took, _ = run_bounded(["duplicates", "--max-images", "1000", str(many_rows)])
+    assert code == 2
+    assert "near-duplicates not searched" in output and "--max-images 300002" in " ".join(output.split())
+    assert took < 60
