@@ -45,7 +45,7 @@ def run_bounded(args: list[str]) -> tuple[int, str, float, int]:
         env={**os.environ, "COLUMNS": "200"},
     )
     seconds = time.perf_counter() - started
-    peak = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")]
+    peak = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("PEAK_KB")]
     assert peak, done.stderr
     return done.returncode, done.stdout + done.stderr, seconds, peak[0] // 1024
 
