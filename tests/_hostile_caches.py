@@ -19,6 +19,17 @@ STR = h5py.string_dtype("utf-8")
 SECRET = b"root:x:0:0:SECRET:/root:/bin/bash\n" * 4096
 
 
+def small_source(root: Path) -> Path:
+    """The source folder of the valid cache: six seeded images in the Kaggle layout (train 4, test 2)."""
+    from conftest import radiograph, write_image
+
+    for i in range(6):
+        label = "NORMAL" if i % 2 else "PNEUMONIA"
+        name = f"IM-{i:04d}-0001.jpeg" if label == "NORMAL" else f"person{i}_bacteria_{i}.jpeg"
+        write_image(root / "src" / ("train" if i < 4 else "test") / label / name, radiograph(120, 100, seed=i))
+    return root / "src"
+
+
 def _replace(path: Path, name: str, make: Callable[[h5py.Group, tuple[int, ...]], None]) -> None:
     """Delete dataset ``name`` (e.g. ``train/images``) and let ``make(group, old_shape)`` put something there."""
     with h5py.File(path, "r+") as f:

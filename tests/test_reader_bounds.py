@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _hostile_caches import claim_rows
-from conftest import radiograph, write_image
+from _hostile_caches import claim_rows, small_source
 
 import xraycache
 from xraycache.core.limits import SEARCH_IMAGES
@@ -54,12 +53,8 @@ def run_bounded(args: list[str]) -> tuple[int, str, float, int]:
 def many_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid 8 px cache whose train split holds ROWS images (repeats of its own four), compressed."""
     root = tmp_path_factory.mktemp("many_rows")
-    for i in range(6):
-        label = "NORMAL" if i % 2 else "PNEUMONIA"
-        name = f"IM-{i:04d}-0001.jpeg" if label == "NORMAL" else f"person{i}_bacteria_{i}.jpeg"
-        write_image(root / "src" / ("train" if i < 4 else "test") / label / name, radiograph(120, 100, seed=i))
     out = root / "many.h5"
-    xraycache.build(root / "src", out, size=8, jobs=1)
+    xraycache.build(small_source(root), out, size=8, jobs=1)
     claim_rows(out, ROWS)
     return out
 
