@@ -150,6 +150,7 @@ class ForkedPool:
         self._start(early=True)
 
     def _start(self, *, early: bool = False) -> ProcessPoolExecutor:
+        self._clock.clear()  # a killed or crashed worker's last mark must not name a worker of this pool
         before = set(multiprocessing.active_children())
         executor = ProcessPoolExecutor(
             self.n_jobs,
@@ -316,6 +317,10 @@ class TaskClock:
     def stop(self, block: int) -> None:
         """In a worker: the task in ``block`` is done."""
         self._rows[block, 2] = 0.0
+
+    def clear(self) -> None:
+        """In the build, before it forks new workers: no file is running."""
+        self._rows[:] = 0.0
 
     def overdue(self, limit: float) -> list[tuple[int, int, int]]:
         """In the build: (block, worker pid, position) of every file decoding for over ``limit`` seconds."""
