@@ -82,3 +82,28 @@ def test_duplicates_refuses_more_images_than_it_is_allowed_in_one_line(many_rows
     assert code == 2
     assert "near-duplicates not searched" in output and "--max-images 300002" in " ".join(output.split())
     assert took < 60
+
+
+def test_one_long_text_value_among_many_short_ones_is_refused(tmp_path: Path) -> None:
+    """Text columns come back one width for every row: one name of a million characters among 100,000 empty
+    ones would take 400 GB; it is refused in one line, and a column of ordinary names reads."""
+    import h5py
+    import numpy as np
+
+    from xraycache.core.errors import NotACacheError
+    from xraycache.core.reads import read_text
+
+    path = tmp_path / "text.h5"
+    with h5py.File(path, "w") as f:
+        text = h5py.string_dtype("utf-8")
+        f.create_dataset("long", data=np.array(["x" * 1_000_000] + [""] * 100_000, dtype=object), dtype=text)
+        f.create_dataset(
+            "names", data=np.array([f"train/NORMAL/IM-{i:06d}.jpeg" for i in range(100_000)], dtype=object), dtype=text
+        )
+    budget = path.stat().st_size
+    with h5py.File(path, "r") as f:
+        started = time.perf_counter()
+        with pytest.raises(NotACacheError, match=r"/long holds a value of 1,000,000 characters .* 400 GB"):
+            read_text(f["long"], budget)
+        assert time.perf_counter() - started < 20
+        assert len(read_text(f["names"], budget)) == 100_000
