@@ -19,6 +19,17 @@ STR = h5py.string_dtype("utf-8")
 SECRET = b"root:x:0:0:SECRET:/root:/bin/bash\n" * 4096
 
 
+def small_source(root: Path) -> Path:
+    """The source folder of the valid cache: six seeded images in the Kaggle layout (train 4, test 2)."""
+    from conftest import radiograph, write_image
+
+    for i in range(6):
+        label = "NORMAL" if i % 2 else "PNEUMONIA"
+        name = f"IM-{i:04d}-0001.jpeg" if label == "NORMAL" else f"person{i}_bacteria_{i}.jpeg"
+        write_image(root / "src" / ("train" if i < 4 else "test") / label / name, radiograph(120, 100, seed=i))
+    return root / "src"
+
+
 def _replace(path: Path, name: str, make: Callable[[h5py.Group, tuple[int, ...]], None]) -> None:
     """Delete dataset ``name`` (e.g. ``train/images``) and let ``make(group, old_shape)`` put something there."""
     with h5py.File(path, "r+") as f:
@@ -223,6 +234,67 @@ def width_not_a_whole_number(path: Path, outside: Path) -> None:
     _replace(path, "train/meta/width", lambda g, shape: g.create_dataset("width", data=np.full(shape, np.nan)))
 
 
+def huge_chunk(path: Path, outside: Path) -> None:
+    """Four images in one compressed chunk of 100,000: any read of a row makes HDF5 allocate 100 MB."""
+    _replace(
+        path,
+        "train/images",
+        lambda g, shape: g.create_dataset(
+            "images",
+            data=np.zeros(shape, np.uint8),
+            maxshape=(None, *shape[1:]),
+            chunks=(100_000, *shape[1:]),
+            compression="gzip",
+        ),
+    )
+
+
+def claim_rows(path: Path, rows: int, split: str = "train") -> None:
+    """Not a refusal: ``split`` made to hold ``rows`` images by repeating its own, every column compressed in
+    chunks of 65,536 rows, its statistics made to agree. A valid cache, as small as a legitimate compressed
+    one of that many images (tens of MB for a million at 8 px), whose rows each reader must handle in
+    bounded time and memory."""
+    chunk = 65_536
+    with h5py.File(path, "r+") as f:
+        group = f[split]
+        n = group["images"].shape[0]
+
+        def inflate(parent: h5py.Group) -> None:
+            for name, item in list(parent.items()):
+                if isinstance(item, h5py.Group):
+                    if name != "stats":
+                        inflate(item)
+                    continue
+                if not item.shape or item.shape[0] != n:
+                    continue
+                data, attrs, dtype = item[()], dict(item.attrs), item.dtype
+                del parent[name]
+                new = parent.create_dataset(
+                    name,
+                    shape=(rows, *data.shape[1:]),
+                    dtype=dtype,
+                    chunks=(min(rows, chunk), *data.shape[1:]),
+                    compression="gzip",
+                    compression_opts=1,
+                )
+                for start in range(0, rows, chunk):
+                    stop = min(rows, start + chunk)
+                    new[start:stop] = data[np.arange(start, stop) % n]
+                new.attrs.update(attrs)
+
+        before = group["stats/hist"][()]
+        counts = np.bincount(group["labels"][()], minlength=before.shape[0])
+        per_row = [np.bincount(image.ravel(), minlength=256) for image in group["images"][()]]
+        labels = group["labels"][()]
+        inflate(group)
+        times = np.bincount(np.arange(rows) % n, minlength=n)
+        hist = np.zeros_like(before)
+        for i in range(n):
+            hist[labels[i]] += times[i] * per_row[i]
+        group["stats/hist"][...] = hist
+        group["stats/count"][...] = np.bincount(labels[np.arange(rows) % n], minlength=counts.shape[0])
+
+
 def truncated(path: Path, outside: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -253,6 +325,7 @@ CASES: dict[str, Callable[[Path, Path], None]] = {
         many_labels,
         huge_label_name,
         truncated,
+        huge_chunk,
         a_fifo,
         shared_string_heap,
         huge_fixed_strings,

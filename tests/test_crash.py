@@ -289,6 +289,7 @@ for package in (xraycache, rich, typer):  # rich imports some modules lazily (e.
             importlib.import_module(module.name)
 import PIL.Image, PIL.JpegImagePlugin, PIL.PngImagePlugin
 PIL.Image.init()
+import multiprocessing.popen_fork  # the build forks its worker (one with -j 1) after the privileges drop
 from xraycache.cli import app
 with contextlib.suppress(BaseException), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     app(prog_name="xraycache", args=[*sys.argv[1:], "--dry-run", "-q"])

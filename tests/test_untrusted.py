@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _hostile_caches import CASES, make_outside
+from _hostile_caches import CASES, make_outside, small_source
 from conftest import radiograph, write_image
 
 import xraycache
@@ -62,11 +62,7 @@ print("RESULTS " + json.dumps(results))
 def valid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(source folder, a valid cache built from it at --size 32: train 4 images, test 2)."""
     root = tmp_path_factory.mktemp("untrusted")
-    src = root / "src"
-    for i in range(6):
-        label = "NORMAL" if i % 2 else "PNEUMONIA"
-        name = f"IM-{i:04d}-0001.jpeg" if label == "NORMAL" else f"person{i}_bacteria_{i}.jpeg"
-        write_image(src / ("train" if i < 4 else "test") / label / name, radiograph(120, 100, seed=i))
+    src = small_source(root)
     out = root / "valid.h5"
     xraycache.build(src, out, size=32, jobs=1)
     return src, out

@@ -18,12 +18,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .analysis.leakage import leakage
+from .analysis.leakage import leakage, search_refused
 from .builder.scan import scan
 from .core.files import file_sha256
-from .core.pixels import pixel_checksum, pixel_descriptor
+from .core.limits import SEARCH_IMAGES
+from .core.pixels import pixel_checksum, pixel_descriptor, pixel_descriptors
 from .core.reads import read_attrs, read_text
-from .core.schema import storable_path
+from .core.schema import DESCRIPTOR_SIDE, storable_path
 from .core.shard_files import cache_bytes
 from .core.validate import open_cache
 
@@ -54,6 +55,7 @@ class VerifyReport:
     unchecked: list[str] = field(default_factory=list)  # notes: what could not be checked, and why
     near_duplicates_across: int | None = None  # near-duplicate pairs across splits; None: not searched
     near_duplicates_within: int | None = None
+    near_duplicates_unsearched: str = ""  # why they were not searched, where the count is the reason
 
     @property
     def ok(self) -> bool:
@@ -81,7 +83,7 @@ def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = Non
         attrs = read_attrs(file)
         report.splits = [str(s) for s in attrs.get("splits", [])]
         try:
-            cached, skipped = _check_file(file, attrs, report)
+            cached, skipped = _check_file(file, attrs, report, sources=src is not None)
         except (KeyError, OSError, ValueError) as exc:
             report.problems.append(Finding(report.out, "unreadable", f"{type(exc).__name__}: {exc}"))
             return report
@@ -92,8 +94,11 @@ def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = Non
     return report
 
 
-def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) -> tuple[dict[str, bytes], set[str]]:
-    """Structure and checksums of every split; returns path -> recorded file hash, and the skipped paths."""
+def _check_file(
+    file: h5py.File, attrs: dict[str, Any], report: VerifyReport, *, sources: bool = True
+) -> tuple[dict[str, bytes], set[str]]:
+    """Structure and checksums of every split; returns path -> recorded file hash (empty unless
+    ``sources``: what a check against SRC compares), and the skipped paths."""
     label_names = list(attrs.get("label_names", []))
     budget = cache_bytes(Path(file.filename), file.attrs)  # the most text the cache can hold
     size = attrs.get("size")
@@ -128,11 +133,12 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
                 report.problems.append(Finding(split, "stats", "stats/count does not match the labels"))
         paths = read_text(group["meta/path"], budget)
         _check_pixels(group, split, labels, paths, report, version)
-        hashes = group["meta/file_hash"][:]
-        for path, digest in zip(paths, hashes, strict=True):
-            cached[str(path)] = bytes(digest)
+        if sources:
+            hashes = group["meta/file_hash"][:]
+            for path, digest in zip(paths, hashes, strict=True):
+                cached[str(path)] = bytes(digest)
     skipped: set[str] = set()
-    if "skipped" in file and "path" in file["skipped"]:
+    if "skipped" in file and "path" in file["skipped"]:  # read either way: a reader refuses a hostile heap there
         skipped = {str(p) for p in read_text(file["skipped/path"], budget)}
     return cached, skipped
 
@@ -156,22 +162,39 @@ def _check_pixels(
     lows, highs = group["meta/min"][:], group["meta/max"][:]
     hist = np.zeros(group["stats/hist"].shape, dtype=np.int64) if "stats/hist" in group else None
     per_image = max(1, int(np.prod(images.shape[1:])) * images.dtype.itemsize)
-    block = max(1, BLOCK_BYTES // per_image)
+    stored_per_image = per_image + (DESCRIPTOR_SIDE * DESCRIPTOR_SIDE if descriptors is not None else 0)
+    block = max(1, BLOCK_BYTES // stored_per_image)  # pixels and descriptors read per block
+    # descriptors computed a step at a time: 8 KB each in float64 while computed, whatever the image's size
+    step = max(1, BLOCK_BYTES // max(per_image * 8, DESCRIPTOR_SIDE * DESCRIPTOR_SIDE * 8))
+    for chunked in (images, descriptors):  # whole chunks (at most 64 MB, open_cache checks): each decompressed once
+        if chunked is not None and chunked.chunks:
+            block = -(-block // chunked.chunks[0]) * chunked.chunks[0]
     for start in range(0, n, block):
         pixels = images[start : start + block]
-        stored_descriptors = descriptors[start : start + block] if descriptors is not None else None
-        for offset, image in enumerate(pixels):
-            row = start + offset
-            if stored_sums is not None and pixel_checksum(image, version) != bytes(stored_sums[row]):
-                report.problems.append(Finding(str(paths[row]), "checksum", f"{split}[{row}]: pixels do not match"))
-            if stored_descriptors is not None and not np.array_equal(
-                pixel_descriptor(image), stored_descriptors[offset]
-            ):
-                report.problems.append(
-                    Finding(str(paths[row]), "descriptor", f"{split}[{row}]: descriptor does not match the pixels")
-                )
-            if image.min() != lows[row] or image.max() != highs[row]:
-                report.problems.append(Finding(str(paths[row]), "meta", f"{split}[{row}]: min/max do not match"))
+        stop = start + len(pixels)
+        if stored_sums is not None:
+            for offset, image in enumerate(pixels):
+                row = start + offset
+                if pixel_checksum(image, version) != bytes(stored_sums[row]):
+                    report.problems.append(Finding(str(paths[row]), "checksum", f"{split}[{row}]: pixels do not match"))
+        if descriptors is not None:  # the block at once; a mismatch confirmed by the one-image definition
+            stored = descriptors[start:stop]
+            differ = np.concatenate(
+                [
+                    np.flatnonzero((pixel_descriptors(pixels[i : i + step]) != stored[i : i + step]).any(axis=(1, 2)))
+                    + i
+                    for i in range(0, len(pixels), step)
+                ]
+            )
+            for offset in differ.tolist():
+                if not np.array_equal(pixel_descriptor(pixels[offset]), stored[offset]):
+                    row = start + offset
+                    report.problems.append(
+                        Finding(str(paths[row]), "descriptor", f"{split}[{row}]: descriptor does not match the pixels")
+                    )
+        wrong = (pixels.min(axis=(1, 2)) != lows[start:stop]) | (pixels.max(axis=(1, 2)) != highs[start:stop])
+        for row in (np.flatnonzero(wrong) + start).tolist():
+            report.problems.append(Finding(str(paths[row]), "meta", f"{split}[{row}]: min/max do not match"))
         if hist is not None and labels.ndim == 1 and hist.shape[-1] == 256 and pixels.dtype == np.uint8:
             block_labels = labels[start : start + block]
             for label in np.unique(block_labels):
@@ -184,6 +207,9 @@ def _check_pixels(
 def _count_near_duplicates(file: h5py.File, report: VerifyReport) -> None:
     """The near-duplicate pairs within and across splits, for the summary (when every split has descriptors)."""
     if not all("descriptors" in file[split] for split in report.splits):
+        return
+    report.near_duplicates_unsearched = search_refused(report.images, SEARCH_IMAGES)
+    if report.near_duplicates_unsearched:
         return
     budget = cache_bytes(Path(file.filename), file.attrs)
     columns = {

@@ -20,6 +20,17 @@ import numpy as np
 from .near_duplicates import THRESHOLD, PixelSource, find_pairs, groups, joined
 
 
+def search_refused(images: int, max_images: int | None) -> str:
+    """Why the near-duplicates among ``images`` images are not searched with a bound of ``max_images`` (None:
+    no bound), or "" when they are."""
+    if max_images is None or images <= max_images:
+        return ""
+    return (
+        f"{images:,} images, more than the {max_images:,} this command compares (the search grows with the "
+        f"square of the count): `xraycache duplicates --max-images {images}` searches them all"
+    )
+
+
 @dataclass
 class PatientLeak:
     """A patient with images in more than one split: images per split."""

@@ -17,6 +17,7 @@ the end, from what the scan, the plan and the execution say.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -94,7 +95,9 @@ def run_build(
     with (
         interrupt_guard(),  # around the rename and the pool's end: see core.interrupts
         # before any file is opened; none for sharded builds, whose shards loky workers write
-        worker_pool(options.run.workers() if shards <= 1 else 1, options.run.backend, options.resize) as pool,
+        worker_pool(options.run.workers(), options.run.backend, options.resize, options.run.file_timeout)
+        if shards <= 1
+        else contextlib.nullcontext() as pool,
         output_lock(out_path),
         dask_cluster(
             address,

@@ -126,7 +126,9 @@ def print_leakage(report: LeakageReport, limit: int = 10) -> None:
         table.add_column("where")
         table.add_column("files")
         for group in (across + within)[:limit]:
-            files = ", ".join(f"{shown(path)} ({shown(split)})" for split, path in group.images)
+            files = ", ".join(f"{shown(path)} ({shown(split)})" for split, path in group.images[:limit])
+            if len(group.images) > limit:
+                files += f", ... and {len(group.images) - limit:,} more"
             table.add_row("across splits" if group.across_splits else "within a split", files)
         if len(report.duplicates) > limit:
             table.add_row(f"... and {len(report.duplicates) - limit} more", "(all in --json)")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..core.limits import DUPLICATES_SEARCH_IMAGES
 from ._common import cli_errors, console, open_for_reading, said, shown
 
 
@@ -16,6 +17,14 @@ def duplicates_command(
     file: Annotated[Path, typer.Argument(help="Cache file written by `xraycache build`.", show_default=False)],
     limit: Annotated[int, typer.Option(min=1, help="Groups to print (all are in --json).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the pairs and groups as JSON.")] = False,
+    max_images: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            help="Search caches of at most this many images (the search grows with the square of the count: "
+            "about 40 s at 100,000).",
+        ),
+    ] = DUPLICATES_SEARCH_IMAGES,
 ) -> None:
     """List the groups of near-duplicate images in FILE, across splits first.
 
@@ -23,7 +32,7 @@ def duplicates_command(
     (identical files count too). A group across splits is leakage: `xraycache build --drop-duplicates`
     keeps one image per group, `--resplit` keeps each group in one split."""
     with cli_errors(), open_for_reading(file) as cache:
-        report = cache.leakage()
+        report = cache.leakage(max_images)
     if report.near_duplicates_unavailable:
         if as_json:
             print(json.dumps({"unavailable": report.near_duplicates_unavailable}))

@@ -49,6 +49,10 @@ def print_report(report: VerifyReport, limit: int) -> None:
             f"(leakage, not damage: `xraycache duplicates {shown(report.out)}` lists them)",
             highlight=False,
         )
+    if report.near_duplicates_unsearched:
+        console.print(
+            f"[dim]near-duplicates: not searched: {said(report.near_duplicates_unsearched)}[/]", highlight=False
+        )
     if report.ok:
         console.print(
             f"[green]ok[/]: {scope}: {report.images:,} images in {len(report.splits)} split(s) agree", highlight=False

@@ -42,6 +42,7 @@ class BuildSettings(TypedDict, total=False):
     shards: int
     jobs: int
     strict: bool
+    file_timeout: float
     backend: Literal["local", "loky", "dask"]
     scheduler: str | None
     scheduler_timeout: float

@@ -43,6 +43,9 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # --overwrite instead of mixing two roundings in one file.
 RESIZE_ARITHMETIC = "fixed-point w14 f7"
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach a dask scheduler, and to wait for its first worker
+# Seconds one source file may take to decode: a real radiograph takes well under one; a hostile file (a
+# progressive JPEG whose scans each walk the whole image) can take hours, and no signal interrupts libjpeg.
+DEFAULT_FILE_TIMEOUT = 60.0
 MAX_FOLDS = 100
 
 OUTPUT, LABELS, TABLES, HIGH_BIT, RUNNING, SCALING = (
@@ -496,6 +499,15 @@ class RunOptions(_Part):
     jobs: int = option(-1, "Worker processes; -1 uses every core.", panel=RUNNING, flags=("--jobs", "-j"), record=False)
     strict: bool = option(
         False, "Fail (exit 1, nothing written) if any image cannot be decoded.", panel=RUNNING, record=False
+    )
+    file_timeout: float = option(
+        DEFAULT_FILE_TIMEOUT,
+        "Seconds one source file may take to decode; a file that takes longer has its worker stopped and is "
+        "skipped with that reason (forked local workers, the default on Linux).",
+        panel=RUNNING,
+        min=0.01,
+        record=False,
+        metavar="SECONDS",
     )
     backend: Backend = option(
         "local",

@@ -14,6 +14,12 @@ import numpy as np
 
 from .errors import NotACacheError
 
+# Text columns come back as fixed-width NumPy strings, every row as wide as the longest (4 bytes a
+# character): a column of a million short names and one of a million characters would take 4 TB. Refused
+# when that padding is both over PADDED_BYTES and over PADDING_FACTOR times the characters it holds.
+PADDED_BYTES = 1 << 30
+PADDING_FACTOR = 64
+
 
 def read_data(dset: h5py.Dataset, selection: Any = ()) -> np.ndarray:
     """``dset[selection]``, with HDF5's errors on damaged data (a corrupt heap, a bad chunk) as one line."""
@@ -57,6 +63,13 @@ def read_text(
         start += len(texts)
         longest = max([longest, *(len(t) for t in texts)])
         rows = max(16, min(block, 2 * rows, (budget - total) // max(1, longest)))
+    values = sum(len(part) for part in parts)
+    padded = values * longest * 4
+    if padded > PADDED_BYTES and padded > PADDING_FACTOR * 4 * total:
+        raise NotACacheError(
+            f"{dset.file.filename}: {dset.name} holds a value of {longest:,} characters among {values:,} of "
+            f"{total / values:.1f} on average: as text of one width they would take {padded / 1e9:,.0f} GB"
+        )
     return np.concatenate(parts) if parts else np.array([], dtype=str)
 
 

@@ -39,6 +39,11 @@ MAX_ROOT_ATTRIBUTES = 200
 MAX_MEMBERS = 200  # datasets in one group (meta columns, stats)
 MAX_SHARDS = 4096
 MAX_COMPRESSION = 1024  # logical / stored bytes of a compressed dataset (gzip of a black image: ~700)
+# The most one chunk may hold, decompressed: HDF5 decompresses a whole chunk to read any row of it, so a
+# chunk of a gigabyte made every small read cost a gigabyte. The build's chunks hold 8 images (at most
+# 256 MB: 4096 px uint16), other columns are not chunked; 8 rows of any dataset are always allowed.
+MAX_CHUNK_BYTES = 64 << 20
+MAX_CHUNK_ROWS_ALWAYS = 8
 VLEN_BYTES = 16  # what HDF5 stores per variable-length string in the dataset itself (the rest in its heap)
 REQUIRED_META = ("path", "patient", "file_hash", "file_size", "mtime_ns", "width", "height", "min", "max")
 STRING_META = frozenset(name for name, dtype in META_COLUMNS.items() if dtype is STR)
@@ -253,6 +258,14 @@ class _CacheCheck:
             chunks = int(np.prod([-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True)]))
             if dset.id.get_num_chunks() != chunks:
                 raise _Refused(where, "has chunks that were never written (a reader would see fill values)")
+            value = VLEN_BYTES if vlen else dset.dtype.itemsize
+            chunk = int(np.prod(dset.chunks, dtype=np.float64)) * value
+            row = int(np.prod(dset.chunks[1:], dtype=np.float64)) * value if dset.chunks[1:] else value
+            if chunk > max(MAX_CHUNK_BYTES, MAX_CHUNK_ROWS_ALWAYS * row):
+                raise _Refused(
+                    where,
+                    f"has chunks of {chunk:,} bytes (at most {MAX_CHUNK_BYTES:,}): each read would decompress one",
+                )
         elif rows:
             if stored != expected:
                 raise _Refused(where, f"holds {stored:,} bytes where its shape needs {expected:,}")

@@ -28,8 +28,13 @@ HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 
 
 def robust_range(values: np.ndarray, how: str) -> tuple[float, float]:
-    """(low, high) of the ``minmax`` or ``percentile`` window over an image's values."""
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    """(low, high) of the ``minmax`` or ``percentile`` window over an image's values (copied only where
+    some are not finite: a full-size float64 copy is 8 bytes a pixel)."""
+    finite = values
+    if values.dtype.kind == "f":
+        mask = np.isfinite(values)
+        finite = values if mask.all() else values[mask]
+        del mask
     if finite.size == 0:
         return 0.0, 0.0
     if how == "minmax":
@@ -39,10 +44,14 @@ def robust_range(values: np.ndarray, how: str) -> tuple[float, float]:
 
 
 def linear_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map [low, high] linearly to [0, 1], clipped (a flat image maps to 0)."""
+    """Map [low, high] linearly to [0, 1], clipped (a flat image maps to 0): one new float64 array, the
+    arithmetic done in place in it (each temporary of a full-size image is 8 bytes a pixel)."""
     if high <= low:
         return np.zeros(values.shape, dtype=np.float64)
-    return np.clip((values.astype(np.float64) - low) / (high - low), 0.0, 1.0)
+    unit = values.astype(np.float64)  # a copy even when ``values`` is float64: the caller keeps its values
+    unit -= low
+    unit /= high - low
+    return np.clip(unit, 0.0, 1.0, out=unit)
 
 
 def render_pil_high_bit(image: Image.Image, spec: ResizeOptions) -> tuple[np.ndarray, str]:

@@ -24,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..analysis.leakage import LeakageReport, leakage
+from ..analysis.leakage import LeakageReport, leakage, search_refused
 from ..core.errors import (
     CacheReplacedError,
     IndexOutOfRangeError,
@@ -33,6 +33,7 @@ from ..core.errors import (
     NotACacheError,
     Skipped,
 )
+from ..core.limits import SEARCH_IMAGES
 from ..core.options import setting_names
 from ..core.reads import attr_value, damaged, read_attrs, read_data, read_text
 from ..core.schema import SKIPPED_COLUMNS
@@ -190,9 +191,14 @@ class Cache(Mapping[str, "Split"]):
         n = len(columns[0]) if columns[0] is not None else 0
         return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
 
-    def leakage(self) -> LeakageReport:
+    def leakage(self, max_images: int | None = SEARCH_IMAGES) -> LeakageReport:
         """Patients in more than one split, identical files and near-duplicate images, from the stored meta
-        columns and descriptors; the pixels are read only of the pairs the descriptors suggest."""
+        columns and descriptors; the pixels are read only of the pairs the descriptors suggest. Near-duplicates
+        are searched among at most ``max_images`` images (None: any number; the search grows with the square
+        of the count), else not, and the report says why."""
+        refused = search_refused(sum(len(self[name]) for name in self.splits), max_images)
+        if refused:
+            return leakage({name: self[name].meta for name in self.splits}, unavailable=refused)
         found = {name: self[name].descriptors for name in self.splits}
         descriptors = {name: d for name, d in found.items() if d is not None}
         if len(descriptors) == len(found):

@@ -74,6 +74,10 @@ def _leakage_html(leaks: LeakageReport, limit: int = 50) -> str:
     """The leakage section: the summary, then each list the report holds (patients, duplicate groups, ...)."""
     data = leaks.to_dict()
     data.pop("near_duplicate_groups", None)  # the same pairs, grouped
+    for group in data["duplicates"]:  # a group may hold any number of files: the first ``limit`` are listed
+        images = group["images"]
+        if len(images) > limit:
+            group["images"] = [*images[:limit], f"... and {len(images) - limit:,} more"]
     data["near_duplicates"] = [
         {
             "image": f"{pair.a[1]} ({pair.a[0]})",

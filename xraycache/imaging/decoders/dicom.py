@@ -123,16 +123,28 @@ def _first(value: Any) -> float:
 
 
 def voi_window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """Window centre/width to [0, 1] as PS3.3 C.11.2.1.2 defines it (LINEAR, LINEAR_EXACT, SIGMOID)."""
-    x = values.astype(np.float64)
+    """Window centre/width to [0, 1] as PS3.3 C.11.2.1.2 defines it (LINEAR, LINEAR_EXACT, SIGMOID): one
+    new float64 array, each step done in place in it (the same arithmetic, without full-size temporaries)."""
     function = (function or "LINEAR").upper()
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(np.clip(-4.0 * (x - center) / width, -700, 700)))
-    if function == "LINEAR_EXACT":
-        return np.clip((x - center) / width + 0.5, 0.0, 1.0)
-    if width < 1:
+    if function == "LINEAR" and width < 1:
         raise DecodeError(f"window width {width:g} is below 1 (LINEAR)")
-    return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+    x = values.astype(np.float64)
+    if function == "SIGMOID":
+        x -= center
+        x *= -4.0
+        x /= width
+        np.clip(x, -700, 700, out=x)
+        np.exp(x, out=x)
+        x += 1.0
+        return np.divide(1.0, x, out=x)
+    if function == "LINEAR_EXACT":
+        x -= center
+        x /= width
+    else:
+        x -= center - 0.5
+        x /= width - 1
+    x += 0.5
+    return np.clip(x, 0.0, 1.0, out=x)
 
 
 def _voi(ds: Any, values: np.ndarray) -> tuple[np.ndarray, str] | None:
@@ -220,24 +232,44 @@ def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
         if syntax.is_compressed:
             raise DecodeError(f"cannot decode {name} pixel data ({INSTALL_HINT} installs decoders): {exc}") from None
         raise DecodeError(f"corrupt or truncated DICOM pixel data: {exc}") from None
+    # the encoded pixels (a copy of the file's bytes, as large as it) are not needed any more: the decoded
+    # array holds its own copy
+    if not np.may_share_memory(stored, np.frombuffer(ds.PixelData, dtype=np.uint8)):
+        del ds.PixelData
     info = provenance(ds)
     height, width = int(stored.shape[0]), int(stored.shape[1])
     photometric = info["photometric"] or "MONOCHROME2"
     if stored.ndim == 3:  # RGB / YBR (pydicom gives RGB): luma, like a colour JPEG, never windowed
-        rgb = stored.astype(np.float64)
-        luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
         top = float(2 ** int(ds.get("BitsStored", 8) or 8) - 1)
         info["window"] = "none (colour)"
-        return DecodedPixels(resize(np.clip(luma / top, 0, 1), spec), width, height, "RGB", info)
-    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+        return DecodedPixels(resize(_luma(stored, top), spec), width, height, "RGB", info)
+    # modality values as they come (the stored integers unless the file rescales them): converted to float64
+    # where a window needs them, once, not kept beside a float64 copy (8 bytes a pixel each)
+    values = np.asarray(apply_modality_lut(stored, ds))
+    del stored
     unit, how = _render_gray(ds, values, spec)
     if photometric == "MONOCHROME1":
-        unit = 1.0 - unit
+        unit = np.subtract(1.0, unit, out=unit)
         how += ", inverted (MONOCHROME1)"
     info["window"] = how
     bits = info["bits_stored"] or 8
     mode = "L" if bits <= 8 else ("I" if int(ds.get("PixelRepresentation", 0) or 0) else "I;16")
     return DecodedPixels(resize(unit, spec), width, height, mode, info)
+
+
+LUMA_ROWS = 256  # rows of a colour image converted to luma at a time
+
+
+def _luma(rgb: np.ndarray, top: float) -> np.ndarray:
+    """(H, W, 3) colour values -> (H, W) ITU-R 601 luma in [0, 1] (``top`` maps to 1), float64. A block of
+    rows at a time, so that no full-size float64 colour copy (24 bytes a pixel) or temporary exists: the same
+    arithmetic per pixel as on the whole image."""
+    unit = np.empty(rgb.shape[:2], dtype=np.float64)
+    for start in range(0, len(rgb), LUMA_ROWS):
+        block = rgb[start : start + LUMA_ROWS].astype(np.float64)
+        unit[start : start + LUMA_ROWS] = block[..., 0] * 0.299 + block[..., 1] * 0.587 + block[..., 2] * 0.114
+    unit /= top
+    return np.clip(unit, 0, 1, out=unit)
 
 
 def _render_gray(ds: Any, values: np.ndarray, spec: ResizeOptions) -> tuple[np.ndarray, str]:

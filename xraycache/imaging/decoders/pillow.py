@@ -28,6 +28,11 @@ FORMATS = ("JPEG", "PNG")
 # filter would keep; 2x keeps the worst image close to an exact area average of the full decode
 # (``python -m benchmarks.hotpath --sections fidelity`` checks it on the real sample).
 DRAFT_OVERSAMPLE = 2
+# The most scans a JPEG may have: encoders write 1 (baseline) or about 10 (progressive; mozjpeg's
+# optimised scripts a few more), and libjpeg-turbo's own guard against scan bombs (``-limitscans``) is 500.
+# Each scan walks the whole image, so a small file repeating thousands of them held a build for minutes.
+MAX_SCANS = 500
+SOS = b"\xff\xda"  # start of scan
 
 
 def available() -> bool:
@@ -66,6 +71,15 @@ def draft_request(width: int, height: int, spec: ResizeOptions) -> tuple[int, in
     return (target, target)
 
 
+def jpeg_scans(data: bytes) -> int:
+    """How many scans a JPEG's bytes announce: its start-of-scan markers (FF DA), counted in one pass in C.
+
+    Entropy-coded data cannot hold that byte pair (a 0xFF there is followed by 0x00 or a restart marker),
+    so only scans are counted, and any embedded in metadata (an EXIF thumbnail's): never fewer than the
+    decoder would run."""
+    return data.count(SOS)
+
+
 def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
     """Decode JPEG or PNG bytes (by content) to stored pixels; DecodeError with a short reason otherwise."""
     if not data:
@@ -83,6 +97,11 @@ def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
     mode = image.mode
     if width * height > spec.max_pixels:
         raise DecodeError(f"{width}x{height} px is over the pixel limit of {spec.max_pixels:,}")
+    if image.format == "JPEG" and (scans := jpeg_scans(data)) > MAX_SCANS:
+        raise DecodeError(
+            f"a JPEG of {scans:,} scans (encoders write at most a few dozen; the limit is {MAX_SCANS}): "
+            "refused, its decode would take minutes"
+        )
     try:
         orientation = image.getexif().get(0x0112, 1)
         if image.format == "JPEG":
