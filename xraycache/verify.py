@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from .analysis.leakage import leakage
 from .builder.scan import scan
 from .core.files import file_sha256
+from .core.pinned import CacheFiles, RowsGroup
 from .core.pixels import pixel_checksum, pixel_descriptor
 from .core.reads import read_attrs, read_text
 from .core.schema import storable_path
@@ -92,7 +92,7 @@ def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = Non
     return report
 
 
-def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) -> tuple[dict[str, bytes], set[str]]:
+def _check_file(file: CacheFiles, attrs: dict[str, Any], report: VerifyReport) -> tuple[dict[str, bytes], set[str]]:
     """Structure and checksums of every split; returns path -> recorded file hash, and the skipped paths."""
     label_names = list(attrs.get("label_names", []))
     budget = cache_bytes(Path(file.filename), file.attrs)  # the most text the cache can hold
@@ -138,7 +138,7 @@ def _check_file(file: h5py.File, attrs: dict[str, Any], report: VerifyReport) ->
 
 
 def _check_pixels(
-    group: h5py.Group, split: str, labels: np.ndarray, paths: np.ndarray, report: VerifyReport, version: int
+    group: RowsGroup, split: str, labels: np.ndarray, paths: np.ndarray, report: VerifyReport, version: int
 ) -> None:
     """Checksums (as format ``version`` computes them), per-image min/max and the per-label histogram
     against the stored pixels, block by block."""
@@ -181,7 +181,7 @@ def _check_pixels(
         report.problems.append(Finding(split, "stats", "stats/hist does not match the pixels"))
 
 
-def _count_near_duplicates(file: h5py.File, report: VerifyReport) -> None:
+def _count_near_duplicates(file: CacheFiles, report: VerifyReport) -> None:
     """The near-duplicate pairs within and across splits, for the summary (when every split has descriptors)."""
     if not all("descriptors" in file[split] for split in report.splits):
         return
