@@ -21,7 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import DecodeError
+from .errors import DecodeError, NotACacheError
 from .files import KINDS
 
 
@@ -171,29 +171,41 @@ class _AsStr:
 
 class RowsGroup:
     """A group of an open cache as a reader sees it: members by name or path, with a sharded cache's virtual
-    datasets read as :class:`JoinedRows` and its subgroups wrapped alike."""
+    datasets read as :class:`JoinedRows` and its subgroups wrapped alike. Each member is looked up once per
+    open cache (readers ask for ``images`` at every batch)."""
 
-    def __init__(self, group: h5py.Group, shards: tuple[h5py.File, ...]) -> None:
+    def __init__(self, group: h5py.Group, shards: tuple[h5py.File, ...], members: dict[str, Any]) -> None:
         self.group = group
         self.shards = shards
         self.name: str = group.name
         self.attrs = group.attrs
+        self._members = members  # path -> wrapped member, shared by every group of one open cache
 
-    def _wrap(self, item: Any) -> Any:
-        if isinstance(item, h5py.Group):
-            return RowsGroup(item, self.shards)
-        if isinstance(item, h5py.Dataset) and item.is_virtual:
-            return JoinedRows(item, self.shards)
-        return item
+    def _path(self, name: str) -> str:
+        return name if name.startswith("/") else f"{self.name.rstrip('/')}/{name}"
 
     def __getitem__(self, name: str) -> Any:
-        return self._wrap(self.group[name])
+        path = self._path(name)
+        found = self._members.get(path)
+        if found is None:
+            item = self.group[name]
+            if isinstance(item, h5py.Group):
+                found = RowsGroup(item, self.shards, self._members)
+            elif isinstance(item, h5py.Dataset) and item.is_virtual:
+                found = JoinedRows(item, self.shards)
+            else:
+                found = item
+            self._members[path] = found
+        return found
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._wrap(self.group[name]) if name in self.group else default
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
     def __contains__(self, name: object) -> bool:
-        return name in self.group
+        return isinstance(name, str) and (self._path(name) in self._members or name in self.group)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.group)
@@ -210,21 +222,37 @@ class RowsGroup:
 
 
 class CacheFiles(RowsGroup):
-    """An open cache: its file and, for a sharded cache, its shard files, each opened once and checked by
-    ``open_cache``; the root group of what the readers read. Closing it closes them all."""
+    """An open cache: its file and, for a sharded cache, its shard files (named ``shard_names``, relative to
+    the cache's folder), each opened once and checked by ``open_cache``; the root group of what the readers
+    read. Closing it closes them all."""
 
-    def __init__(self, file: h5py.File, shards: tuple[h5py.File, ...] = ()) -> None:
-        super().__init__(file, shards)
+    def __init__(self, file: h5py.File, shards: tuple[h5py.File, ...] = (), shard_names: tuple[str, ...] = ()) -> None:
+        super().__init__(file, shards, {})
         self.file = file
         self.filename: str = file.filename
+        self.shard_names = shard_names
+        self._as_opened = [FileIdentity.of(handle) for handle in (*shards, file)]  # the cache's file last: -1
 
     @property
     def id(self) -> Any:  # the cache file's h5py FileID: its descriptor, its validity
         return self.file.id
 
     def identities(self) -> tuple[FileIdentity, ...]:
-        """Which shard files this cache reads (empty for a single-file cache)."""
-        return tuple(FileIdentity.of(shard) for shard in self.shards)
+        """Which shard files this cache reads (empty for a single-file cache), as they were when opened."""
+        return tuple(self._as_opened[:-1])
+
+    def check_unchanged(self, files: Iterator[int] | list[int] | None = None) -> None:
+        """NotACacheError if a file of this cache (all, or the numbered ones: -1 the cache's, else a shard's)
+        was truncated or written since it was opened. Called after a read: HDF5 reads zeros past the end of a
+        truncated file, and a file rewritten in place (``cp new.h5 cache.h5``) would mix two builds."""
+        numbers = range(-1, len(self.shards)) if files is None else files
+        for number in numbers:
+            handle = self.file if number < 0 else self.shards[number]
+            if FileIdentity.of(handle) != self._as_opened[number]:
+                which = "" if number < 0 else f" (shard {self.shard_names[number]})"
+                raise NotACacheError(
+                    f"{self.filename}{which} was truncated or written while being read; open it again, or rebuild it"
+                )
 
     def close(self) -> None:
         for handle in (*self.shards, self.file):

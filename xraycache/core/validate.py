@@ -92,7 +92,7 @@ def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> Cach
         for handle in (*check.shard_handles, file):
             handle.close()
         raise
-    return CacheFiles(file, tuple(check.shard_handles))
+    return CacheFiles(file, tuple(check.shard_handles), tuple(check.shard_files))
 
 
 class _Refused(Exception):

@@ -133,6 +133,13 @@ class _Handle:
         """Bytes of the cache with its shard files: the bound on how much text it can hold."""
         return cache_bytes(self.path, self.file.attrs)
 
+    def read(self, dset: h5py.Dataset | JoinedRows) -> np.ndarray:
+        """A whole dataset (text as str, within :attr:`size`) read through h5py, from the files as opened."""
+        text = h5py.check_string_dtype(dset.dtype) is not None
+        values = read_text(dset, self.size) if text else read_data(dset)
+        self.file.check_unchanged()  # HDF5 reads zeros past the end of a file truncated since
+        return values
+
     def close(self) -> None:
         if self._pid == os.getpid():
             for close in self._raw_close:
@@ -199,7 +206,7 @@ class Cache(Mapping[str, "Split"]):
         group = self._handle.file.get("skipped")
         if group is None:
             return []
-        columns = [read_text(group[name], self._handle.size) if name in group else None for name in SKIPPED_COLUMNS]
+        columns = [self._handle.read(group[name]) if name in group else None for name in SKIPPED_COLUMNS]
         n = len(columns[0]) if columns[0] is not None else 0
         return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
 
@@ -381,6 +388,12 @@ class _Layout:
             return np.zeros(rows.shape, dtype=np.int64)
         return np.searchsorted([part.start for part in self.parts], rows, side="right") - 1
 
+    def files(self, owner: np.ndarray) -> list[int]:
+        """The files (-1 the cache's, else a shard's) of the parts numbered in ``owner``."""
+        if len(self.parts) == 1:
+            return [self.parts[0].shard]
+        return [self.parts[which].shard for which in np.unique(owner).tolist()]
+
     def where(self, part: int, row: int) -> tuple[int, int]:
         """(file, byte offset) of ``row``, which part number ``part`` holds."""
         held = self.parts[part]
@@ -402,11 +415,7 @@ class Meta(Mapping[str, np.ndarray]):
             group = self._group()
             if name not in group:
                 raise KeyNotFoundError(f"no meta column {name!r}; available: {', '.join(group)}")
-            dset = group[name]
-            if h5py.check_string_dtype(dset.dtype) is not None:
-                self._cache[name] = read_text(dset, self._split._handle.size)
-            else:
-                self._cache[name] = read_data(dset)
+            self._cache[name] = self._split._handle.read(group[name])
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -521,7 +530,9 @@ class Split:
             stops = [*breaks.tolist(), index.size]
             for start, stop in zip(starts, stops, strict=True):
                 self._pread(out[start:stop], *layout.where(int(owner[start]), int(index[start])))
+            self._handle.file.check_unchanged(layout.files(owner))
             return out
+        read = []
         for part in _parts(dset):  # whole chunks through h5py, shard by shard
             first, last = np.searchsorted(index, [part.start, part.stop]).tolist()
             if first == last:
@@ -539,6 +550,8 @@ class Split:
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise damaged(dset, exc) from None
                 out[first + run] = block[local[run] - start]
+            read.append(part.shard)
+        self._handle.file.check_unchanged(read)  # HDF5 reads zeros past the end of a file truncated since
         return out
 
     def read_into(self, index: Any, out: np.ndarray) -> np.ndarray:
@@ -557,9 +570,11 @@ class Split:
             unique, inverse = np.unique(idx, return_inverse=True)
             out[...] = self._read_sorted(unique)[inverse]
             return out
-        owner = layout.owner(idx).tolist()
+        owner = layout.owner(idx)
+        rows = owner.tolist()
         for pos in np.argsort(idx, kind="stable").tolist():  # in file order: sequential where the batch is
-            self._pread(out[pos], *layout.where(owner[pos], int(idx[pos])))  # one positional read, into its row
+            self._pread(out[pos], *layout.where(rows[pos], int(idx[pos])))  # one positional read, into its row
+        self._handle.file.check_unchanged(layout.files(owner))
         return out
 
     def _read_first_axis(self, key: Any) -> np.ndarray:
@@ -613,7 +628,7 @@ class Split:
     def labels(self) -> np.ndarray:
         """The label of every image (int16 as stored; index into ``label_names``)."""
         if self._labels is None:
-            self._labels = read_data(self._dset("labels"))
+            self._labels = self._handle.read(self._dset("labels"))
         return self._labels
 
     @property
@@ -636,13 +651,13 @@ class Split:
     def descriptors(self) -> np.ndarray | None:
         """(N, 32, 32) uint8 thumbnails the near-duplicate search compares, or None (a cache built before them)."""
         group = self._group()
-        return read_data(group["descriptors"]) if "descriptors" in group else None
+        return self._handle.read(group["descriptors"]) if "descriptors" in group else None
 
     def stored_hist(self) -> np.ndarray | None:
         """The (labels, 256) pixel histogram the build stored for this split, or None (a foreign file)."""
         group = self._group()
         if "stats" in group and "hist" in group["stats"]:
-            return read_data(group["stats"]["hist"]).astype(np.int64)
+            return self._handle.read(group["stats"]["hist"]).astype(np.int64)
         return None
 
     def counts(self) -> np.ndarray:
@@ -752,6 +767,7 @@ class Split:
                 dset.read_direct(out)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise damaged(dset, exc) from None
+        self._handle.file.check_unchanged()
         return out
 
     def batches(
