@@ -174,11 +174,14 @@ class RowsGroup:
     datasets read as :class:`JoinedRows` and its subgroups wrapped alike. Each member is looked up once per
     open cache (readers ask for ``images`` at every batch)."""
 
-    def __init__(self, group: h5py.Group, shards: tuple[h5py.File, ...], members: dict[str, Any]) -> None:
+    def __init__(
+        self, group: h5py.Group, shards: tuple[h5py.File, ...], joined: frozenset[str], members: dict[str, Any]
+    ) -> None:
         self.group = group
         self.shards = shards
         self.name: str = group.name
         self.attrs = group.attrs
+        self._joined = joined  # the virtual datasets the open checked
         self._members = members  # path -> wrapped member, shared by every group of one open cache
 
     def _path(self, name: str) -> str:
@@ -190,8 +193,10 @@ class RowsGroup:
         if found is None:
             item = self.group[name]
             if isinstance(item, h5py.Group):
-                found = RowsGroup(item, self.shards, self._members)
+                found = RowsGroup(item, self.shards, self._joined, self._members)
             elif isinstance(item, h5py.Dataset) and item.is_virtual:
+                if item.name not in self._joined:  # nothing the open did not check is read
+                    raise NotACacheError(f"{self.group.file.filename}: {item.name} is a virtual dataset not checked")
                 found = JoinedRows(item, self.shards)
             else:
                 found = item
@@ -223,11 +228,17 @@ class RowsGroup:
 
 class CacheFiles(RowsGroup):
     """An open cache: its file and, for a sharded cache, its shard files (named ``shard_names``, relative to
-    the cache's folder), each opened once and checked by ``open_cache``; the root group of what the readers
-    read. Closing it closes them all."""
+    the cache's folder) and the virtual datasets joining them (``joined``), each opened once and checked by
+    ``open_cache``; the root group of what the readers read. Closing it closes them all."""
 
-    def __init__(self, file: h5py.File, shards: tuple[h5py.File, ...] = (), shard_names: tuple[str, ...] = ()) -> None:
-        super().__init__(file, shards, {})
+    def __init__(
+        self,
+        file: h5py.File,
+        shards: tuple[h5py.File, ...] = (),
+        shard_names: tuple[str, ...] = (),
+        joined: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(file, shards, joined, {})
         self.file = file
         self.filename: str = file.filename
         self.shard_names = shard_names

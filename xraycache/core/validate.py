@@ -7,6 +7,7 @@ and the reason, never make a reader crash, read outside the file or allocate mor
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> Cach
         for handle in (*check.shard_handles, file):
             handle.close()
         raise
-    return CacheFiles(file, tuple(check.shard_handles), tuple(check.shard_files))
+    return CacheFiles(file, tuple(check.shard_handles), tuple(check.shard_files), frozenset(check.joined))
 
 
 class _Refused(Exception):
@@ -112,6 +113,7 @@ class _CacheCheck:
         self.shard_handles: list[h5py.File] = []  # each shard, opened once and kept open for the readers
         self.shard_checks: list[_CacheCheck] = []
         self.checked: set[str] = set()  # datasets whose storage was checked (what a virtual dataset may join)
+        self.joined: set[str] = set()  # virtual datasets checked to join their shards' rows
 
     def run(self) -> None:
         try:
@@ -210,7 +212,12 @@ class _CacheCheck:
                 handle = open_hdf5_pinned(shard)
             except DecodeError as exc:
                 raise _Refused(f"shard {relative}", str(exc)) from None
-            except OSError:
+            except OSError as exc:
+                if exc.errno == errno.EMFILE:  # a reader holds every shard open
+                    raise InputError(
+                        f"{self.path}: too many open files to open its {len(self.shard_files):,} shards; "
+                        "raise the limit (ulimit -n) or rebuild it with fewer shards"
+                    ) from None
                 raise _Refused(f"shard {relative}", "is not a readable HDF5 file") from None
             self.shard_handles.append(handle)
             check = _CacheCheck(shard, handle, self.consistent, shard_of=self.path)
@@ -308,6 +315,7 @@ class _CacheCheck:
             found.append((source.file_name, source.dset_name, blocks[0]))
         if found != expected or start != dset.shape[0]:
             raise _Refused(dset.name, "does not join its shards' rows in order")
+        self.joined.add(dset.name)
 
     def _split(self, split: str) -> None:
         group = self._member(self.file, split, h5py.Group)
