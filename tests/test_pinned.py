@@ -285,3 +285,26 @@ def test_virtual_datasets_that_do_not_join_their_shards_in_order_are_refused(
         f["train"].create_virtual_dataset("labels", layout)
     with pytest.raises(xraycache.NotACacheError, match=r"/train/labels: does not join its shards' rows in order"):
         xraycache.open(cache)
+
+
+def test_rows_a_shard_holds_beyond_what_the_open_checked_are_never_read(sharded_cache: Path, tmp_path: Path) -> None:
+    """A shard may hold more than its own splits (a group it does not list, with external storage): the
+    readers read only the datasets the open checked and the cache's virtual datasets join."""
+    import h5py
+    from _hostile_caches import SECRET
+
+    cache, first = _copy_sharded(sharded_cache, tmp_path / "cache")
+    with xraycache.open(cache) as reference:
+        expected = _everything(reference["val"])
+    with h5py.File(first, "r") as f:
+        assert "val" not in f  # the val split lives in the second shard only
+    secret = tmp_path / "passwd"
+    secret.write_bytes(SECRET)
+    with h5py.File(first, "r+") as f:
+        f.create_group("val").create_dataset(
+            "images", shape=(4, 32, 32), dtype=np.uint8, external=[(str(secret), 0, h5py.h5f.UNLIMITED)]
+        )
+    with xraycache.open(cache) as opened:
+        got = _everything(opened["val"])
+    for value, reference_value in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(value, reference_value)

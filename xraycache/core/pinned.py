@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,15 +69,15 @@ def open_hdf5_pinned(path: Path) -> h5py.File:
         os.close(fd)
 
 
-def _parts(shards: tuple[h5py.File, ...], name: str) -> tuple[JoinedPart, ...]:
-    """The non-empty datasets at ``name`` of the shard files, in order, with the first joined row of each."""
+def _parts(shards: tuple[h5py.File, ...], joins: tuple[int, ...], name: str) -> tuple[JoinedPart, ...]:
+    """The datasets at ``name`` of the shard files numbered ``joins``, in order, with the first joined row of
+    each."""
     parts = []
     start = 0
-    for index, shard in enumerate(shards):
-        dset = shard.get(name)
-        if isinstance(dset, h5py.Dataset) and dset.shape and dset.shape[0] > 0:
-            parts.append(JoinedPart(start, index, dset))
-            start += dset.shape[0]
+    for index in joins:
+        dset = shards[index][name]
+        parts.append(JoinedPart(start, index, dset))
+        start += dset.shape[0]
     return tuple(parts)
 
 
@@ -100,12 +100,12 @@ class JoinedRows:
     too, without HDF5 opening anything by path). Indexed on its first axis as an h5py dataset is: ``()``, an
     int, a slice, an array of indices; further axes of a tuple key are applied in NumPy."""
 
-    def __init__(self, virtual: h5py.Dataset, shards: tuple[h5py.File, ...]) -> None:
+    def __init__(self, virtual: h5py.Dataset, shards: tuple[h5py.File, ...], joins: tuple[int, ...]) -> None:
         self.name: str = virtual.name
         self.file = virtual.file  # the cache's own file: errors name it
         self.attrs = virtual.attrs
         self.dtype = virtual.dtype
-        self.parts = _parts(shards, self.name)
+        self.parts = _parts(shards, joins, self.name)
         rows = self.parts[-1].stop if self.parts else 0
         self.shape: tuple[int, ...] = (rows, *virtual.shape[1:])
         self.ndim = len(self.shape)
@@ -175,13 +175,17 @@ class RowsGroup:
     open cache (readers ask for ``images`` at every batch)."""
 
     def __init__(
-        self, group: h5py.Group, shards: tuple[h5py.File, ...], joined: frozenset[str], members: dict[str, Any]
+        self,
+        group: h5py.Group,
+        shards: tuple[h5py.File, ...],
+        joined: Mapping[str, tuple[int, ...]],
+        members: dict[str, Any],
     ) -> None:
         self.group = group
         self.shards = shards
         self.name: str = group.name
         self.attrs = group.attrs
-        self._joined = joined  # the virtual datasets the open checked
+        self._joined = joined  # virtual dataset -> the shards whose rows the open checked it joins
         self._members = members  # path -> wrapped member, shared by every group of one open cache
 
     def _path(self, name: str) -> str:
@@ -197,7 +201,7 @@ class RowsGroup:
             elif isinstance(item, h5py.Dataset) and item.is_virtual:
                 if item.name not in self._joined:  # nothing the open did not check is read
                     raise NotACacheError(f"{self.group.file.filename}: {item.name} is a virtual dataset not checked")
-                found = JoinedRows(item, self.shards)
+                found = JoinedRows(item, self.shards, self._joined[item.name])
             else:
                 found = item
             self._members[path] = found
@@ -236,9 +240,9 @@ class CacheFiles(RowsGroup):
         file: h5py.File,
         shards: tuple[h5py.File, ...] = (),
         shard_names: tuple[str, ...] = (),
-        joined: frozenset[str] = frozenset(),
+        joined: Mapping[str, tuple[int, ...]] | None = None,
     ) -> None:
-        super().__init__(file, shards, joined, {})
+        super().__init__(file, shards, joined or {}, {})
         self.file = file
         self.filename: str = file.filename
         self.shard_names = shard_names

@@ -93,7 +93,7 @@ def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> Cach
         for handle in (*check.shard_handles, file):
             handle.close()
         raise
-    return CacheFiles(file, tuple(check.shard_handles), tuple(check.shard_files), frozenset(check.joined))
+    return CacheFiles(file, tuple(check.shard_handles), tuple(check.shard_files), check.joined)
 
 
 class _Refused(Exception):
@@ -113,7 +113,7 @@ class _CacheCheck:
         self.shard_handles: list[h5py.File] = []  # each shard, opened once and kept open for the readers
         self.shard_checks: list[_CacheCheck] = []
         self.checked: set[str] = set()  # datasets whose storage was checked (what a virtual dataset may join)
-        self.joined: set[str] = set()  # virtual datasets checked to join their shards' rows
+        self.joined: dict[str, tuple[int, ...]] = {}  # virtual dataset -> the shards whose rows it joins
 
     def run(self) -> None:
         try:
@@ -293,11 +293,15 @@ class _CacheCheck:
             reading = f" reading {source.file_name}" if source is not None else ""
             raise _Refused(dset.name, f"is a virtual dataset{reading}, in a cache that is not sharded")
         expected = []
+        joined = []
         start = 0
-        for relative, shard, check in zip(self.shard_files, self.shard_handles, self.shard_checks, strict=True):
+        for index, (relative, shard, check) in enumerate(
+            zip(self.shard_files, self.shard_handles, self.shard_checks, strict=True)
+        ):
             part = shard.get(dset.name) if dset.name in check.checked else None
             if part is None or part.shape[0] == 0:
                 continue
+            joined.append(index)
             if part.dtype != dset.dtype or part.shape[1:] != dset.shape[1:]:
                 raise _Refused(dset.name, f"is {dset.dtype} {dset.shape[1:]} where shard {relative} has another kind")
             last = [start + part.shape[0] - 1, *(n - 1 for n in dset.shape[1:])]
@@ -315,7 +319,7 @@ class _CacheCheck:
             found.append((source.file_name, source.dset_name, blocks[0]))
         if found != expected or start != dset.shape[0]:
             raise _Refused(dset.name, "does not join its shards' rows in order")
-        self.joined.add(dset.name)
+        self.joined[dset.name] = tuple(joined)
 
     def _split(self, split: str) -> None:
         group = self._member(self.file, split, h5py.Group)
