@@ -112,7 +112,8 @@ class _CacheCheck:
         self.shard_files: list[str] = []  # "folder/shard-0000.h5": what a virtual dataset may read
         self.shard_handles: list[h5py.File] = []  # each shard, opened once and kept open for the readers
         self.shard_checks: list[_CacheCheck] = []
-        self.checked: set[str] = set()  # datasets whose storage was checked (what a virtual dataset may join)
+        self.checked: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}  # datasets whose storage was checked
+        # (what a virtual dataset may join): name -> dtype, shape
         self.joined: dict[str, tuple[int, ...]] = {}  # virtual dataset -> the shards whose rows it joins
 
     def run(self) -> None:
@@ -258,7 +259,7 @@ class _CacheCheck:
         if dset.is_virtual:
             self._virtual(dset)
             return dset
-        self.checked.add(where)
+        self.checked[where] = (dset.dtype, dset.shape)
         if dset.dtype.itemsize > MAX_ITEM_BYTES:
             raise _Refused(where, f"has values of {dset.dtype.itemsize:,} bytes each (at most {MAX_ITEM_BYTES:,})")
         layout = dset.id.get_create_plist().get_layout()
@@ -295,18 +296,17 @@ class _CacheCheck:
         expected = []
         joined = []
         start = 0
-        for index, (relative, shard, check) in enumerate(
-            zip(self.shard_files, self.shard_handles, self.shard_checks, strict=True)
-        ):
-            part = shard.get(dset.name) if dset.name in check.checked else None
-            if part is None or part.shape[0] == 0:
+        dtype, shape = dset.dtype, dset.shape
+        for index, (relative, check) in enumerate(zip(self.shard_files, self.shard_checks, strict=True)):
+            part_dtype, part_shape = check.checked.get(dset.name, (None, (0,)))
+            if part_shape[0] == 0:
                 continue
             joined.append(index)
-            if part.dtype != dset.dtype or part.shape[1:] != dset.shape[1:]:
-                raise _Refused(dset.name, f"is {dset.dtype} {dset.shape[1:]} where shard {relative} has another kind")
-            last = [start + part.shape[0] - 1, *(n - 1 for n in dset.shape[1:])]
-            expected.append((relative, dset.name, [[start, *(0 for _ in dset.shape[1:])], last]))
-            start += part.shape[0]
+            if part_dtype != dtype or part_shape[1:] != shape[1:]:
+                raise _Refused(dset.name, f"is {dtype} {shape[1:]} where shard {relative} has another kind")
+            last = [start + part_shape[0] - 1, *(n - 1 for n in shape[1:])]
+            expected.append((relative, dset.name, [[start, *(0 for _ in shape[1:])], last]))
+            start += part_shape[0]
         found = []
         for source in dset.virtual_sources():
             if source.file_name not in self.shard_files or source.dset_name != dset.name:
@@ -317,7 +317,7 @@ class _CacheCheck:
             if blocks is None or len(blocks) != 1:
                 raise _Refused(dset.name, f"reads part of {source.file_name}, not its rows in order")
             found.append((source.file_name, source.dset_name, blocks[0]))
-        if found != expected or start != dset.shape[0]:
+        if found != expected or start != shape[0]:
             raise _Refused(dset.name, "does not join its shards' rows in order")
         self.joined[dset.name] = tuple(joined)
 
