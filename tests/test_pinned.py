@@ -259,8 +259,9 @@ def test_a_rebuild_under_a_training_loop_is_invisible_or_one_error(built: tuple[
         assert all(np.array_equal(a, b) for a, b in zip(rest, before, strict=True))
     after = [images.numpy() for images, _ in persistent]  # the same workers, the files they opened
     assert all(np.array_equal(a, b) for a, b in zip(after, before, strict=True))
-    with pytest.raises(xraycache.CacheReplacedError, match="was replaced since it was opened"):
+    with pytest.raises(xraycache.CacheReplacedError, match="was replaced since it was opened") as raised:
         list(fresh)  # new workers open the path: another build
+    assert "\n" not in str(raised.value)  # not the worker's traceback the DataLoader puts in its message
 
 
 def test_virtual_datasets_that_do_not_join_their_shards_in_order_are_refused(
