@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import h5py
 import numpy as np
 
 from .analysis.leakage import leakage, search_refused
 from .builder.scan import scan
 from .core.files import file_sha256
 from .core.limits import SEARCH_IMAGES
+from .core.pinned import CacheFiles, RowsGroup
 from .core.pixels import pixel_checksum, pixel_descriptor, pixel_descriptors
 from .core.reads import read_attrs, read_text
 from .core.schema import DESCRIPTOR_SIDE, storable_path
@@ -95,7 +95,7 @@ def verify(out: str | os.PathLike[str], src: str | os.PathLike[str] | None = Non
 
 
 def _check_file(
-    file: h5py.File, attrs: dict[str, Any], report: VerifyReport, *, sources: bool = True
+    file: CacheFiles, attrs: dict[str, Any], report: VerifyReport, *, sources: bool = True
 ) -> tuple[dict[str, bytes], set[str]]:
     """Structure and checksums of every split; returns path -> recorded file hash (empty unless
     ``sources``: what a check against SRC compares), and the skipped paths."""
@@ -144,7 +144,7 @@ def _check_file(
 
 
 def _check_pixels(
-    group: h5py.Group, split: str, labels: np.ndarray, paths: np.ndarray, report: VerifyReport, version: int
+    group: RowsGroup, split: str, labels: np.ndarray, paths: np.ndarray, report: VerifyReport, version: int
 ) -> None:
     """Checksums (as format ``version`` computes them), per-image min/max and the per-label histogram
     against the stored pixels, block by block."""
@@ -204,7 +204,7 @@ def _check_pixels(
         report.problems.append(Finding(split, "stats", "stats/hist does not match the pixels"))
 
 
-def _count_near_duplicates(file: h5py.File, report: VerifyReport) -> None:
+def _count_near_duplicates(file: CacheFiles, report: VerifyReport) -> None:
     """The near-duplicate pairs within and across splits, for the summary (when every split has descriptors)."""
     if not all("descriptors" in file[split] for split in report.splits):
         return

@@ -151,7 +151,7 @@ class OldRowReader:
     large heap string are refused instead of copied again and again."""
 
     def __init__(self, path: Path) -> None:
-        self.file = h5py.File(path, "r")
+        self.file = open_cache(path)  # checked again: the rows are read from the file (and shards) checked here
         self.budget = cache_bytes(path, self.file.attrs)
 
     def read(self, split: str, start: int, stop: int, columns: Mapping[str, Any]) -> OldRows:

@@ -16,13 +16,33 @@ from typing import Any, NamedTuple, SupportsIndex, overload
 
 
 class XrayCacheError(Exception):
-    """Base class: every error the package raises on purpose is one of these."""
+    """Base class: every error the package raises on purpose is one of these.
+
+    Raised in a PyTorch DataLoader worker, it is raised again in the training process by the DataLoader,
+    which makes it anew from one message holding the worker's whole traceback; the error keeps its own
+    one line (the traceback's last) instead.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: Any) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_own_line(args[0], type(self).__name__),)
+        super().__init__(*args)
 
     def for_cli(self) -> str:
         """The message as the command line says it (options by their ``--flag``)."""
         return str(self)
+
+
+def _own_line(message: str, name: str) -> str:
+    """``message``, or the error's own line when it is a traceback a DataLoader re-raises from a worker
+    ("Caught NAME in DataLoader worker process 1.\nOriginal Traceback ...\npackage.NAME: the line")."""
+    if not message.startswith(f"Caught {name} ") or "\nOriginal Traceback" not in message:
+        return message
+    last = message.rstrip("\n").rsplit("\n", 1)[-1]
+    qualified, _, own = last.partition(": ")
+    return own if own and qualified.endswith(name) else message
 
 
 class InputError(XrayCacheError):

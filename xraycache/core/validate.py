@@ -7,6 +7,7 @@ and the reason, never make a reader crash, read outside the file or allocate mor
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from .errors import CacheNotFoundError, DecodeError, InputError, NotACacheError
 from .files import open_regular
+from .pinned import CacheFiles, open_hdf5_pinned
 from .reads import attr_value
 from .schema import (
     DESCRIPTOR_SIDE,
@@ -54,7 +56,7 @@ MAX_ITEM_BYTES = 4096  # one value of any dataset (the widest the format writes 
 _LAYOUTS = {h5py.h5d.COMPACT: "compact", h5py.h5d.CONTIGUOUS: "contiguous", h5py.h5d.CHUNKED: "chunked"}
 
 
-def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> h5py.File:
+def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> CacheFiles:
     """Open ``path`` read-only as an xraycache file, checked before any of its data is read.
 
     InputError when nothing usable is at the path (missing, a folder); NotACacheError, with one line naming
@@ -64,6 +66,10 @@ def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> h5py
     holds (counts and lengths bounded by its size). ``consistent`` (every reader) also requires every
     per-image dataset to have one row per image and labels in range; ``verify`` opens with it off and
     reports such differences itself.
+
+    A sharded cache's shard files are opened here too, each once, without following links, and must be of
+    the cache's own build; the :class:`CacheFiles` returned reads its rows through those handles only
+    (``core/pinned.py``), so a shard swapped after this check is never read.
     """
     path = Path(path)
     if not path.exists():
@@ -85,12 +91,14 @@ def open_cache(path: str | os.PathLike[str], *, consistent: bool = True) -> h5py
     except OSError as exc:
         reason = "truncated" if "truncated" in str(exc) else "damaged"
         raise NotACacheError(f"{path} is a {reason} HDF5 file that cannot be opened; rebuild it") from None
+    check = _CacheCheck(path, file, consistent)
     try:
-        _CacheCheck(path, file, consistent).run()
+        check.run()
     except BaseException:
-        file.close()
+        for handle in (*check.shard_handles, file):
+            handle.close()
         raise
-    return file
+    return CacheFiles(file, tuple(check.shard_handles), tuple(check.shard_files), check.joined)
 
 
 class _Refused(Exception):
@@ -107,6 +115,11 @@ class _CacheCheck:
         self.shard_of = shard_of  # the sharded cache this file is a shard of
         self.size = path.stat().st_size
         self.shard_files: list[str] = []  # "folder/shard-0000.h5": what a virtual dataset may read
+        self.shard_handles: list[h5py.File] = []  # each shard, opened once and kept open for the readers
+        self.shard_checks: list[_CacheCheck] = []
+        self.checked: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}  # datasets whose storage was checked
+        # (what a virtual dataset may join): name -> dtype, shape
+        self.joined: dict[str, tuple[int, ...]] = {}  # virtual dataset -> the shards whose rows it joins
 
     def run(self) -> None:
         try:
@@ -198,16 +211,27 @@ class _CacheCheck:
         if missing:
             raise NotACacheError(missing)
         self.shard_files = [f"{folder}/{name}" for name in names]
+        build = self._attr("build_id", default="")
         for relative in self.shard_files:
             shard = self.path.parent / relative
-            if shard.is_symlink() or not shard.is_file():
-                raise _Refused(f"shard {relative}", "is not a regular file in the shard folder")
             try:
-                handle = h5py.File(shard, "r")
-            except OSError:
+                handle = open_hdf5_pinned(shard)
+            except DecodeError as exc:
+                raise _Refused(f"shard {relative}", str(exc)) from None
+            except OSError as exc:
+                if exc.errno == errno.EMFILE:  # a reader holds every shard open
+                    raise InputError(
+                        f"{self.path}: too many open files to open its {len(self.shard_files):,} shards; "
+                        "raise the limit (ulimit -n) or rebuild it with fewer shards"
+                    ) from None
                 raise _Refused(f"shard {relative}", "is not a readable HDF5 file") from None
-            with handle:
-                _CacheCheck(shard, handle, self.consistent, shard_of=self.path).run()
+            self.shard_handles.append(handle)
+            check = _CacheCheck(shard, handle, self.consistent, shard_of=self.path)
+            check.run()
+            self.shard_checks.append(check)
+            theirs = attr_value(handle.attrs.get("build_id", ""))
+            if build and theirs != build:
+                raise _Refused(f"shard {relative}", "was written by another build than the cache")
 
     # -- groups and datasets -----------------------------------------------------------------
 
@@ -240,6 +264,7 @@ class _CacheCheck:
         if dset.is_virtual:
             self._virtual(dset)
             return dset
+        self.checked[where] = (dset.dtype, dset.shape)
         if dset.dtype.itemsize > MAX_ITEM_BYTES:
             raise _Refused(where, f"has values of {dset.dtype.itemsize:,} bytes each (at most {MAX_ITEM_BYTES:,})")
         layout = dset.id.get_create_plist().get_layout()
@@ -275,14 +300,39 @@ class _CacheCheck:
         return dset
 
     def _virtual(self, dset: h5py.Dataset) -> None:
-        """A virtual dataset may only join this cache's own shard files, at the same dataset path."""
+        """A virtual dataset may only join, in order, the rows of the same dataset in this cache's own shard
+        files (each checked as a cache of its own): what the readers read through the shard handles."""
+        if not self.sharded:
+            source = next(iter(dset.virtual_sources()), None)
+            reading = f" reading {source.file_name}" if source is not None else ""
+            raise _Refused(dset.name, f"is a virtual dataset{reading}, in a cache that is not sharded")
+        expected = []
+        joined = []
+        start = 0
+        dtype, shape = dset.dtype, dset.shape
+        for index, (relative, check) in enumerate(zip(self.shard_files, self.shard_checks, strict=True)):
+            part_dtype, part_shape = check.checked.get(dset.name, (None, (0,)))
+            if part_shape[0] == 0:
+                continue
+            joined.append(index)
+            if part_dtype != dtype or part_shape[1:] != shape[1:]:
+                raise _Refused(dset.name, f"is {dtype} {shape[1:]} where shard {relative} has another kind")
+            last = [start + part_shape[0] - 1, *(n - 1 for n in shape[1:])]
+            expected.append((relative, dset.name, [[start, *(0 for _ in shape[1:])], last]))
+            start += part_shape[0]
+        found = []
         for source in dset.virtual_sources():
-            if not self.sharded:
-                raise _Refused(
-                    dset.name, f"is a virtual dataset reading {source.file_name}, in a cache that is not sharded"
-                )
             if source.file_name not in self.shard_files or source.dset_name != dset.name:
                 raise _Refused(dset.name, f"reads {source.file_name}:{source.dset_name}, outside its own shards")
+            whole = source.src_space.get_select_type() == h5py.h5s.SEL_ALL
+            slab = source.vspace.get_select_type() == h5py.h5s.SEL_HYPERSLABS
+            blocks = source.vspace.get_select_hyper_blocklist().tolist() if whole and slab else None
+            if blocks is None or len(blocks) != 1:
+                raise _Refused(dset.name, f"reads part of {source.file_name}, not its rows in order")
+            found.append((source.file_name, source.dset_name, blocks[0]))
+        if found != expected or start != shape[0]:
+            raise _Refused(dset.name, "does not join its shards' rows in order")
+        self.joined[dset.name] = tuple(joined)
 
     def _split(self, split: str) -> None:
         group = self._member(self.file, split, h5py.Group)

@@ -4,8 +4,10 @@ Small objects with NumPy-like slicing, in the spirit of h5py. Uncompressed image
 contiguously (see docs/format.md, "Why contiguous"), so they are read with positional reads (``os.preadv``) of the file at
 the dataset's offset straight into NumPy arrays: whole-split loads and shuffled batches run at memory
 speed, and a file truncated under a reader gives a clear error instead of the SIGBUS a memory map would.
-Compressed (chunked) arrays are read through h5py in whole chunks. A Split pickles as (path, split name) and opens the file
-again, lazily, in the process that unpickles it, so it is safe in multiprocess data-loader workers.
+Compressed (chunked) arrays are read through h5py in whole chunks. A sharded cache is read the same way from
+its shard files, through the handles its open checked (``core/pinned.py``), never through its virtual datasets.
+A Split pickles as (path, split name) and opens the file again, lazily, in the process that unpickles it, so
+it is safe in multiprocess data-loader workers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..core.errors import (
 )
 from ..core.limits import SEARCH_IMAGES
 from ..core.options import setting_names
+from ..core.pinned import CacheFiles, FileIdentity, JoinedPart, JoinedRows, RowsGroup
 from ..core.reads import attr_value, damaged, read_attrs, read_data, read_text
 from ..core.schema import SKIPPED_COLUMNS
 from ..core.shard_files import cache_bytes
@@ -47,12 +50,14 @@ ITER_BYTES = 4 * 2**20  # images read at a time by ``for image in split.images``
 
 @dataclass(frozen=True)
 class Opened:
-    """Which file a reader opened: its build id (caches written since build ids, else "") and its inode."""
+    """Which file a reader opened: its build id (caches written since build ids, else "") and its inode, and
+    for a sharded cache which shard files (device, inode, size, modification time)."""
 
     build_id: str
     device: int
     inode: int
     sharded: bool
+    shards: tuple[FileIdentity, ...] = ()
 
     def same(self, other: Opened) -> bool:
         """Whether ``other`` is the same build (the same file, for caches older than build ids)."""
@@ -69,73 +74,88 @@ class _Handle:
     used again) it opens the path and refuses, with :class:`CacheReplacedError`, a file of another build
     than the one it first opened (``opened``): one line, never two builds mixed.
 
-    ``raw_fd`` is a file descriptor of the very file h5py holds open (found through h5py's own file
-    descriptor, not by path), so direct reads keep seeing the file this handle opened even after a rebuild
-    renamed a new file over the path. It is closed with the handle, or when the handle is collected (a
-    plain descriptor: no ResourceWarning for a cache a script did not close).
+    A sharded cache's shard files are opened with it, once, by the validating open, and read only through
+    those handles (``core/pinned.py``): a shard swapped after the open is never read. Opened again, it also
+    refuses shard files other than the ones it first opened (their inode, size and modification time).
+
+    ``raw_fd(shard)`` is a file descriptor of the very file h5py holds open (the cache's, or shard number
+    ``shard``'s; found through h5py's own file descriptor, not by path), so direct reads keep seeing the
+    file this handle opened even after a rebuild renamed a new file over the path. They are closed with the
+    handle, or when the handle is collected (plain descriptors: no ResourceWarning for a cache a script did
+    not close).
     """
 
-    def __init__(self, path: Path, file: h5py.File | None = None, opened: Opened | None = None) -> None:
+    def __init__(self, path: Path, file: CacheFiles | None = None, opened: Opened | None = None) -> None:
         self.path = path
         self._file = file
         self._pid = os.getpid() if file is not None else -1
-        self._raw_fd: int | None = None
-        self._raw_close: weakref.finalize | None = None
+        self._raw_fds: dict[int, int] = {}
+        self._raw_close: list[weakref.finalize] = []
         self.opened = opened if opened is not None or file is None else _opened(file)
 
     @property
-    def file(self) -> h5py.File:
+    def file(self) -> CacheFiles:
         if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
             self._file = self._reopen()
             self._pid = os.getpid()
-            self._raw_fd = None
+            self._raw_fds, self._raw_close = {}, []
         return self._file
 
-    def _reopen(self) -> h5py.File:
+    def _reopen(self) -> CacheFiles:
         """The cache at the path, checked to be the build this handle read before (if it read one)."""
         file = open_cache(self.path)
         now = _opened(file)
         if self.opened is None:
             self.opened = now
-        elif not self.opened.same(now):
+        elif not self.opened.same(now) or self.opened.shards != now.shards:
             created = attr_value(file.attrs.get("created", ""))
             file.close()
+            how = f"by another build{f' of {created}' if created else ''}"
+            if self.opened.same(now):
+                how = "its shard files are other files"
             raise CacheReplacedError(
-                f"{self.path} was replaced since it was opened (by another build{f' of {created}' if created else ''}); "
-                "open it again to read the new one"
+                f"{self.path} was replaced since it was opened ({how}); open it again to read the new one"
             )
         return file
 
-    @property
-    def raw_fd(self) -> int:
-        file = self.file
-        if self._raw_fd is None:
-            vfd = int(file.id.get_vfd_handle())
+    def raw_fd(self, shard: int = -1) -> int:
+        """A descriptor of the cache file (``shard`` -1) or of its shard number ``shard``, as opened."""
+        files = self.file
+        if shard not in self._raw_fds:
+            vfd = int((files.file if shard < 0 else files.shards[shard]).id.get_vfd_handle())
             proc = f"/proc/self/fd/{vfd}"  # a new open file description: its own offset, same inode
             fd = os.open(proc, os.O_RDONLY | os.O_CLOEXEC) if os.path.exists(proc) else os.dup(vfd)
-            self._raw_fd, self._raw_close = fd, weakref.finalize(self, _close_quietly, fd)
-        return self._raw_fd
+            self._raw_fds[shard] = fd
+            self._raw_close.append(weakref.finalize(self, _close_quietly, fd))
+        return self._raw_fds[shard]
 
     @property
     def size(self) -> int:
         """Bytes of the cache with its shard files: the bound on how much text it can hold."""
         return cache_bytes(self.path, self.file.attrs)
 
+    def read(self, dset: h5py.Dataset | JoinedRows) -> np.ndarray:
+        """A whole dataset (text as str, within :attr:`size`) read through h5py, from the files as opened."""
+        text = h5py.check_string_dtype(dset.dtype) is not None
+        values = read_text(dset, self.size) if text else read_data(dset)
+        self.file.check_unchanged()  # HDF5 reads zeros past the end of a file truncated since
+        return values
+
     def close(self) -> None:
         if self._pid == os.getpid():
-            if self._raw_close is not None and self._raw_fd is not None:
-                self._raw_close()
+            for close in self._raw_close:
+                close()
             if self._file is not None:
                 self._file.close()
         self._file = None
-        self._raw_fd, self._raw_close = None, None
+        self._raw_fds, self._raw_close = {}, []
 
 
-def _opened(file: h5py.File) -> Opened:
-    """The identity of an open cache file."""
-    info = os.fstat(int(file.id.get_vfd_handle()))
-    build_id = attr_value(file.attrs.get("build_id", ""))
-    return Opened(str(build_id), info.st_dev, info.st_ino, "shard_files" in file.attrs)
+def _opened(files: CacheFiles) -> Opened:
+    """The identity of an open cache and of its shard files."""
+    info = os.fstat(int(files.id.get_vfd_handle()))
+    build_id = attr_value(files.attrs.get("build_id", ""))
+    return Opened(str(build_id), info.st_dev, info.st_ino, bool(files.shards), files.identities())
 
 
 def _close_quietly(fd: int) -> None:
@@ -168,13 +188,13 @@ class Cache(Mapping[str, "Split"]):
         file = self._handle.file
         self.label_names: tuple[str, ...] = tuple(attr_value(file.attrs.get("label_names", ())))
         listed = tuple(attr_value(file.attrs.get("splits", ())))
-        self.splits: tuple[str, ...] = tuple(s for s in listed if isinstance(file.get(s), h5py.Group))
+        self.splits: tuple[str, ...] = tuple(s for s in listed if isinstance(file.get(s), RowsGroup))
         self._split_objects: dict[str, Split] = {}
 
     @functools.cached_property
     def attrs(self) -> dict[str, Any]:
         """Every root attribute as plain Python (read on first use: opening a cache need not read them)."""
-        return read_attrs(self._handle.file)
+        return read_attrs(self._handle.file.file)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -187,7 +207,7 @@ class Cache(Mapping[str, "Split"]):
         group = self._handle.file.get("skipped")
         if group is None:
             return []
-        columns = [read_text(group[name], self._handle.size) if name in group else None for name in SKIPPED_COLUMNS]
+        columns = [self._handle.read(group[name]) if name in group else None for name in SKIPPED_COLUMNS]
         n = len(columns[0]) if columns[0] is not None else 0
         return [Skipped(*(str(c[i]) if c is not None else "" for c in columns)) for i in range(n)]
 
@@ -356,6 +376,37 @@ class Images:
         return f"<xraycache images {self.shape} {self.dtype}>"
 
 
+def _parts(dset: h5py.Dataset | JoinedRows) -> tuple[JoinedPart, ...]:
+    """The datasets that hold ``dset``'s rows: its shards' (a sharded cache) or itself (file -1)."""
+    return dset.parts if isinstance(dset, JoinedRows) else (JoinedPart(0, -1, dset),)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a split's uncompressed images lie: each part's rows as one run of bytes in its file."""
+
+    parts: tuple[JoinedPart, ...]
+    offsets: list[int]
+    per_image: int
+
+    def owner(self, rows: np.ndarray) -> np.ndarray:
+        """The part holding each of ``rows``."""
+        if len(self.parts) == 1:
+            return np.zeros(rows.shape, dtype=np.int64)
+        return np.searchsorted([part.start for part in self.parts], rows, side="right") - 1
+
+    def files(self, owner: np.ndarray) -> list[int]:
+        """The files (-1 the cache's, else a shard's) of the parts numbered in ``owner``."""
+        if len(self.parts) == 1:
+            return [self.parts[0].shard]
+        return [self.parts[which].shard for which in np.unique(owner).tolist()]
+
+    def where(self, part: int, row: int) -> tuple[int, int]:
+        """(file, byte offset) of ``row``, which part number ``part`` holds."""
+        held = self.parts[part]
+        return held.shard, self.offsets[part] + (row - held.start) * self.per_image
+
+
 class Meta(Mapping[str, np.ndarray]):
     """Per-image provenance of a split: column name -> NumPy array (strings as str, not bytes)."""
 
@@ -363,7 +414,7 @@ class Meta(Mapping[str, np.ndarray]):
         self._split = split
         self._cache: dict[str, np.ndarray] = {}
 
-    def _group(self) -> h5py.Group:
+    def _group(self) -> RowsGroup:
         return self._split._group()["meta"]
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -371,11 +422,7 @@ class Meta(Mapping[str, np.ndarray]):
             group = self._group()
             if name not in group:
                 raise KeyNotFoundError(f"no meta column {name!r}; available: {', '.join(group)}")
-            dset = group[name]
-            if h5py.check_string_dtype(dset.dtype) is not None:
-                self._cache[name] = read_text(dset, self._split._handle.size)
-            else:
-                self._cache[name] = read_data(dset)
+            self._cache[name] = self._split._handle.read(group[name])
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -412,7 +459,7 @@ class Split:
         self.name = name
         self._shared = _handle is not None  # the Cache's file: the Cache closes it
         self._handle = _handle if _handle is not None else _Handle(self.path, opened=opened)
-        self._layout: tuple[int, int] | None = None  # (offset, bytes per image) of contiguous images
+        self._layout: _Layout | None = None  # where uncompressed images lie, run by run
         self._layout_pid = -1
         self._labels: np.ndarray | None = None
         self._label_names: tuple[str, ...] | None = None
@@ -431,33 +478,39 @@ class Split:
         self._shared = False
 
     # -- file access --------------------------------------------------------------------
-    def _group(self) -> h5py.Group:
+    def _group(self) -> RowsGroup:
         file = self._handle.file
         group = file.get(self.name)
-        if not isinstance(group, h5py.Group) or "images" not in group:
+        if not isinstance(group, RowsGroup) or "images" not in group:
             splits = [s for s in attr_value(file.attrs.get("splits", ())) if s in file]
             raise KeyNotFoundError(f"{self.path} has no split {self.name!r}; available: {', '.join(splits) or 'none'}")
         return group
 
-    def _dset(self, name: str) -> h5py.Dataset:
+    def _dset(self, name: str) -> h5py.Dataset | JoinedRows:
         return self._group()[name]
 
-    def _contiguous(self) -> tuple[int, int] | None:
-        """(file offset, bytes per image) when the images are one uncompressed run of bytes, else None."""
+    def _contiguous(self) -> _Layout | None:
+        """Where the images lie when each file stores its rows as one uncompressed run of bytes, else None."""
         if self._layout_pid == os.getpid():
             return self._layout
-        dset = self._dset("images")
         layout = None
-        if dset.chunks is None and dset.compression is None and not dset.is_virtual and dset.size:
-            offset = dset.id.get_offset()
-            if offset is not None:
-                layout = (int(offset), int(np.prod(dset.shape[1:])) * dset.dtype.itemsize)
+        dset = self._dset("images")
+        parts = _parts(dset)
+        if dset.size and all(
+            part.dataset.chunks is None and part.dataset.compression is None and not part.dataset.is_virtual
+            for part in parts
+        ):
+            offsets = [part.dataset.id.get_offset() for part in parts]
+            if all(offset is not None for offset in offsets):
+                per_image = int(np.prod(dset.shape[1:])) * dset.dtype.itemsize
+                layout = _Layout(parts, [int(offset) for offset in offsets], per_image)
         self._layout, self._layout_pid = layout, os.getpid()
         return layout
 
-    def _pread(self, into: np.ndarray, offset: int) -> None:
-        """Fill ``into`` with the file's bytes at ``offset`` (positional reads: no memory map to fault on)."""
-        fd = self._handle.raw_fd
+    def _pread(self, into: np.ndarray, file: int, offset: int) -> None:
+        """Fill ``into`` with the bytes at ``offset`` of the cache file (``file`` -1) or of its shard number
+        ``file``, as opened (positional reads: no memory map to fault on)."""
+        fd = self._handle.raw_fd(file)
         view = into.reshape(-1).data.cast("B")
         got = 0
         while got < into.nbytes:
@@ -476,24 +529,36 @@ class Split:
         out = np.empty((index.size, *dset.shape[1:]), dtype=dset.dtype)
         if index.size == 0:
             return out
-        contiguous = self._contiguous()
-        if contiguous is not None:
-            offset, per_image = contiguous
-            breaks = np.flatnonzero(np.diff(index) != 1) + 1
+        layout = self._contiguous()
+        if layout is not None:
+            owner = layout.owner(index)
+            breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(owner) != 0)) + 1
             starts = np.concatenate(([0], breaks)).tolist()
             stops = [*breaks.tolist(), index.size]
             for start, stop in zip(starts, stops, strict=True):
-                self._pread(out[start:stop], offset + int(index[start]) * per_image)
+                self._pread(out[start:stop], *layout.where(int(owner[start]), int(index[start])))
+            self._handle.file.check_unchanged(layout.files(owner))
             return out
-        rows = dset.chunks[0] if dset.chunks is not None else 1
-        chunk = index // rows
-        # consecutive runs of needed chunks: one slice read per run, then pick the rows
-        breaks = np.flatnonzero(np.diff(chunk) > 1) + 1
-        for run in np.split(np.arange(index.size), breaks):
-            start = int(chunk[run[0]]) * rows
-            stop = min((int(chunk[run[-1]]) + 1) * rows, dset.shape[0])
-            block = read_data(dset, slice(start, stop))
-            out[run] = block[index[run] - start]
+        read = []
+        for part in _parts(dset):  # whole chunks through h5py, shard by shard
+            first, last = np.searchsorted(index, [part.start, part.stop]).tolist()
+            if first == last:
+                continue
+            local = index[first:last] - part.start
+            rows = part.dataset.chunks[0] if part.dataset.chunks is not None else 1
+            chunk = local // rows
+            # consecutive runs of needed chunks: one slice read per run, then pick the rows
+            breaks = np.flatnonzero(np.diff(chunk) > 1) + 1
+            for run in np.split(np.arange(local.size), breaks):
+                start = int(chunk[run[0]]) * rows
+                stop = min((int(chunk[run[-1]]) + 1) * rows, part.dataset.shape[0])
+                try:
+                    block = np.asarray(part.dataset[start:stop])
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise damaged(dset, exc) from None
+                out[first + run] = block[local[run] - start]
+            read.append(part.shard)
+        self._handle.file.check_unchanged(read)  # HDF5 reads zeros past the end of a file truncated since
         return out
 
     def read_into(self, index: Any, out: np.ndarray) -> np.ndarray:
@@ -507,14 +572,16 @@ class Split:
             raise InputError(f"out is {out.dtype} {out.shape}; give {self.images.dtype} {(idx.size, *self.shape[1:])}")
         if not idx.size:
             return out
-        contiguous = self._contiguous()
-        if contiguous is None or not out.flags.c_contiguous:  # chunked or sharded: whole chunks through h5py
+        layout = self._contiguous()
+        if layout is None or not out.flags.c_contiguous:  # chunked: whole chunks through h5py
             unique, inverse = np.unique(idx, return_inverse=True)
             out[...] = self._read_sorted(unique)[inverse]
             return out
-        offset, per_image = contiguous
+        owner = layout.owner(idx)
+        rows = owner.tolist()
         for pos in np.argsort(idx, kind="stable").tolist():  # in file order: sequential where the batch is
-            self._pread(out[pos], offset + int(idx[pos]) * per_image)  # one positional read, into its row
+            self._pread(out[pos], *layout.where(rows[pos], int(idx[pos])))  # one positional read, into its row
+        self._handle.file.check_unchanged(layout.files(owner))
         return out
 
     def _read_first_axis(self, key: Any) -> np.ndarray:
@@ -568,7 +635,7 @@ class Split:
     def labels(self) -> np.ndarray:
         """The label of every image (int16 as stored; index into ``label_names``)."""
         if self._labels is None:
-            self._labels = read_data(self._dset("labels"))
+            self._labels = self._handle.read(self._dset("labels"))
         return self._labels
 
     @property
@@ -591,13 +658,13 @@ class Split:
     def descriptors(self) -> np.ndarray | None:
         """(N, 32, 32) uint8 thumbnails the near-duplicate search compares, or None (a cache built before them)."""
         group = self._group()
-        return read_data(group["descriptors"]) if "descriptors" in group else None
+        return self._handle.read(group["descriptors"]) if "descriptors" in group else None
 
     def stored_hist(self) -> np.ndarray | None:
         """The (labels, 256) pixel histogram the build stored for this split, or None (a foreign file)."""
         group = self._group()
         if "stats" in group and "hist" in group["stats"]:
-            return read_data(group["stats"]["hist"]).astype(np.int64)
+            return self._handle.read(group["stats"]["hist"]).astype(np.int64)
         return None
 
     def counts(self) -> np.ndarray:
@@ -637,7 +704,7 @@ class Split:
         """
         mean_std = None
         if normalize == "dataset":
-            name = stats_split or ("train" if isinstance(self._handle.file.get("train"), h5py.Group) else self.name)
+            name = stats_split or ("train" if isinstance(self._handle.file.get("train"), RowsGroup) else self.name)
             source = self if name == self.name else Split(self.path, name, _handle=self._handle)
             source._group()  # InputError naming the splits if stats_split is not one
             mean_std = source.pixel_mean_std()
@@ -698,14 +765,16 @@ class Split:
         """Every stored image (N, H, W), in one large read."""
         dset = self._dset("images")
         out = np.empty(dset.shape, dtype=dset.dtype)
-        contiguous = self._contiguous()
-        if contiguous is not None:  # one run of bytes in the file: one sequential read into the array
-            self._pread(out, contiguous[0])
+        layout = self._contiguous()
+        if layout is not None:  # one run of bytes in each file: one sequential read per file into the array
+            for which, part in enumerate(layout.parts):
+                self._pread(out[part.start : part.stop], *layout.where(which, part.start))
         elif dset.size:
             try:
                 dset.read_direct(out)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise damaged(dset, exc) from None
+        self._handle.file.check_unchanged()
         return out
 
     def batches(
