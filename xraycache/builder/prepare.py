@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
-from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, split_name_problem, storable_path
+from ..core.schema import CODE_POSITIVE, MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, split_name_problem, storable_path
 from ..core.table_spec import compiled, split_name
 from ..imaging.decoders import dicom
 from . import identifiers
+from .label_cells import union_codes
 from .scan import IMAGE_SUFFIXES, UNLABELED, ScanResult, SourceFile
 from .split_lists import SplitLists
 from .splits import assign_fold, group_key, resplit
@@ -93,7 +94,7 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         attrs.update(
             labels_csv=", ".join(table.selection.tables),
             labels_csv_sha256=table.selection.sha256 + lists_digest,
-            label_kind="multi" if table.selection.multi else "single",
+            label_kind=table.selection.kind,
             csv_rows_without_file=len(missing),
         )
     elif options.split_list:
@@ -115,6 +116,7 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         files=files,
         unlabeled=sorted(unlabeled),
         multi_label=found.table is not None and found.table.selection.multi,
+        coded=found.table is not None and bool(found.table.selection.coded),
     )
     if out.table is not None:  # the rows are applied: keep only what the report counts
         out.table = out.table.counts_only()
@@ -164,6 +166,11 @@ def _apply_rows(
         if len(rows) > 1 and len({_what(r) for r in rows}) > 1:
             lines = ", ".join(f"{r.table} line {r.line}" for r in rows[:4])
             unlabeled.append((f.path, f"table rows that disagree ({lines})"))
+        elif len(rows) > 1 and not selection.multi and len({r.labels for r in rows}) > 1:
+            lines = ", ".join(f"{r.table} line {r.line}" for r in rows[:4])
+            unlabeled.append(
+                (f.path, f"table rows with different labels ({lines}); --label-sep or --label-list takes their union")
+            )
         elif selection.label_col and not row.labels and not selection.multi:
             why = row.unjoined or f"an empty {selection.label_col!r}"
             unlabeled.append((f.path, f"no label: {why} ({row.table} line {row.line})"))
@@ -171,16 +178,18 @@ def _apply_rows(
             why = row.unjoined or f"an empty {options.split_col!r}"
             unlabeled.append((f.path, f"no split: {why} ({row.table} line {row.line})"))
         else:
-            settled.append((f, row))
-    if selection.label_col is None:
-        label_names: tuple[str, ...] = (UNLABELED,)
+            settled.append((f, _union(rows, selection.coded)))
+    if selection.coded:
+        label_names: tuple[str, ...] = selection.coded
+    elif selection.label_col is None:
+        label_names = (UNLABELED,)
     else:
         label_names = _used_labels(Path(selection.tables[0]), [row for _, row in settled])
     index = {name: i for i, name in enumerate(label_names)}
     out = []
     multi = selection.multi
     for f, row in settled:
-        indices = tuple(index[name] for name in row.labels)
+        indices = _positives(row.codes) if selection.coded else tuple(index[name] for name in row.labels)
         ids = _path_ids(f.path, patterns) if patterns else {}
         out.append(
             SourceFile(
@@ -193,14 +202,29 @@ def _apply_rows(
                 fold=f.fold,
                 labels=indices if multi else (),
                 view=row.view,
+                codes=row.codes,
             )
         )
     return out, label_names
 
 
 def _what(row: ImageRow) -> tuple[object, ...]:
-    """What a row says about its image: rows naming one image must agree on it."""
-    return (row.split, row.labels, row.patient, row.study, row.view, row.unjoined)
+    """What a row says about its image besides its labels: rows naming one image must agree on it."""
+    return (row.split, row.patient, row.study, row.view, row.unjoined)
+
+
+def _union(rows: list[ImageRow], coded: tuple[str, ...]) -> ImageRow:
+    """The rows of one image as one: its labels the union of theirs (codes: the strongest per label)."""
+    if len(rows) == 1:
+        return rows[0]
+    if coded:
+        return dataclasses.replace(rows[0], codes=union_codes([r.codes for r in rows]))
+    return dataclasses.replace(rows[0], labels=tuple(sorted({label for r in rows for label in r.labels})))
+
+
+def _positives(codes: tuple[int, ...]) -> tuple[int, ...]:
+    """The labels a code row marks positive (what the per-label counts and histograms count)."""
+    return tuple(i for i, code in enumerate(codes) if code == CODE_POSITIVE)
 
 
 def _check_splits(names: set[str]) -> None:
@@ -233,8 +257,11 @@ def _used_labels(csv_file: Path, rows: Iterable[ImageRow]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def label_key(label_names: tuple[str, ...], source: SourceFile, multi: bool) -> str:
-    """The label(s) of a file as one string (``"A|B"`` when multi-label), to compare with an old cache."""
+def label_key(label_names: tuple[str, ...], source: SourceFile, multi: bool, coded: bool = False) -> str:
+    """The label(s) of a file as one string (``"A|B"`` when multi-label, the codes ``"1,0,-1,-2"`` when coded),
+    to compare with an old cache."""
+    if coded:
+        return ",".join(str(code) for code in source.codes)
     if multi:
         return "|".join(label_names[i] for i in source.labels)
     return label_names[source.label]

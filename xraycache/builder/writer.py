@@ -35,6 +35,7 @@ from ..core.pixels import (
 from ..core.schema import (
     CHECKSUM,
     CHECKSUM_DESCRIPTION,
+    CODED_DESCRIPTION,
     DESCRIPTOR_DESCRIPTION,
     DESCRIPTOR_SIDE,
     FORMAT_NAME,
@@ -125,10 +126,12 @@ class CacheWriter:
         compression: Compression = "none",
         dtype: str = "uint8",
         multi_label: bool = False,
+        coded: bool = False,
     ) -> None:
         self.out = Path(out)
         self.dtype = np.dtype(dtype)
-        self.multi_label = multi_label  # labels stored as (N, C) uint8 multi-hot
+        self.multi_label = multi_label or coded  # labels stored as (N, C): uint8 multi-hot, or int8 codes
+        self.coded = coded
         self.columns = meta_columns(dtype)
         self.label_names = label_names
         self.image_shape = image_shape
@@ -170,7 +173,10 @@ class CacheWriter:
                 "compression": self.compression,
             }
         group.create_dataset("images", shape=(capacity, height, width), dtype=self.dtype, **kwargs)
-        if self.multi_label:
+        if self.coded:
+            labels = group.create_dataset("labels", shape=(capacity, len(self.label_names)), dtype=np.int8)
+            labels.attrs["description"] = CODED_DESCRIPTION
+        elif self.multi_label:
             labels = group.create_dataset("labels", shape=(capacity, len(self.label_names)), dtype=np.uint8)
             labels.attrs["description"] = "multi-hot: labels[i, c] = 1 when image i has label_names[c]"
         else:
@@ -242,7 +248,9 @@ class CacheWriter:
         state.written = stop
 
     def label_rows(self, sources: list[SourceFile]) -> np.ndarray:
-        """The ``labels`` rows of some files: label indices, or multi-hot rows for a multi-label cache."""
+        """The ``labels`` rows of some files: label indices, multi-hot rows for a multi-label cache, or the codes."""
+        if self.coded:
+            return np.array([source.codes for source in sources], dtype=np.int8).reshape(len(sources), -1)
         if not self.multi_label:
             return np.array([source.label for source in sources], dtype=np.int16)
         rows = np.zeros((len(sources), len(self.label_names)), dtype=np.uint8)
@@ -283,7 +291,7 @@ class CacheWriter:
         stats["hist"].attrs["bin_width"] = hist_bin_width(self.dtype)  # 256 for uint16: bins of value >> 8
         labels = state.group["labels"][: state.written]
         if labels.ndim == 2:
-            count = labels.sum(axis=0, dtype=np.int64)
+            count = (labels == 1).sum(axis=0, dtype=np.int64)  # positives
         else:
             count = np.bincount(labels, minlength=len(self.label_names))
         stats.create_dataset("count", data=count)
@@ -352,6 +360,7 @@ def open_writer(job: BuildJob) -> CacheWriter:
         compression=job.compression,
         dtype=spec.dtype,
         multi_label=found.multi_label,
+        coded=found.coded,
     )
 
 

@@ -18,11 +18,13 @@ from .errors import CacheNotFoundError, DecodeError, InputError, NotACacheError
 from .files import open_regular
 from .reads import attr_value
 from .schema import (
+    CODES,
     DESCRIPTOR_SIDE,
     FORMAT_NAME,
     FORMAT_VERSION,
     HDF5_SIGNATURE,
     HIST_BINS,
+    LABEL_KINDS,
     MAX_LABELS,
     MAX_NAME_CHARS,
     MAX_SPLITS,
@@ -165,7 +167,11 @@ class _CacheCheck:
         self.dtype = self._attr("dtype", default="uint8")
         if self.dtype not in ("uint8", "uint16"):
             raise _Refused("attribute dtype", f"{self.dtype!r} is not uint8 or uint16")
-        self.multi = self._attr("label_kind", default="single") == "multi"
+        kind = self._attr("label_kind", default="single")
+        if kind not in LABEL_KINDS or (kind == "coded" and version < 4):
+            raise _Refused("attribute label_kind", f"{kind!r} is not a label kind of format version {version}")
+        self.kind = kind
+        self.multi = kind == "multi"
         self._shards()
         for split in splits:
             if split_name_problem(split):
@@ -329,6 +335,16 @@ class _CacheCheck:
 
     def _label_values(self, labels: h5py.Dataset) -> None:
         classes = len(self.labels)
+        if (self.kind == "coded") != (labels.dtype == np.int8 and labels.ndim == 2):
+            raise _Refused(labels.name, f"is {labels.shape} {labels.dtype}; label_kind {self.kind!r} says otherwise")
+        if self.kind == "coded":
+            if labels.shape[1] != classes:
+                raise _Refused(labels.name, f"has {labels.shape[1]} columns for {classes} labels")
+            values = labels[()]
+            bad = values[~np.isin(values, CODES)]
+            if bad.size:
+                raise _Refused(labels.name, f"holds {int(bad[0])}, not a code (1, 0, -1, -2)")
+            return
         if labels.ndim == 2:
             if labels.shape[1] != classes:
                 raise _Refused(labels.name, f"has {labels.shape[1]} columns for {classes} labels")
