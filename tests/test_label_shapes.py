@@ -4,6 +4,7 @@ rows per image (RSNA, VinDr); uncertain and missing stored as such, counted agai
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -280,3 +281,100 @@ def test_a_coded_cache_needs_a_policy_in_the_dataset_and_others_refuse_one(coded
     xraycache.build(src, out, labels=table, label_col="A", size=16)
     with pytest.raises(InputError, match="coded labels"):
         XrayDataset(out, "all", dtype="float32", label_policy="u-ones")
+
+
+def test_show_stats_and_the_report_count_each_state_per_label_and_split(coded_cache: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from xraycache.cli import app
+    from xraycache.read import html_report
+
+    expected = {"No Finding": [1, 1, 0, 1], "A": [1, 0, 2, 0], "B": [0, 1, 1, 1]}  # pos, neg, unc, missing
+    result = CliRunner().invoke(app, ["show", "stats", str(coded_cache), "--json"])
+    assert result.exit_code == 0, result.output
+    classes = json.loads(result.output)["splits"][0]["classes"]
+    assert {c["label"]: list(c["states"].values()) for c in classes} == expected
+    assert list(classes[0]["states"]) == ["positive", "negative", "uncertain", "missing"]
+    text = CliRunner().invoke(app, ["show", "stats", str(coded_cache)]).output
+    assert "uncertain" in text and "missing" in text
+    for label, counts in expected.items():
+        assert re.search(rf"all\s+{label}\s+" + r"\s+".join(map(str, counts)), text), text
+    with xraycache.open(coded_cache) as cache:
+        page = html_report.report_html(cache, dpi=40)
+    assert "<th>uncertain</th>" in page and "<td>No Finding</td><td>1</td><td>1</td><td>0</td><td>1</td>" in page
+
+
+# ---------------------------------------------------------------- several rows per image
+
+
+def test_rsna_one_row_per_box_is_one_image(tmp_path: Path) -> None:
+    """RSNA pneumonia: one row per box, Target repeated on each; an image without boxes has one row."""
+    src = tmp_path / "rsna"
+    rows = []
+    for i, boxes in enumerate([0, 1, 3, 2]):
+        name = f"0004cfab-{i:04d}"
+        write_image(src / "stage_2_train_images" / f"{name}.png", radiograph(20, 20, i), fmt="PNG")
+        for _box in range(max(1, boxes)):
+            rows.append([name, *(["264", "152", "213", "379"] if boxes else ["", "", "", ""]), "1" if boxes else "0"])
+    _write_csv(src / "stage_2_train_labels.csv", ["patientId", "x", "y", "width", "height", "Target"], rows)
+    out = tmp_path / "r.h5"
+    xraycache.build(
+        src, out, labels=src / "stage_2_train_labels.csv", path_col="patientId", label_col="Target", size=16
+    )
+    with xraycache.open(out) as cache:
+        assert cache.skipped == []
+        names = cache.label_names
+        got = {p.split("/")[-1]: names[v] for p, v in zip(cache["all"].meta["path"], cache["all"].labels, strict=True)}
+    assert got == {
+        "0004cfab-0000.png": "0",
+        "0004cfab-0001.png": "1",
+        "0004cfab-0002.png": "1",
+        "0004cfab-0003.png": "1",
+    }
+
+
+def test_vindr_rows_per_radiologist_and_finding_give_the_union(tmp_path: Path) -> None:
+    """VinDr-CXR: one row per radiologist and finding; the image's labels are the union over its rows."""
+    src = tmp_path / "vindr"
+    findings = {
+        "a": [("R8", "No finding"), ("R9", "No finding"), ("R10", "No finding")],
+        "b": [
+            ("R8", "Aortic enlargement"),
+            ("R8", "Cardiomegaly"),
+            ("R9", "Aortic enlargement"),
+            ("R10", "No finding"),
+        ],
+    }
+    rows = []
+    for i, (image, given) in enumerate(findings.items()):
+        write_image(src / "train" / f"{image}.png", radiograph(20, 20, i), fmt="PNG")
+        rows += [[image, name, "0", rad, "", "", "", ""] for rad, name in given]
+    header = ["image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max"]
+    _write_csv(src / "train.csv", header, rows)
+    out = tmp_path / "v.h5"
+    options = {"labels": src / "train.csv", "path_col": "image_id", "label_col": "class_name", "size": 16}
+    xraycache.build(src, out, label_sep="|", **options)
+    with xraycache.open(out) as cache:
+        names = list(cache.label_names)
+        by_path = dict(zip(cache["train"].meta["path"], cache["train"].labels.tolist(), strict=True))
+    assert names == ["Aortic enlargement", "Cardiomegaly", "No finding"]
+    assert by_path["train/a.png"] == [0, 0, 1] and by_path["train/b.png"] == [1, 1, 1]
+    single = tmp_path / "s.h5"  # one label per image: rows that disagree skip the image, and say how to union
+    xraycache.build(src, single, **options)
+    with xraycache.open(single) as cache:
+        assert list(cache["train"].meta["path"]) == ["train/a.png"]
+        (skip,) = cache.skipped
+    assert skip.path == "train/b.png" and "different labels" in skip.reason and "--label-sep" in skip.reason
+
+
+def test_coded_rows_of_one_image_keep_the_strongest_statement(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_image(src / "x.png", radiograph(20, 20, 1), fmt="PNG")
+    rows = [["x.png", "0", "", "-1", ""], ["x.png", "-1", "", "0", "1.0"], ["x.png", "", "", "", "0"]]
+    _write_csv(src / "t.csv", ["path", "A", "B", "C", "D"], rows)
+    out = tmp_path / "x.h5"
+    xraycache.build(src, out, labels=src / "t.csv", label_cols="A..D", size=16)
+    with xraycache.open(out) as cache:
+        assert cache["all"].labels.tolist() == [[-1, -2, -1, 1]]
