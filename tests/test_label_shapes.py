@@ -378,3 +378,79 @@ def test_coded_rows_of_one_image_keep_the_strongest_statement(tmp_path: Path) ->
     xraycache.build(src, out, labels=src / "t.csv", label_cols="A..D", size=16)
     with xraycache.open(out) as cache:
         assert cache["all"].labels.tolist() == [[-1, -2, -1, 1]]
+
+
+def test_per_annotator_labels_are_kept_beside_the_union(tmp_path: Path) -> None:
+    src = tmp_path / "vindr"
+    findings = {
+        "a": [("R9", "No finding"), ("R10", "No finding")],
+        "b": [
+            ("R8", "Aortic enlargement"),
+            ("R8", "Cardiomegaly"),
+            ("R9", "Aortic enlargement"),
+            ("R10", "No finding"),
+        ],
+    }
+    rows = []
+    for i, (image, given) in enumerate(findings.items()):
+        write_image(src / f"{image}.png", radiograph(20, 20, i), fmt="PNG")
+        rows += [[image, name, rad] for rad, name in given]
+    _write_csv(src / "train.csv", ["image_id", "class_name", "rad_id"], rows)
+    out = tmp_path / "v.h5"
+    xraycache.build(
+        src, out, labels=src / "train.csv", path_col="image_id", label_col="class_name", label_sep="|",
+        annotator_col="rad_id", size=16,
+    )  # fmt: skip
+    with xraycache.open(out) as cache:
+        split = cache["all"]
+        names, who, codes = split.annotator_labels()  # type: ignore[misc]
+        paths = list(split.meta["path"])
+        union = split.labels
+    assert names == ("R10", "R8", "R9") and who.shape == (2, 3) and codes.shape == (2, 3, 3)
+    a, b = paths.index("a.png"), paths.index("b.png")
+    assert [names[k] for k in who[a] if k >= 0] == ["R10", "R9"] and who[a, 2] == -1 and (codes[a, 2] == -2).all()
+    assert codes[a, :2].tolist() == [[0, 0, 1], [0, 0, 1]]
+    given = {names[k]: codes[b, slot].tolist() for slot, k in enumerate(who[b])}
+    assert given == {"R10": [0, 0, 1], "R8": [1, 1, 0], "R9": [1, 0, 0]}
+    assert union[b].tolist() == [1, 1, 1] and union[a].tolist() == [0, 0, 1]
+    with h5py.File(out, "r+") as f:  # an index past the names is refused on read
+        f["all/annotators"][0, 0] = 7
+    with pytest.raises(NotACacheError, match="annotators"):
+        xraycache.open(out)
+
+
+def test_coded_annotators_keep_each_ones_codes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_image(src / "x.png", radiograph(20, 20, 1), fmt="PNG")
+    _write_csv(src / "t.csv", ["path", "who", "A", "B"], [["x.png", "r1", "1.0", ""], ["x.png", "r2", "-1.0", "0.0"]])
+    out = tmp_path / "x.h5"
+    xraycache.build(src, out, labels=src / "t.csv", label_cols="A,B", annotator_col="who", size=16)
+    with xraycache.open(out) as cache:
+        names, who, codes = cache["all"].annotator_labels()  # type: ignore[misc]
+        assert cache["all"].labels.tolist() == [[1, 0]]
+    assert names == ("r1", "r2") and who.tolist() == [[0, 1]] and codes.tolist() == [[[1, -2], [-1, 0]]]
+
+
+def _annotators_by_path(path: Path) -> dict[str, tuple[list[int], list[list[int]]]]:
+    with xraycache.open(path) as cache:
+        split = cache["all"]
+        _, who, codes = split.annotator_labels()  # type: ignore[misc]
+        return {p: (w.tolist(), c.tolist()) for p, w, c in zip(split.meta["path"], who, codes, strict=True)}
+
+
+def test_annotators_survive_sharding_and_an_incremental_rebuild(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    rows = []
+    for i in range(6):
+        write_image(src / f"im{i}.png", radiograph(20, 20, i), fmt="PNG")
+        rows += [[f"im{i}.png", who, "1" if (i + k) % 2 else "0", "-1" if i == k else ""] for k, who in enumerate("pq")]
+    _write_csv(src / "t.csv", ["path", "who", "A", "B"], rows)
+    options = {"labels": src / "t.csv", "label_cols": "A,B", "annotator_col": "who", "size": 16}
+    plain, sharded = tmp_path / "one.h5", tmp_path / "sharded.h5"
+    xraycache.build(src, plain, **options)  # type: ignore[arg-type]
+    xraycache.build(src, sharded, shards=2, **options)  # type: ignore[arg-type]
+    before = _annotators_by_path(plain)
+    write_image(src / "im3.png", radiograph(22, 20, 9), fmt="PNG")  # one image changed: the others are copied
+    report = xraycache.build(src, plain, **options)  # type: ignore[arg-type]
+    assert report.mode == "incremental" and _annotators_by_path(plain) == before == _annotators_by_path(sharded)
+    assert before["im0.png"] == ([0, 1], [[0, -1], [1, -2]]) and before["im1.png"] == ([0, 1], [[1, -2], [0, -1]])

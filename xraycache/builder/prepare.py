@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
-from ..core.schema import CODE_POSITIVE, MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, split_name_problem, storable_path
+from ..core.schema import (
+    CODE_NEGATIVE,
+    CODE_POSITIVE,
+    MAX_ANNOTATORS,
+    MAX_LABELS,
+    MAX_NAME_CHARS,
+    MAX_SPLITS,
+    split_name_problem,
+    storable_path,
+)
 from ..core.table_spec import compiled, split_name
 from ..imaging.decoders import dicom
 from . import identifiers
@@ -117,6 +126,8 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         unlabeled=sorted(unlabeled),
         multi_label=found.table is not None and found.table.selection.multi,
         coded=found.table is not None and bool(found.table.selection.coded),
+        annotator_slots=max((len(f.annotators) for f in files), default=0),
+        annotator_names=_annotator_names(files),
     )
     if out.table is not None:  # the rows are applied: keep only what the report counts
         out.table = out.table.counts_only()
@@ -159,7 +170,7 @@ def _apply_rows(
     path pattern, else the DICOM header or file name); files whose rows disagree, or give no label or split,
     go to ``unlabeled`` with the reason."""
     selection = table.selection
-    settled: list[tuple[SourceFile, ImageRow]] = []
+    settled: list[tuple[SourceFile, ImageRow, tuple[ImageRow, ...]]] = []
     for f in files:
         rows = table.rows[f.path]
         row = rows[0]
@@ -178,17 +189,17 @@ def _apply_rows(
             why = row.unjoined or f"an empty {options.split_col!r}"
             unlabeled.append((f.path, f"no split: {why} ({row.table} line {row.line})"))
         else:
-            settled.append((f, _union(rows, selection.coded)))
+            settled.append((f, _union(rows, selection.coded), tuple(rows) if options.annotator_col else ()))
     if selection.coded:
         label_names: tuple[str, ...] = selection.coded
     elif selection.label_col is None:
         label_names = (UNLABELED,)
     else:
-        label_names = _used_labels(Path(selection.tables[0]), [row for _, row in settled])
+        label_names = _used_labels(Path(selection.tables[0]), [row for _, row, _ in settled])
     index = {name: i for i, name in enumerate(label_names)}
     out = []
     multi = selection.multi
-    for f, row in settled:
+    for f, row, own in settled:
         indices = _positives(row.codes) if selection.coded else tuple(index[name] for name in row.labels)
         ids = _path_ids(f.path, patterns) if patterns else {}
         out.append(
@@ -203,6 +214,7 @@ def _apply_rows(
                 labels=indices if multi else (),
                 view=row.view,
                 codes=row.codes,
+                annotators=_by_annotator(own, index, len(label_names), bool(selection.coded), f.path),
             )
         )
     return out, label_names
@@ -225,6 +237,46 @@ def _union(rows: list[ImageRow], coded: tuple[str, ...]) -> ImageRow:
 def _positives(codes: tuple[int, ...]) -> tuple[int, ...]:
     """The labels a code row marks positive (what the per-label counts and histograms count)."""
     return tuple(i for i, code in enumerate(codes) if code == CODE_POSITIVE)
+
+
+def _by_annotator(
+    rows: tuple[ImageRow, ...], index: dict[str, int], n_labels: int, coded: bool, path: str
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Each annotator's labels of one image as codes, the union of that annotator's rows: the codes of a coded
+    table; for a table of names, 1 for the names an annotator gave and 0 for the others (VinDr's rows list
+    what a radiologist found, so a name not given is a no). InputError past MAX_ANNOTATORS."""
+    if not rows:
+        return ()
+    mine: dict[str, list[ImageRow]] = {}
+    for row in rows:
+        mine.setdefault(row.annotator, []).append(row)
+    if len(mine) > MAX_ANNOTATORS:
+        raise InputError(
+            f"{storable_path(path)} has {len(mine):,} annotators in its table rows, more than a cache keeps "
+            f"({MAX_ANNOTATORS}); is --annotator-col the right column?"
+        )
+    out = []
+    for who, given in sorted(mine.items()):
+        if len(who) > MAX_NAME_CHARS:
+            raise InputError(f"an annotator name of {len(who):,} characters, over the limit of {MAX_NAME_CHARS:,}")
+        if coded:
+            codes = union_codes([r.codes for r in given])
+        else:
+            on = {index[name] for r in given for name in r.labels}
+            codes = tuple(CODE_POSITIVE if i in on else CODE_NEGATIVE for i in range(n_labels))
+        out.append((who, codes))
+    return tuple(out)
+
+
+def _annotator_names(files: list[SourceFile]) -> tuple[str, ...]:
+    """Every annotator's name, sorted; InputError past what a cache keeps."""
+    names = tuple(sorted({who for f in files for who, _ in f.annotators}))
+    if len(names) > MAX_LABELS:
+        raise InputError(
+            f"the tables name {len(names):,} annotators, more than a cache keeps ({MAX_LABELS:,}); "
+            "is --annotator-col the right column?"
+        )
+    return names
 
 
 def _check_splits(names: set[str]) -> None:

@@ -38,6 +38,7 @@ class ImageRow:
     view: str
     unjoined: str = ""  # the first --join table with no row for this one ("" when every join found one)
     codes: tuple[int, ...] = ()  # --label-cols: one code per column (labels.CODES), shared between equal rows
+    annotator: str = ""  # --annotator-col: who gave this row's labels
 
 
 @dataclass
@@ -153,6 +154,7 @@ class _Columns:
             "view_col": options.view_col,
             "split_col": options.split_col,
             "label_col": options.label_col,
+            "annotator_col": options.annotator_col,
         }
         return cls(PathTemplate(options.path_col), options.filters(), options.joins(), named)
 
@@ -275,6 +277,7 @@ def _image_row(
         cell(options.view_col),
         unjoined,
         labels.codes(value, table.name, line),
+        cell(options.annotator_col),
     )
 
 
@@ -297,7 +300,8 @@ class _LabelReader:
             try:
                 found = list_cell(cell)
             except ValueError as exc:
-                raise InputError(_where(table, line, self.column, cell) + f": {exc}") from None
+                hint = f"; rows to leave out: --where '{storable_path(self.column)}!=VALUE'"
+                raise InputError(_where(table, line, self.column, cell) + f": {exc}{hint}") from None
             return tuple(sorted({storable_path(name) for name in found}))
         return tuple(storable_path(label) for label in _labels(cell, self.sep))
 

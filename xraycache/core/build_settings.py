@@ -24,6 +24,7 @@ class BuildSettings(TypedDict, total=False):
     label_sep: str | None
     label_list: bool
     label_cols: str | None
+    annotator_col: str | None
     join: str | Sequence[str]
     where: str | Sequence[str]
     split_col: str | None

@@ -286,6 +286,13 @@ class SourceOptions(_Part):
         record=False,
         metavar="COLS",
     )
+    annotator_col: str | None = option(
+        None,
+        "Column naming who gave a row's labels (VinDr's rad_id): each annotator's labels are kept too "
+        "(annotators, annotator_labels), beside the image's, the union of its rows.",
+        panel=TABLES,
+        record=False,
+    )
     join: tuple[str, ...] = option(
         (),
         "Join another table on key columns to the --labels rows, e.g. mimic-cxr-2.0.0-chexpert.csv.gz:"
@@ -381,6 +388,7 @@ class SourceOptions(_Part):
                 "label_sep",
                 "label_list",
                 "label_cols",
+                "annotator_col",
                 "patient_col",
                 "study_col",
                 "view_col",
@@ -477,7 +485,7 @@ class SourceOptions(_Part):
         spec: dict[str, Any] = {}
         if self.labels:
             spec.update(path=self.path_col, label=self.label_col, sep=self.label_sep, patient=self.patient_col)
-            spec.update(label_list=self.label_list, label_cols=self.label_cols)
+            spec.update(label_list=self.label_list, label_cols=self.label_cols, annotator=self.annotator_col)
         spec.update(
             tables=[f"{t.split}={Path(t.file).name}" if t.split else Path(t.file).name for t in self.tables()],
             study=self.study_col,

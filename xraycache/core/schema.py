@@ -37,6 +37,12 @@ HIST_BINS = 256
 LABEL_KINDS = ("single", "multi", "coded")
 CODE_POSITIVE, CODE_NEGATIVE, CODE_UNCERTAIN, CODE_MISSING = 1, 0, -1, -2
 CODES = (CODE_POSITIVE, CODE_NEGATIVE, CODE_UNCERTAIN, CODE_MISSING)
+MAX_ANNOTATORS = 64  # annotators of one image a cache keeps (--annotator-col; VinDr-CXR has 3, 5 on its test set)
+ANNOTATORS_DESCRIPTION = "annotators[i, k]: who gave annotator_labels[i, k], an index into annotator_names (-1: empty)"
+ANNOTATOR_LABELS_DESCRIPTION = (
+    "annotator_labels[i, k, c]: annotator k's code for label_names[c] on image i, 1 positive, 0 negative, "
+    "-1 uncertain, -2 missing (every code -2 in an empty slot)"
+)
 CODED_DESCRIPTION = (
     "coded: labels[i, c] is 1 (positive), 0 (negative), -1 (uncertain) or -2 (missing) for label_names[c]"
 )
@@ -90,6 +96,7 @@ ROOT_ATTRIBUTE_ORDER = (
     "labels_csv_sha256",
     "labels_columns",
     "label_kind",
+    "annotator_names",
     "resplit",
     "seed",
     "folds",

@@ -578,6 +578,17 @@ class Split:
         missing; training targets come through a ``label_policy`` (``xraycache.read.label_policy``)."""
         return self.labels.ndim == 2 and self.labels.dtype == np.int8
 
+    def annotator_labels(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray] | None:
+        """Each annotator's labels, for a cache built with ``--annotator-col`` (None otherwise):
+        (annotator names, ``annotators`` (N, A) int16 indices into them, -1 for an empty slot, and
+        ``annotator_labels`` (N, A, C) int8 codes, 1/0/-1/-2 as in a coded cache, -2 throughout an empty slot).
+        ``labels`` is the image's union of them."""
+        group = self._group()
+        if "annotators" not in group:
+            return None
+        names = tuple(attr_value(self._handle.file.attrs.get("annotator_names", ())))
+        return names, read_data(group["annotators"]), read_data(group["annotator_labels"])
+
     def targets(self, label_policy: str | LabelPolicy) -> tuple[np.ndarray, np.ndarray]:
         """(targets, mask) float32 (N, C) of a coded cache under ``label_policy`` ("u-ones", "u-zeros",
         "u-ignore", "xrv" or a LabelPolicy): see ``xraycache.read.label_policy``."""
