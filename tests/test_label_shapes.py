@@ -264,6 +264,10 @@ def test_each_policy_in_a_dataloader(coded_cache: Path, policy: str) -> None:
         assert all(len(batch) == 3 for batch in batches)
         assert torch.cat([b[1] for b in batches]).tolist() == targets
         assert torch.cat([b[2] for b in batches]).tolist() == mask
+    positives = (np.array(targets) * mask).sum(axis=0)
+    negatives = ((1 - np.array(targets)) * mask).sum(axis=0)
+    expected = np.divide(negatives, positives, out=np.ones(3), where=positives > 0)
+    assert dataset.class_weights().tolist() == pytest.approx(expected.tolist())
     loss = torch.nn.functional.binary_cross_entropy_with_logits(
         torch.zeros(3, 3), torch.tensor(targets, dtype=torch.float32), reduction="none"
     )
@@ -454,3 +458,22 @@ def test_annotators_survive_sharding_and_an_incremental_rebuild(tmp_path: Path) 
     report = xraycache.build(src, plain, **options)  # type: ignore[arg-type]
     assert report.mode == "incremental" and _annotators_by_path(plain) == before == _annotators_by_path(sharded)
     assert before["im0.png"] == ([0, 1], [[0, -1], [1, -2]]) and before["im1.png"] == ([0, 1], [[1, -2], [0, -1]])
+
+
+def test_the_documented_mimic_command_with_coded_labels_and_show_stats(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xraycache.cli import app
+
+    release = mimic(tmp_path)
+    out = tmp_path / "m.h5"
+    args = ["build", str(release), str(out), "--size", "16", "-j", "1", "--label-cols", "Atelectasis..Support Devices"]
+    for key, value in mimic_options(release).items():
+        for one in value if isinstance(value, list) else [value]:
+            args += [f"--{key.replace('_', '-')}", str(one)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with xraycache.open(out) as cache:
+        assert cache.attrs["label_kind"] == "coded" and list(cache.label_names) == MIMIC_LABELS
+    shown = CliRunner().invoke(app, ["show", "stats", str(out)]).output
+    assert "coded labels" in shown and "uncertain" in shown

@@ -378,10 +378,16 @@ class XrayDataset(Dataset):
 
         Single-label: inverse class frequency scaled to mean 1 over the classes present (0 for a class
         with no image), for ``CrossEntropyLoss(weight=...)``. Multi-label: ``negatives / positives`` per
-        class, the ``pos_weight`` of ``BCEWithLogitsLoss`` (1 for a class with no positive image).
+        class, the ``pos_weight`` of ``BCEWithLogitsLoss`` (1 for a class with no positive image); with a
+        ``label_policy``, the targets' positives and negatives where the mask counts them.
         """
         counts = self._counts.astype(np.float64)
-        if self.multi_label:
+        if self.label_policy is not None:
+            targets, mask = self.label_policy.apply(self._open().labels, self.label_names)
+            counts = (targets * mask).sum(axis=0, dtype=np.float64)
+            negatives = ((1 - targets) * mask).sum(axis=0, dtype=np.float64)
+            weights = np.divide(negatives, counts, out=np.ones_like(counts), where=counts > 0)
+        elif self.multi_label:
             negatives = self._len - counts
             weights = np.divide(negatives, counts, out=np.ones_like(counts), where=counts > 0)
         else:
