@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
-import gzip
 import io
 import json
 import subprocess
 import sys
 import time
-import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -37,36 +34,11 @@ import numpy as np
 from PIL import Image
 
 from .common import append_record, machine_info
-from .tables import ROOT, make_tree
+from .tables import ROOT, fetch_table, make_tree, rows_of
 
-TABLES = {
-    "chexpert": "torchxrayvision/data/chexpert_train.csv.gz",
-    "vindr": "torchxrayvision/data/vinbigdata-train.csv.gz",
-    "padchest": "torchxrayvision/data/PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
-}
 CHEXPERT_14 = "No Finding..Support Devices"
 STATES = {"1": "positive", "0": "negative", "-1": "uncertain", "": "missing"}
 CODE_STATES = {1: "positive", 0: "negative", -1: "uncertain", -2: "missing"}
-
-
-def fetch(work: Path, dataset: str) -> Path:
-    """The table, extracted from torchxrayvision's wheel into ``work`` (the wheel downloaded once)."""
-    target = work / Path(TABLES[dataset]).name
-    if target.exists():
-        return target
-    wheels = sorted(work.glob("torchxrayvision-*.whl"))
-    if not wheels:
-        command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "torchxrayvision", "-d", str(work)]
-        subprocess.run(command, check=True)
-        wheels = sorted(work.glob("torchxrayvision-*.whl"))
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        target.write_bytes(wheel.read(TABLES[dataset]))
-    return target
-
-
-def rows_of(table: Path) -> list[dict[str, str]]:
-    with gzip.open(table, "rt", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        return list(csv.DictReader(handle))
 
 
 def tiny_jpeg() -> bytes:
@@ -161,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     for dataset in args.datasets.split(","):
-        table = fetch(args.work, dataset)
+        table = fetch_table(args.work, dataset)
         src, options, expected = CASES[dataset](args.work, table)
         out = args.work / f"{dataset}.h5"
         command = [sys.executable, "-m", "xraycache", "build", str(src), str(out), "--size", "8", "--overwrite"]

@@ -339,6 +339,16 @@ def test_rsna_one_row_per_box_is_one_image(tmp_path: Path) -> None:
     }
 
 
+def _vindr(src: Path, folder: str, findings: dict[str, list[tuple[str, str]]]) -> None:
+    """VinDr-CXR's train.csv: a row per radiologist and finding (boxes left blank), and the images."""
+    rows = []
+    for i, (image, given) in enumerate(findings.items()):
+        write_image(src / f"{folder}{image}.png", radiograph(20, 20, i), fmt="PNG")
+        rows += [[image, name, "0", rad, "", "", "", ""] for rad, name in given]
+    header = ["image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max"]
+    _write_csv(src / "train.csv", header, rows)
+
+
 def test_vindr_rows_per_radiologist_and_finding_give_the_union(tmp_path: Path) -> None:
     """VinDr-CXR: one row per radiologist and finding; the image's labels are the union over its rows."""
     src = tmp_path / "vindr"
@@ -351,12 +361,7 @@ def test_vindr_rows_per_radiologist_and_finding_give_the_union(tmp_path: Path) -
             ("R10", "No finding"),
         ],
     }
-    rows = []
-    for i, (image, given) in enumerate(findings.items()):
-        write_image(src / "train" / f"{image}.png", radiograph(20, 20, i), fmt="PNG")
-        rows += [[image, name, "0", rad, "", "", "", ""] for rad, name in given]
-    header = ["image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max"]
-    _write_csv(src / "train.csv", header, rows)
+    _vindr(src, "train/", findings)
     out = tmp_path / "v.h5"
     options = {"labels": src / "train.csv", "path_col": "image_id", "label_col": "class_name", "size": 16}
     xraycache.build(src, out, label_sep="|", **options)
@@ -395,11 +400,7 @@ def test_per_annotator_labels_are_kept_beside_the_union(tmp_path: Path) -> None:
             ("R10", "No finding"),
         ],
     }
-    rows = []
-    for i, (image, given) in enumerate(findings.items()):
-        write_image(src / f"{image}.png", radiograph(20, 20, i), fmt="PNG")
-        rows += [[image, name, rad] for rad, name in given]
-    _write_csv(src / "train.csv", ["image_id", "class_name", "rad_id"], rows)
+    _vindr(src, "", findings)
     out = tmp_path / "v.h5"
     xraycache.build(
         src, out, labels=src / "train.csv", path_col="image_id", label_col="class_name", label_sep="|",
