@@ -478,3 +478,12 @@ def test_the_documented_mimic_command_with_coded_labels_and_show_stats(tmp_path:
         assert cache.attrs["label_kind"] == "coded" and list(cache.label_names) == MIMIC_LABELS
     shown = CliRunner().invoke(app, ["show", "stats", str(out)]).output
     assert "coded labels" in shown and "uncertain" in shown
+
+
+def test_exports_of_a_coded_cache(coded_cache: Path, tmp_path: Path) -> None:
+    from xraycache.read.export import export_medmnist, label_texts
+
+    with xraycache.open(coded_cache) as cache:
+        assert label_texts(cache["all"]) == ["A", "", "No Finding"]  # the positives, never -1 or -2 taken as yes
+        with pytest.raises(InputError, match="coded labels"):
+            export_medmnist(cache, tmp_path / "x.npz")
