@@ -487,3 +487,13 @@ def test_exports_of_a_coded_cache(coded_cache: Path, tmp_path: Path) -> None:
         assert label_texts(cache["all"]) == ["A", "", "No Finding"]  # the positives, never -1 or -2 taken as yes
         with pytest.raises(InputError, match="coded labels"):
             export_medmnist(cache, tmp_path / "x.npz")
+
+
+def test_more_coded_columns_than_a_cache_holds_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xraycache.builder import prepare
+
+    monkeypatch.setattr(prepare, "MAX_LABELS", 2)
+    src, table = _one_column(tmp_path, ["1", "0"], {"B": ["", ""], "C": ["1", "1"]})
+    with pytest.raises(OptionError, match="3 distinct labels") as caught:
+        xraycache.build(src, tmp_path / "x.h5", labels=table, label_cols="A..C", size=16)
+    assert "\n" not in str(caught.value) and re.search("label.cols right", str(caught.value))

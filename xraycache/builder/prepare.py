@@ -191,7 +191,7 @@ def _apply_rows(
         else:
             settled.append((f, _union(rows, selection.coded), tuple(rows) if options.annotator_col else ()))
     if selection.coded:
-        label_names: tuple[str, ...] = selection.coded
+        label_names: tuple[str, ...] = _storable_labels(Path(selection.tables[0]), list(selection.coded), "label_cols")
     elif selection.label_col is None:
         label_names = (UNLABELED,)
     else:
@@ -292,14 +292,20 @@ def _check_splits(names: set[str]) -> None:
 
 
 def _used_labels(csv_file: Path, rows: Iterable[ImageRow]) -> tuple[str, ...]:
-    """The sorted label names of the rows that matched an image; InputError past what a cache may hold."""
+    """The sorted label names of the rows that matched an image (or, coded, the columns in their order);
+    InputError past what a cache may hold."""
     names = sorted({label for row in rows for label in row.labels})
+    return _storable_labels(csv_file, names, "label_col")
+
+
+def _storable_labels(csv_file: Path, names: list[str], option: str) -> tuple[str, ...]:
+    """``names``, or an error when a cache cannot hold that many or that long."""
     if len(names) > MAX_LABELS:
         raise OptionError(
             literal(f"labels CSV {csv_file.name} gives {len(names):,} distinct labels to the images, more than a ")
             + literal(f"cache holds ({MAX_LABELS:,}); is ")
-            + "{label_col:name} the right column?",
-            label_col="",
+            + f"{{{option}:name}} right?",
+            **{option: ""},
         )
     long = [name for name in names if len(name) > MAX_NAME_CHARS]
     if long:
