@@ -8,6 +8,9 @@ The tables come from torchxrayvision's wheel (as ``benchmarks/tables.py`` fetche
   Devices"``): per label, the images positive / negative / uncertain / missing;
 - VinDr-CXR ``train.csv`` (67,914 rows, one per radiologist and finding, 15,000 images: ``--label-sep "|"``,
   the union of an image's rows): per finding, the images at least one radiologist gave it;
+- NIH ChestX-ray14's ``Data_Entry_2017_v2020.csv`` (112,120 rows, ``--label-sep "|"``): per finding, the images;
+- RSNA Pneumonia's ``stage_2_train_labels.csv`` (30,227 rows, one per box, 26,684 images, ``--label-col
+  Target``): the images of each Target;
 - PadChest's label table (160,861 rows of ``['name', ...]`` list cells: ``--label-list``; the 103 rows whose
   cell is ``nan`` left out with ``--where 'Labels!=nan'``): per name, the images whose list holds it.
 
@@ -21,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import io
 import json
 import subprocess
 import sys
 import time
+import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -104,7 +109,43 @@ def padchest_case(work: Path, table: Path) -> tuple[Path, list[str], dict[str, C
     return src, options, expected
 
 
-CASES = {"chexpert": chexpert_case, "vindr": vindr_case, "padchest": padchest_case}
+def nih_case(work: Path, table: Path) -> tuple[Path, list[str], dict[str, Counter[str]]]:
+    rows = rows_of(table)
+    src = work / "nih"
+    image_tree(src, [f"images/{r['Image Index']}" for r in rows])
+    given: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        for name in r["Finding Labels"].split("|"):
+            given[name.strip()].add(r["Image Index"])
+    n = len({r["Image Index"] for r in rows})
+    expected = {name: Counter(positive=len(ids), negative=n - len(ids)) for name, ids in given.items()}
+    options = ["--labels", str(table), "--path-col", "Image Index", "--label-col", "Finding Labels"]
+    return src, [*options, "--label-sep", "|"], expected
+
+
+def rsna_case(work: Path, table: Path) -> tuple[Path, list[str], dict[str, Counter[str]]]:
+    """RSNA Pneumonia: one row per box, ``Target`` repeated (the wheel holds it zipped: extracted here)."""
+    csv_path = work / "stage_2_train_labels.csv"
+    if not csv_path.exists():
+        with zipfile.ZipFile(table) as archive:
+            csv_path.write_bytes(archive.read("stage_2_train_labels.csv"))
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    src = work / "rsna"
+    target = {r["patientId"]: r["Target"] for r in rows}
+    image_tree(src, [f"stage_2_train_images/{image}.png" for image in target])
+    counts = Counter(target.values())
+    expected = {name: Counter(positive=counts[name], negative=len(target) - counts[name]) for name in counts}
+    return src, ["--labels", str(csv_path), "--path-col", "patientId", "--label-col", "Target"], expected
+
+
+CASES = {
+    "chexpert": chexpert_case,
+    "vindr": vindr_case,
+    "padchest": padchest_case,
+    "nih": nih_case,
+    "rsna": rsna_case,
+}
 
 
 def cache_counts(path: Path) -> tuple[dict[str, Counter[str]], int]:
@@ -115,6 +156,8 @@ def cache_counts(path: Path) -> tuple[dict[str, Counter[str]], int]:
     with xraycache.open(path) as cache:
         labels = np.concatenate([cache[s].labels for s in cache.splits])
         names = cache.label_names
+    if labels.ndim == 1:  # single-label: one column per label, the image's label or not
+        labels = (labels[:, None] == np.arange(len(names))).astype(np.uint8)
     out = {}
     for c, name in enumerate(names):
         values = Counter(labels[:, c].tolist())
@@ -128,7 +171,7 @@ def cache_counts(path: Path) -> tuple[dict[str, Counter[str]], int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/xraycache-labels"), help="trees and tables (kept)")
-    parser.add_argument("--datasets", default="chexpert,vindr,padchest")
+    parser.add_argument("--datasets", default="chexpert,vindr,padchest,nih,rsna")
     parser.add_argument("--history", type=Path, default=ROOT / "benchmarks" / "results" / "label_counts.jsonl")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
