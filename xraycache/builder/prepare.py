@@ -167,8 +167,9 @@ def _apply_rows(
     unlabeled: list[tuple[str, str]],
 ) -> tuple[list[SourceFile], tuple[str, ...]]:
     """Each file with the labels, split, patient, study and view of its table rows (ids from a column, else a
-    path pattern, else the DICOM header or file name); files whose rows disagree, or give no label or split,
-    go to ``unlabeled`` with the reason."""
+    path pattern, else the DICOM header or file name). Several rows of one file give the union of their labels
+    (and, with --annotator-col, each annotator's own); files whose rows disagree on anything else (or, single-
+    label, on the label), or give no label or split, go to ``unlabeled`` with the reason."""
     selection = table.selection
     settled: list[tuple[SourceFile, ImageRow, tuple[ImageRow, ...]]] = []
     for f in files:

@@ -6,6 +6,8 @@ key (MIMIC's split table per ``dicom_id``, its label table per ``subject_id,stud
 image row whose key has no row in a joined table keeps its place, with that table's cells empty, and is
 counted; ``--where`` keeps the rows whose values match (views). Every ``--*-col`` may name a column of any
 of these tables: the first table that has it (the ``--labels`` tables, then the joins in order) gives it.
+A row's labels are read in the shape the options say (``_LabelReader``): one name, names split by
+``--label-sep`` or listed in a cell (``--label-list``), or one code per ``--label-cols`` column.
 """
 
 from __future__ import annotations
