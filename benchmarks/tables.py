@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLES = {
     "chexpert": "torchxrayvision/data/chexpert_train.csv.gz",
     "nih": "torchxrayvision/data/Data_Entry_2017_v2020.csv.gz",
+    "vindr": "torchxrayvision/data/vinbigdata-train.csv.gz",  # for benchmarks/label_counts.py
+    "padchest": "torchxrayvision/data/PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
+    "rsna": "torchxrayvision/data/kaggle_stage_2_train_labels.csv.zip",
 }
 NIH_PER_FOLDER = 10_000  # the Kaggle mirror's images_001 ... images_012 hold about this many each
 

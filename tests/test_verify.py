@@ -62,7 +62,7 @@ def test_a_cache_of_format_2_is_checked_with_its_blake2b_checksums(built: tuple[
 
     _, out = built
     with h5py.File(out, "r+") as handle:
-        assert handle.attrs["format_version"] == 3
+        assert handle.attrs["format_version"] >= 3  # CRC-32 since version 3
         images = handle["train/images"][:]
         stored = handle["train/checksums"][:]
         assert [bytes(s) for s in stored] == [b"%08x" % zlib.crc32(image.tobytes()) for image in images]

@@ -34,6 +34,8 @@ from torch.utils.data import (
 from .core.errors import InputError
 from .read.arrays import UNSET, PixelFormat, Unset
 from .read.cache import Split
+from .read.label_policy import LabelPolicy, coded_without_policy
+from .read.label_policy import label_policy as label_policy_of
 
 
 def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -87,6 +89,8 @@ class XrayDataset(Dataset):
       a float ``dtype``; ``channels=3`` repeats the gray channel for ImageNet-pretrained backbones.
     - label: an int class index (``CrossEntropyLoss``; batched by the DataLoader into int64), or a float32
       (C,) multi-hot tensor for a multi-label cache (``BCEWithLogitsLoss``).
+    - with ``label_policy`` (coded caches, ``--label-cols``): ``(image, target, mask)``, target and mask
+      float32 (C,) tensors, the mask 1 where the target counts in the loss (``xraycache.read.label_policy``).
 
     Parameters
     ----------
@@ -109,6 +113,9 @@ class XrayDataset(Dataset):
         split), ImageNet's, or torchxrayvision's [-1024, 1024] range.
     stats_split : str, optional
         The split ``normalize="dataset"`` takes its statistics from.
+    label_policy : {"u-ones", "u-zeros", "u-ignore", "xrv"} or LabelPolicy, optional
+        What uncertain and missing labels of a coded cache become (required for one): items and batches are
+        then ``(image, target, mask)``.
     raw, deferred : bool
         Deprecated: ``dtype=None`` says "as stored" (``raw=True`` handed NumPy arrays to ``transform``: take
         ``image.numpy()``; ``deferred=True`` kept items as stored and converted in :meth:`convert`: give
@@ -136,6 +143,7 @@ class XrayDataset(Dataset):
         normalize: str | None = None,
         stats_split: str | None = None,
         deferred: bool = False,
+        label_policy: str | LabelPolicy | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.split_name = split
@@ -170,6 +178,11 @@ class XrayDataset(Dataset):
             self._len = len(probe)
             self.label_names: tuple[str, ...] = probe.label_names
             self.multi_label: bool = probe.multi_label
+            self.label_policy: LabelPolicy | None = label_policy_of(label_policy)
+            if self.label_policy is not None and not probe.coded:
+                raise InputError(f"{self.path}: label_policy applies to coded labels (a cache built with --label-cols)")
+            if probe.coded and self.label_policy is None:
+                raise coded_without_policy(self.path)
             self._counts = probe.counts()
             self.stats_split = stats_split
             self.normalize = normalize
@@ -212,7 +225,7 @@ class XrayDataset(Dataset):
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, index: Any) -> tuple[Any, Any]:
+    def __getitem__(self, index: Any) -> tuple[Any, ...]:
         """``dataset[i]`` -> one (image, label); ``dataset[[i, j, ...]]`` -> one batch (images, labels).
 
         The batch form is what :meth:`loader` asks for: a worker reads the images straight into a batch in
@@ -225,7 +238,7 @@ class XrayDataset(Dataset):
             raise IndexError(f"index {index} is out of range for {self._len} images")
         return self.__getitems__([index])[0]
 
-    def _batch(self, index: np.ndarray) -> tuple[Any, Any]:
+    def _batch(self, index: np.ndarray) -> tuple[Any, ...]:
         if self.raw or self.transform is not None or self.target_transform is not None:
             return default_collate(self.__getitems__(index.tolist()))  # per-image transforms: as DataLoader does
         split = self._open()
@@ -239,6 +252,9 @@ class XrayDataset(Dataset):
                 self._scratch = np.empty((n, *split.shape[1:]), dtype=split.images.dtype)
             fmt.apply(split.read_into(index, self._scratch[:n]), out=images.numpy())
         stored = split.labels[index]
+        if self.label_policy is not None:
+            targets, mask = self.label_policy.apply(stored, self.label_names)
+            return images, torch.from_numpy(targets), torch.from_numpy(mask)
         labels = torch.from_numpy(stored.astype(np.float32 if self.multi_label else np.int64))
         return images, labels
 
@@ -268,7 +284,7 @@ class XrayDataset(Dataset):
         batches = BatchSampler(sampler, batch_size, drop_last)
         return DataLoader(self, batch_size=None, sampler=batches, generator=generator, **kwargs)
 
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
         """The samples at ``indices``, read together: what ``DataLoader`` workers call for each batch."""
         split = self._open()
         index = np.asarray(indices, dtype=np.int64)
@@ -280,9 +296,16 @@ class XrayDataset(Dataset):
             images = torch.from_numpy(self._item_pixels.apply(pixels)).unbind(0)
         if self.transform is not None:
             images = [self.transform(image) for image in images]
+        if self.label_policy is not None:
+            target, mask = self.label_policy.apply(stored, self.label_names)
+            rows: Sequence[Any] = torch.from_numpy(target).unbind(0)
+            if self.target_transform is not None:
+                rows = [self.target_transform(row) for row in rows]
+            masks = torch.from_numpy(mask).unbind(0)
+            return [(image, t, m) for image, t, m in zip(images, rows, masks, strict=True)]
         if self.target_transform is not None:
-            rows = list(stored) if self.multi_label else stored.tolist()
-            targets: Sequence[Any] = [self.target_transform(label) for label in rows]
+            stored_rows = list(stored) if self.multi_label else stored.tolist()
+            targets: Sequence[Any] = [self.target_transform(label) for label in stored_rows]
         elif self.multi_label:
             targets = torch.from_numpy(stored.astype(np.float32)).unbind(0)
         else:
@@ -355,10 +378,16 @@ class XrayDataset(Dataset):
 
         Single-label: inverse class frequency scaled to mean 1 over the classes present (0 for a class
         with no image), for ``CrossEntropyLoss(weight=...)``. Multi-label: ``negatives / positives`` per
-        class, the ``pos_weight`` of ``BCEWithLogitsLoss`` (1 for a class with no positive image).
+        class, the ``pos_weight`` of ``BCEWithLogitsLoss`` (1 for a class with no positive image); with a
+        ``label_policy``, the targets' positives and negatives where the mask counts them.
         """
         counts = self._counts.astype(np.float64)
-        if self.multi_label:
+        if self.label_policy is not None:
+            targets, mask = self.label_policy.apply(self._open().labels, self.label_names)
+            counts = (targets * mask).sum(axis=0, dtype=np.float64)
+            negatives = ((1 - targets) * mask).sum(axis=0, dtype=np.float64)
+            weights = np.divide(negatives, counts, out=np.ones_like(counts), where=counts > 0)
+        elif self.multi_label:
             negatives = self._len - counts
             weights = np.divide(negatives, counts, out=np.ones_like(counts), where=counts > 0)
         else:

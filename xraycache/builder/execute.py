@@ -100,8 +100,9 @@ def _copy_run(job: BuildJob, old: OldRowReader | None, writer: CacheWriter, run:
     rows = old.read(first.split, first.index, first.index + len(run), writer.columns)
     rows.meta["mtime_ns"] = np.array([a.mtime_ns for a in run], dtype=np.int64)
     rows.meta["fold"] = np.array([a.source.fold for a in run])  # the hash's fold: the regrouping runs again
-    labels = writer.label_rows([a.source for a in run])
-    writer.add_rows(run[0].source.split, rows.pixels, labels, rows.meta, rows.checksums, rows.descriptors)
+    sources = [a.source for a in run]
+    labels = writer.label_rows(sources)
+    writer.add_rows(run[0].source.split, rows.pixels, labels, rows.meta, rows.checksums, rows.descriptors, sources)
     if job.progress is not None:
         job.progress(len(run))
     return [a.source for a in run]

@@ -79,6 +79,16 @@ def open_old(out: Path, attrs: Mapping[str, Any]) -> OldCache:
     return old
 
 
+def _label_key(label_names: tuple[str, ...], row: np.ndarray) -> str:
+    """One image's stored label(s) as ``prepare.label_key`` gives a scanned file's: the name, names joined by
+    ``|`` (multi-hot), or the codes joined by ``,`` (int8: coded)."""
+    if row.ndim == 0:
+        return label_names[int(row)]
+    if row.dtype == np.int8:
+        return ",".join(str(int(code)) for code in row)
+    return "|".join(n for n, on in zip(label_names, row, strict=True) if on)
+
+
 def read_old_cache(path: Path) -> OldCache:
     """Read the index of the cache at ``path``; NotACacheError if it is not a readable xraycache file."""
     try:
@@ -101,11 +111,7 @@ def read_old_cache(path: Path) -> OldCache:
                     images[str(rel)] = OldImage(
                         split=str(split),
                         index=index,
-                        label_name=(
-                            "|".join(n for n, on in zip(label_names, labels[index], strict=True) if on)
-                            if labels.ndim == 2
-                            else label_names[int(labels[index])]
-                        ),
+                        label_name=_label_key(label_names, labels[index]),
                         file_size=int(sizes[index]),
                         mtime_ns=int(mtimes[index]),
                         file_hash=bytes(hashes[index]),

@@ -109,7 +109,7 @@ def plan_build(
                 plan.added += 1
             continue
         same_place = (movable or entry.split == source.split) and entry.label_name == label_key(
-            found.label_names, source, found.multi_label
+            found.label_names, source, found.multi_label, found.coded
         )
         if stat is None or not same_place or stat.st_size != entry.file_size:
             plan.actions.append(Action(source))

@@ -20,10 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
-from ..core.schema import MAX_LABELS, MAX_NAME_CHARS, MAX_SPLITS, split_name_problem, storable_path
+from ..core.schema import (
+    CODE_NEGATIVE,
+    CODE_POSITIVE,
+    MAX_ANNOTATORS,
+    MAX_LABELS,
+    MAX_NAME_CHARS,
+    MAX_SPLITS,
+    split_name_problem,
+    storable_path,
+)
 from ..core.table_spec import compiled, split_name
 from ..imaging.decoders import dicom
 from . import identifiers
+from .label_cells import union_codes
 from .scan import IMAGE_SUFFIXES, UNLABELED, ScanResult, SourceFile
 from .split_lists import SplitLists
 from .splits import assign_fold, group_key, resplit
@@ -93,7 +103,7 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         attrs.update(
             labels_csv=", ".join(table.selection.tables),
             labels_csv_sha256=table.selection.sha256 + lists_digest,
-            label_kind="multi" if table.selection.multi else "single",
+            label_kind=table.selection.kind,
             csv_rows_without_file=len(missing),
         )
     elif options.split_list:
@@ -115,6 +125,9 @@ def prepare(found: ScanResult, options: SourceOptions) -> Prepared:
         files=files,
         unlabeled=sorted(unlabeled),
         multi_label=found.table is not None and found.table.selection.multi,
+        coded=found.table is not None and bool(found.table.selection.coded),
+        annotator_slots=max((len(f.annotators) for f in files), default=0),
+        annotator_names=_annotator_names(files),
     )
     if out.table is not None:  # the rows are applied: keep only what the report counts
         out.table = out.table.counts_only()
@@ -154,16 +167,22 @@ def _apply_rows(
     unlabeled: list[tuple[str, str]],
 ) -> tuple[list[SourceFile], tuple[str, ...]]:
     """Each file with the labels, split, patient, study and view of its table rows (ids from a column, else a
-    path pattern, else the DICOM header or file name); files whose rows disagree, or give no label or split,
-    go to ``unlabeled`` with the reason."""
+    path pattern, else the DICOM header or file name). Several rows of one file give the union of their labels
+    (and, with --annotator-col, each annotator's own); files whose rows disagree on anything else (or, single-
+    label, on the label), or give no label or split, go to ``unlabeled`` with the reason."""
     selection = table.selection
-    settled: list[tuple[SourceFile, ImageRow]] = []
+    settled: list[tuple[SourceFile, ImageRow, tuple[ImageRow, ...]]] = []
     for f in files:
         rows = table.rows[f.path]
         row = rows[0]
         if len(rows) > 1 and len({_what(r) for r in rows}) > 1:
             lines = ", ".join(f"{r.table} line {r.line}" for r in rows[:4])
             unlabeled.append((f.path, f"table rows that disagree ({lines})"))
+        elif len(rows) > 1 and not selection.multi and len({r.labels for r in rows}) > 1:
+            lines = ", ".join(f"{r.table} line {r.line}" for r in rows[:4])
+            unlabeled.append(
+                (f.path, f"table rows with different labels ({lines}); --label-sep or --label-list takes their union")
+            )
         elif selection.label_col and not row.labels and not selection.multi:
             why = row.unjoined or f"an empty {selection.label_col!r}"
             unlabeled.append((f.path, f"no label: {why} ({row.table} line {row.line})"))
@@ -171,16 +190,18 @@ def _apply_rows(
             why = row.unjoined or f"an empty {options.split_col!r}"
             unlabeled.append((f.path, f"no split: {why} ({row.table} line {row.line})"))
         else:
-            settled.append((f, row))
-    if selection.label_col is None:
-        label_names: tuple[str, ...] = (UNLABELED,)
+            settled.append((f, _union(rows, selection.coded), tuple(rows) if options.annotator_col else ()))
+    if selection.coded:
+        label_names: tuple[str, ...] = _storable_labels(Path(selection.tables[0]), list(selection.coded), "label_cols")
+    elif selection.label_col is None:
+        label_names = (UNLABELED,)
     else:
-        label_names = _used_labels(Path(selection.tables[0]), [row for _, row in settled])
+        label_names = _used_labels(Path(selection.tables[0]), [row for _, row, _ in settled])
     index = {name: i for i, name in enumerate(label_names)}
     out = []
     multi = selection.multi
-    for f, row in settled:
-        indices = tuple(index[name] for name in row.labels)
+    for f, row, own in settled:
+        indices = _positives(row.codes) if selection.coded else tuple(index[name] for name in row.labels)
         ids = _path_ids(f.path, patterns) if patterns else {}
         out.append(
             SourceFile(
@@ -193,14 +214,70 @@ def _apply_rows(
                 fold=f.fold,
                 labels=indices if multi else (),
                 view=row.view,
+                codes=row.codes,
+                annotators=_by_annotator(own, index, len(label_names), bool(selection.coded), f.path),
             )
         )
     return out, label_names
 
 
 def _what(row: ImageRow) -> tuple[object, ...]:
-    """What a row says about its image: rows naming one image must agree on it."""
-    return (row.split, row.labels, row.patient, row.study, row.view, row.unjoined)
+    """What a row says about its image besides its labels: rows naming one image must agree on it."""
+    return (row.split, row.patient, row.study, row.view, row.unjoined)
+
+
+def _union(rows: list[ImageRow], coded: tuple[str, ...]) -> ImageRow:
+    """The rows of one image as one: its labels the union of theirs (codes: the strongest per label)."""
+    if len(rows) == 1:
+        return rows[0]
+    if coded:
+        return dataclasses.replace(rows[0], codes=union_codes([r.codes for r in rows]))
+    return dataclasses.replace(rows[0], labels=tuple(sorted({label for r in rows for label in r.labels})))
+
+
+def _positives(codes: tuple[int, ...]) -> tuple[int, ...]:
+    """The labels a code row marks positive (what the per-label counts and histograms count)."""
+    return tuple(i for i, code in enumerate(codes) if code == CODE_POSITIVE)
+
+
+def _by_annotator(
+    rows: tuple[ImageRow, ...], index: dict[str, int], n_labels: int, coded: bool, path: str
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Each annotator's labels of one image as codes, the union of that annotator's rows: the codes of a coded
+    table; for a table of names, 1 for the names an annotator gave and 0 for the others (VinDr's rows list
+    what a radiologist found, so a name not given is a no). InputError past MAX_ANNOTATORS."""
+    if not rows:
+        return ()
+    mine: dict[str, list[ImageRow]] = {}
+    for row in rows:
+        mine.setdefault(row.annotator, []).append(row)
+    if len(mine) > MAX_ANNOTATORS:
+        raise InputError(
+            f"{storable_path(path)} has {len(mine):,} annotators in its table rows, more than a cache keeps "
+            f"({MAX_ANNOTATORS}); is --annotator-col the right column?"
+        )
+    out = []
+    for who, given in sorted(mine.items()):
+        if len(who) > MAX_NAME_CHARS:
+            raise InputError(f"an annotator name of {len(who):,} characters, over the limit of {MAX_NAME_CHARS:,}")
+        if coded:
+            codes = union_codes([r.codes for r in given])
+        else:
+            on = {index[name] for r in given for name in r.labels}
+            codes = tuple(CODE_POSITIVE if i in on else CODE_NEGATIVE for i in range(n_labels))
+        out.append((who, codes))
+    return tuple(out)
+
+
+def _annotator_names(files: list[SourceFile]) -> tuple[str, ...]:
+    """Every annotator's name, sorted; InputError past what a cache keeps."""
+    names = tuple(sorted({who for f in files for who, _ in f.annotators}))
+    if len(names) > MAX_LABELS:
+        raise InputError(
+            f"the tables name {len(names):,} annotators, more than a cache keeps ({MAX_LABELS:,}); "
+            "is --annotator-col the right column?"
+        )
+    return names
 
 
 def _check_splits(names: set[str]) -> None:
@@ -216,14 +293,20 @@ def _check_splits(names: set[str]) -> None:
 
 
 def _used_labels(csv_file: Path, rows: Iterable[ImageRow]) -> tuple[str, ...]:
-    """The sorted label names of the rows that matched an image; InputError past what a cache may hold."""
+    """The sorted label names of the rows that matched an image (or, coded, the columns in their order);
+    InputError past what a cache may hold."""
     names = sorted({label for row in rows for label in row.labels})
+    return _storable_labels(csv_file, names, "label_col")
+
+
+def _storable_labels(csv_file: Path, names: list[str], option: str) -> tuple[str, ...]:
+    """``names``, or an error when a cache cannot hold that many or that long."""
     if len(names) > MAX_LABELS:
         raise OptionError(
             literal(f"labels CSV {csv_file.name} gives {len(names):,} distinct labels to the images, more than a ")
             + literal(f"cache holds ({MAX_LABELS:,}); is ")
-            + "{label_col:name} the right column?",
-            label_col="",
+            + f"{{{option}:name}} right?",
+            **{option: ""},
         )
     long = [name for name in names if len(name) > MAX_NAME_CHARS]
     if long:
@@ -233,8 +316,11 @@ def _used_labels(csv_file: Path, rows: Iterable[ImageRow]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def label_key(label_names: tuple[str, ...], source: SourceFile, multi: bool) -> str:
-    """The label(s) of a file as one string (``"A|B"`` when multi-label), to compare with an old cache."""
+def label_key(label_names: tuple[str, ...], source: SourceFile, multi: bool, coded: bool = False) -> str:
+    """The label(s) of a file as one string (``"A|B"`` when multi-label, the codes ``"1,0,-1,-2"`` when coded),
+    to compare with an old cache."""
+    if coded:
+        return ",".join(str(code) for code in source.codes)
     if multi:
         return "|".join(label_names[i] for i in source.labels)
     return label_names[source.label]

@@ -127,7 +127,7 @@ def _copy_selected(
     for key, value in template["stats"]["hist"].attrs.items():
         stats["hist"].attrs[key] = value
     labels = datasets["labels"][:]
-    count = labels.sum(axis=0, dtype=np.int64) if labels.ndim == 2 else np.bincount(labels, minlength=n_labels)
+    count = (labels == 1).sum(axis=0, dtype=np.int64) if labels.ndim == 2 else np.bincount(labels, minlength=n_labels)
     stats.create_dataset("count", data=count)
 
 

@@ -54,6 +54,8 @@ class SourceFile:
     fold: int = -1
     labels: tuple[int, ...] = ()
     view: str = ""  # from a table's --view-col; a DICOM's own ViewPosition otherwise
+    codes: tuple[int, ...] = ()  # coded labels (--label-cols): one code a label; ``labels`` holds the positives
+    annotators: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (annotator, that one's codes): --annotator-col
 
 
 @dataclass
@@ -67,6 +69,9 @@ class ScanResult:
     ignored: list[str] = field(default_factory=list)  # non-image files, relative paths
     unlabeled: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): no label, or an unreadable folder
     multi_label: bool = False  # labels from a CSV with --label-sep: SourceFile.labels holds them all
+    coded: bool = False  # coded labels (--label-cols): SourceFile.codes holds them, ``labels`` the positives
+    annotator_slots: int = 0  # --annotator-col: the most annotators an image has (the cache keeps that many)
+    annotator_names: tuple[str, ...] = ()  # --annotator-col: every annotator's name, sorted
     table: TableScan | None = None  # what the --labels tables said (table_scan.py), None for a folder layout
 
     def one_class_warning(self) -> str | None:

@@ -6,6 +6,8 @@ key (MIMIC's split table per ``dicom_id``, its label table per ``subject_id,stud
 image row whose key has no row in a joined table keeps its place, with that table's cells empty, and is
 counted; ``--where`` keeps the rows whose values match (views). Every ``--*-col`` may name a column of any
 of these tables: the first table that has it (the ``--labels`` tables, then the joins in order) gives it.
+A row's labels are read in the shape the options say (``_LabelReader``): one name, names split by
+``--label-sep`` or listed in a cell (``--label-list``), or one code per ``--label-cols`` column.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ..core.errors import OptionError, literal
+from ..core.errors import InputError, OptionError, literal
 from ..core.options import SourceOptions
 from ..core.schema import storable_path
-from ..core.table_spec import JoinSpec, WhereSpec
+from ..core.table_spec import JoinSpec, WhereSpec, label_columns_spec
+from .label_cells import CODE_OF, list_cell
 from .tables import Table, read_table
 
 
@@ -36,6 +39,8 @@ class ImageRow:
     study: str
     view: str
     unjoined: str = ""  # the first --join table with no row for this one ("" when every join found one)
+    codes: tuple[int, ...] = ()  # --label-cols: one code per column (labels.CODES), shared between equal rows
+    annotator: str = ""  # --annotator-col: who gave this row's labels
 
 
 @dataclass
@@ -43,7 +48,7 @@ class Selection:
     """The image rows after joins and filters, and the counts the build report gives."""
 
     rows: list[ImageRow]
-    multi: bool  # --label-sep: several labels per row
+    multi: bool  # --label-sep, --label-list or --label-cols: several labels per image
     label_col: str | None  # the label column used; None: every image is unlabeled
     tables: list[str]  # file names of the --labels tables
     sha256: str  # of every table's digest, in order: changes when any table does
@@ -54,6 +59,12 @@ class Selection:
     filtered_keys: set[str] = field(default_factory=set)  # images whose rows --where removed: not "without a row"
     columns: list[str] = field(default_factory=list)  # every column of the tables, for messages
     n_rows: int = 0  # how many rows there are, also once ``rows`` is let go (``TableScan.counts_only``)
+    coded: tuple[str, ...] = ()  # --label-cols: the label columns, in order (the images' label names)
+
+    @property
+    def kind(self) -> str:
+        """The cache's ``label_kind``: ``coded`` (--label-cols), ``multi`` or ``single``."""
+        return "coded" if self.coded else "multi" if self.multi else "single"
 
 
 def normalize(path: str) -> str:
@@ -119,7 +130,10 @@ def _is_precision(spec: str) -> bool:
 
 
 def _label_column(options: SourceOptions, tables: Sequence[Table]) -> str | None:
-    """``--label-col``, else the column ``label`` where a table has one, else None (the images unlabeled)."""
+    """``--label-col``, else the column ``label`` where a table has one, else None (the images unlabeled);
+    with ``--label-cols``, the first of those columns (the images are labelled)."""
+    if options.label_cols is not None:
+        return _coded_columns(options, tables)[0]
     if options.label_col:
         return options.label_col
     return "label" if any("label" in t.header for t in tables) else None
@@ -142,6 +156,7 @@ class _Columns:
             "view_col": options.view_col,
             "split_col": options.split_col,
             "label_col": options.label_col,
+            "annotator_col": options.annotator_col,
         }
         return cls(PathTemplate(options.path_col), options.filters(), options.joins(), named)
 
@@ -153,6 +168,13 @@ class _Columns:
         return out
 
     def check(self, options: SourceOptions, primaries: list[Table], extra: list[Table]) -> None:
+        self._check(options, primaries, extra)
+        if options.label_cols is not None:
+            for column in _coded_columns(options, primaries + extra):
+                if not any(column in t.header for t in primaries + extra):
+                    _no_column("label_cols", column, options.label_cols, primaries + extra)
+
+    def _check(self, options: SourceOptions, primaries: list[Table], extra: list[Table]) -> None:
         """OptionError, naming the option and the columns there are, for a column no table has; the path's
         columns in every --labels table (or a join); the join keys in the joined table and every --labels one."""
         every = primaries + extra
@@ -182,19 +204,23 @@ def select(options: SourceOptions) -> Selection:
     columns = _Columns.of(options)
     wanted = columns.wanted()
     specs = options.tables()
-    primaries = [read_table(spec.file, wanted, "labels table") for spec in specs]
-    extra = [read_table(join.file, wanted, "joined table") for join in columns.joins]
+    coded = label_columns_spec(options.label_cols) if options.label_cols is not None else None
+    primaries = [read_table(spec.file, wanted, "labels table", coded) for spec in specs]
+    extra = [read_table(join.file, wanted, "joined table", coded) for join in columns.joins]
     columns.check(options, primaries, extra)
     digest = hashlib.sha256()
     for table in primaries + extra:
         digest.update(bytes.fromhex(table.sha256))
     selection = Selection(
         [],
-        bool(options.label_sep),
+        bool(options.label_sep) or options.label_list or coded is not None,
         _label_column(options, primaries + extra),
         [storable_path(t.name) for t in primaries],
         digest.hexdigest(),
     )
+    if coded is not None:
+        selection.coded = tuple(storable_path(c) for c in _coded_columns(options, primaries + extra))
+    labels = _LabelReader(options, selection, _coded_columns(options, primaries + extra) if coded else ())
     selection.columns = [storable_path(c) for c in dict.fromkeys(c for t in primaries + extra for c in t.header if c)]
     indexes = [_JoinIndex(join, table) for join, table in zip(columns.joins, extra, strict=True)]
     removed = [0] * len(columns.filters)
@@ -213,7 +239,7 @@ def select(options: SourceOptions) -> Selection:
             if not key:
                 selection.no_path += 1
                 continue
-            selection.rows.append(_image_row(key, table, line, spec.split, value, missing, indexes, options, selection))
+            selection.rows.append(_image_row(key, table, line, spec.split, value, missing, indexes, options, labels))
     selection.n_rows = len(selection.rows)
     selection.filtered = [(str(w), n) for w, n in zip(columns.filters, removed, strict=True)]
     selection.joined = [(storable_path(t.name), n) for t, n in zip(extra, unjoined, strict=True)]
@@ -230,7 +256,7 @@ def _image_row(
     missing: list[int],
     indexes: list[_JoinIndex],
     options: SourceOptions,
-    selection: Selection,
+    labels: _LabelReader,
 ) -> ImageRow:
     """What one kept row says about its image (text a cache cannot hold as it is made storable)."""
 
@@ -247,13 +273,76 @@ def _image_row(
         storable_path(table.name),
         line,
         storable_path(split) or cell(options.split_col),
-        tuple(storable_path(label) for label in _labels(value.get(selection.label_col or "", ""), options.label_sep))
-        if selection.label_col
-        else (),
+        labels.names(value, table.name, line),
         cell(options.patient_col),
         cell(options.study_col),
         cell(options.view_col),
         unjoined,
+        labels.codes(value, table.name, line),
+        cell(options.annotator_col),
+    )
+
+
+class _LabelReader:
+    """A row's labels in the shape the options say: a name, names split by a separator or from a list cell,
+    or one code per ``--label-cols`` column (equal code rows shared: CheXpert's 224k rows have few patterns)."""
+
+    def __init__(self, options: SourceOptions, selection: Selection, coded: tuple[str, ...]) -> None:
+        self.column = selection.label_col if not coded else None
+        self.sep = options.label_sep
+        self.as_list = options.label_list
+        self.coded = coded
+        self.seen: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+    def names(self, value: dict[str, str], table: str, line: int) -> tuple[str, ...]:
+        if self.column is None:
+            return ()
+        cell = value.get(self.column, "")
+        if self.as_list:
+            try:
+                found = list_cell(cell)
+            except ValueError as exc:
+                hint = f"; rows to leave out: --where '{storable_path(self.column)}!=VALUE'"
+                raise InputError(_where(table, line, self.column, cell) + f": {exc}{hint}") from None
+            return tuple(sorted({storable_path(name) for name in found}))
+        return tuple(storable_path(label) for label in _labels(cell, self.sep))
+
+    def codes(self, value: dict[str, str], table: str, line: int) -> tuple[int, ...]:
+        if not self.coded:
+            return ()
+        out = []
+        for column in self.coded:
+            cell = value.get(column, "")
+            code = CODE_OF.get(cell.strip())
+            if code is None:
+                raise InputError(
+                    _where(table, line, column, cell) + ": a coded label is 1, 0, -1 (or 1.0, 0.0, -1.0) or blank"
+                )
+            out.append(code)
+        row = tuple(out)
+        return self.seen.setdefault(row, row)
+
+
+def _where(table: str, line: int, column: str, cell: str) -> str:
+    shown = cell if len(cell) <= 60 else cell[:57] + "..."
+    return (
+        f"labels table {storable_path(table)} line {line}, column {storable_path(column)!r}: {storable_path(shown)!r}"
+    )
+
+
+def _coded_columns(options: SourceOptions, tables: Sequence[Table]) -> tuple[str, ...]:
+    """``--label-cols`` as columns: the names given, or the range in the header of the first table holding it
+    (the --labels tables, then the joins: MIMIC's labels are a joined table); OptionError when none does."""
+    spec = label_columns_spec(options.label_cols or "")
+    for table in tables:
+        found = spec.resolve(list(table.header))
+        if found is not None and (spec.names or spec.first in table.header):
+            return found
+    names = ", ".join(dict.fromkeys(name for t in tables for name in t.header if name))
+    raise OptionError(
+        "{label_cols}: "
+        + literal(f"no table has the columns {spec.first!r} to {spec.last!r} in that order; the columns: {names}"),
+        label_cols=options.label_cols,
     )
 
 

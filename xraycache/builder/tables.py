@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from ..core.errors import DecodeError, InputError
 from ..core.files import open_regular
+from ..core.table_spec import LabelColumns
 
 MAX_TABLE_BYTES = 1 << 30  # a table, decompressed, larger than this is refused (MIMIC-CXR's metadata is ~100 MB)
 MAX_FIELD_CHARS = 1 << 20  # one cell; Python's csv stops at 131,072 by default, with a traceback
@@ -74,18 +75,20 @@ class _Capped(io.RawIOBase):
         return len(data)
 
 
-def read_table(file: str | os.PathLike[str], wanted: Collection[str], what: str = "table") -> Table:
+def read_table(
+    file: str | os.PathLike[str], wanted: Collection[str], what: str = "table", more: LabelColumns | None = None
+) -> Table:
     """The ``wanted`` columns of the table at ``file`` that it has (the caller checks the ones it needs).
 
     Text is UTF-8 (a BOM is dropped); bytes that are not keep their value as surrogate escapes, as Python
     names files that are not UTF-8, so such a path still finds its file. ``what`` names the table in errors
     (``labels table``, ``joined table``). InputError, one line, for a file that cannot be read, is over the
-    caps, holds a NUL, or has no header.
+    caps, holds a NUL, or has no header. ``more``: label columns kept too, a range of them found in the header.
     """
-    return _read(Path(file), wanted, what)
+    return _read(Path(file), wanted, what, more)
 
 
-def _read(path: Path, wanted: Collection[str], what: str) -> Table:
+def _read(path: Path, wanted: Collection[str], what: str, more: LabelColumns | None) -> Table:
     digest = hashlib.sha256()
     try:
         handle, _ = open_regular(path)
@@ -107,7 +110,7 @@ def _read(path: Path, wanted: Collection[str], what: str) -> Table:
             head += text.readline()  # to the end of a line: csv reads line by line
             lines = itertools.chain(io.StringIO(head, newline=""), text)
             reader = csv.reader(lines, delimiter=_delimiter(head))
-            table = _parse(path, reader, wanted, what)
+            table = _parse(path, reader, wanted, what, more)
             while text.read(1 << 20):  # the rest (after a last empty line), so that the digest is of the whole file
                 pass
         except csv.Error as exc:
@@ -141,11 +144,15 @@ def _delimiter(head: str) -> str:
     return max(DELIMITERS, key=lambda d: (counts[d], d == ","))
 
 
-def _parse(path: Path, reader: Iterator[list[str]], wanted: Collection[str], what: str) -> Table:
+def _parse(
+    path: Path, reader: Iterator[list[str]], wanted: Collection[str], what: str, more: LabelColumns | None
+) -> Table:
     first = next((record for record in reader if any(cell.strip() for cell in record)), [])  # blank lines before
     header = tuple(cell.strip() for cell in first)
     if not any(header):
         raise InputError(f"{what} {path} is empty: a table starts with a line of column names")
+    if more is not None:
+        wanted = [*wanted, *(more.resolve(list(header)) or ())]
     twice = sorted({name for name in header if name and header.count(name) > 1})
     if twice and any(name in wanted for name in twice):
         raise InputError(f"{what} {path} has two columns named {twice[0]!r}; which one is meant is not clear")

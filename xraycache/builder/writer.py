@@ -33,8 +33,11 @@ from ..core.pixels import (
     pixel_moments,
 )
 from ..core.schema import (
+    ANNOTATOR_LABELS_DESCRIPTION,
+    ANNOTATORS_DESCRIPTION,
     CHECKSUM,
     CHECKSUM_DESCRIPTION,
+    CODED_DESCRIPTION,
     DESCRIPTOR_DESCRIPTION,
     DESCRIPTOR_SIDE,
     FORMAT_NAME,
@@ -125,10 +128,16 @@ class CacheWriter:
         compression: Compression = "none",
         dtype: str = "uint8",
         multi_label: bool = False,
+        coded: bool = False,
+        annotator_slots: int = 0,
+        annotator_names: tuple[str, ...] = (),
     ) -> None:
         self.out = Path(out)
         self.dtype = np.dtype(dtype)
-        self.multi_label = multi_label  # labels stored as (N, C) uint8 multi-hot
+        self.multi_label = multi_label or coded  # labels stored as (N, C): uint8 multi-hot, or int8 codes
+        self.coded = coded
+        self.annotator_slots = annotator_slots  # > 0: per-annotator labels kept (annotators, annotator_labels)
+        self.annotator_index = {name: i for i, name in enumerate(annotator_names)}
         self.columns = meta_columns(dtype)
         self.label_names = label_names
         self.image_shape = image_shape
@@ -151,6 +160,8 @@ class CacheWriter:
             root["format"] = FORMAT_NAME
             root["format_version"] = FORMAT_VERSION
             root["label_names"] = np.array(label_names, dtype=STR)
+            if annotator_names:
+                root["annotator_names"] = np.array(annotator_names, dtype=STR)
             root["splits"] = np.array(list(capacities), dtype=STR)
             for key in sorted(attrs, key=attribute_rank):  # a stable sort: unknown keys keep their order
                 root[key] = attrs[key]
@@ -170,11 +181,21 @@ class CacheWriter:
                 "compression": self.compression,
             }
         group.create_dataset("images", shape=(capacity, height, width), dtype=self.dtype, **kwargs)
-        if self.multi_label:
+        if self.coded:
+            labels = group.create_dataset("labels", shape=(capacity, len(self.label_names)), dtype=np.int8)
+            labels.attrs["description"] = CODED_DESCRIPTION
+        elif self.multi_label:
             labels = group.create_dataset("labels", shape=(capacity, len(self.label_names)), dtype=np.uint8)
             labels.attrs["description"] = "multi-hot: labels[i, c] = 1 when image i has label_names[c]"
         else:
             group.create_dataset("labels", shape=(capacity,), dtype=np.int16)
+        if self.annotator_slots:
+            shape = (capacity, self.annotator_slots)
+            group.create_dataset("annotators", shape=shape, dtype=np.int16).attrs["description"] = (
+                ANNOTATORS_DESCRIPTION
+            )
+            coded = group.create_dataset("annotator_labels", shape=(*shape, len(self.label_names)), dtype=np.int8)
+            coded.attrs["description"] = ANNOTATOR_LABELS_DESCRIPTION
         meta = group.create_group("meta")
         for name, dtype in self.columns.items():
             meta.create_dataset(name, shape=(capacity,), dtype=dtype)
@@ -213,11 +234,12 @@ class CacheWriter:
         meta: Mapping[str, np.ndarray],
         checksums: np.ndarray | None = None,
         descriptors: np.ndarray | None = None,
+        sources: list[SourceFile] | None = None,
     ) -> None:
         """Write a block of already-decoded rows (copied from an older cache) after those queued so far.
 
         ``meta`` holds every META_COLUMNS column for the block; checksums and descriptors are computed
-        from the pixels when not given.
+        from the pixels when not given; ``sources``, the rows' files, give their per-annotator labels.
         """
         self._flush(split)
         count = len(labels)
@@ -230,6 +252,7 @@ class CacheWriter:
         group = state.group
         group["images"][start:stop] = pixels
         group["labels"][start:stop] = labels
+        self._write_annotators(group, start, sources or [])
         for name, dtype in self.columns.items():
             group["meta"][name][start:stop] = np.asarray(meta[name], dtype=dtype)
         if checksums is None:
@@ -242,13 +265,29 @@ class CacheWriter:
         state.written = stop
 
     def label_rows(self, sources: list[SourceFile]) -> np.ndarray:
-        """The ``labels`` rows of some files: label indices, or multi-hot rows for a multi-label cache."""
+        """The ``labels`` rows of some files: label indices, multi-hot rows for a multi-label cache, or the codes."""
+        if self.coded:
+            return np.array([source.codes for source in sources], dtype=np.int8).reshape(len(sources), -1)
         if not self.multi_label:
             return np.array([source.label for source in sources], dtype=np.int16)
         rows = np.zeros((len(sources), len(self.label_names)), dtype=np.uint8)
         for row, source in zip(rows, sources, strict=True):
             row[list(source.labels)] = 1
         return rows
+
+    def _write_annotators(self, group: h5py.Group, start: int, sources: list[SourceFile]) -> None:
+        """The per-annotator rows of some files, from row ``start``: annotators (index into the root's
+        ``annotator_names``, -1 in an empty slot) and their codes (-2 in an empty slot)."""
+        if not self.annotator_slots:
+            return
+        ids = np.full((len(sources), self.annotator_slots), -1, dtype=np.int16)
+        codes = np.full((len(sources), self.annotator_slots, len(self.label_names)), -2, dtype=np.int8)
+        for i, source in enumerate(sources):
+            for k, (who, given) in enumerate(source.annotators):
+                ids[i, k] = self.annotator_index[who]
+                codes[i, k] = given
+        group["annotators"][start : start + len(sources)] = ids
+        group["annotator_labels"][start : start + len(sources)] = codes
 
     def _write_slab(self, state: _SplitState) -> None:
         """Write the images in the slab: the last ``in_slab`` of the queued rows."""
@@ -266,6 +305,7 @@ class CacheWriter:
         start, stop = state.written, state.written + len(buffer)
         group = state.group
         group["labels"][start:stop] = self.label_rows([queued.source for queued in buffer])
+        self._write_annotators(group, start, [queued.source for queued in buffer])
         meta = group["meta"]
         for name, dtype in self.columns.items():
             meta[name][start:stop] = np.array([queued.row[name] for queued in buffer], dtype=dtype)
@@ -283,7 +323,7 @@ class CacheWriter:
         stats["hist"].attrs["bin_width"] = hist_bin_width(self.dtype)  # 256 for uint16: bins of value >> 8
         labels = state.group["labels"][: state.written]
         if labels.ndim == 2:
-            count = labels.sum(axis=0, dtype=np.int64)
+            count = (labels == 1).sum(axis=0, dtype=np.int64)  # positives
         else:
             count = np.bincount(labels, minlength=len(self.label_names))
         stats.create_dataset("count", data=count)
@@ -353,6 +393,9 @@ def open_writer(job: BuildJob) -> CacheWriter:
         compression=job.compression,
         dtype=spec.dtype,
         multi_label=found.multi_label,
+        coded=found.coded,
+        annotator_slots=found.annotator_slots,
+        annotator_names=found.annotator_names,
     )
 
 

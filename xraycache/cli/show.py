@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from ..core.errors import Skipped
     from ..read.cache import Cache
+    from ..read.stats import CacheStats
 
 STATS_COLUMNS = ("class", "images", "share", "min", "max", "mean", "std", "width px", "height px")
 ALWAYS_SHOWN = (
@@ -148,6 +149,7 @@ def stats_command(
         for row, g in zip(rows, [*s.classes, s.total], strict=True):
             table.add_row(shown(row[0]), *row[1:], style="bold" if g is s.total else None)
         console.print(table)
+    _print_label_states(stats)
     console.print(
         "min/max/mean/std: pixel values (0-255"
         + (", the high byte of uint16" if dtype == "uint16" else "")
@@ -156,6 +158,31 @@ def stats_command(
     )
     _print_skipped(stats.skipped)
     print_leakage(leaks)
+
+
+def _print_label_states(stats: CacheStats) -> None:
+    """Coded labels: per split and label, the images positive, negative, uncertain and missing."""
+    from ..read.report_text import STATE_COLUMNS, state_rows
+
+    rows = state_rows(stats)
+    if not rows:
+        return
+    table = Table(
+        title="coded labels (the class counts above are the positives)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in STATE_COLUMNS:
+        if column == "label":
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(shown(row[0]), shown(row[1]), *row[2:])
+    console.print(table)
 
 
 def _span(low: int, high: int) -> str:

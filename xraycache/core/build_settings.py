@@ -22,6 +22,9 @@ class BuildSettings(TypedDict, total=False):
     path_col: str
     label_col: str | None
     label_sep: str | None
+    label_list: bool
+    label_cols: str | None
+    annotator_col: str | None
     join: str | Sequence[str]
     where: str | Sequence[str]
     split_col: str | None

@@ -275,6 +275,27 @@ class SourceOptions(_Part):
     label_sep: str | None = option(
         None, "Separator of several labels in one cell, e.g. '|' (NIH): multi-label.", panel=TABLES, record=False
     )
+    label_list: bool = option(
+        False,
+        "The --label-col cells are lists of names, e.g. ['pneumonia', 'infiltrates'] (PadChest): multi-label.",
+        panel=TABLES,
+        record=False,
+    )
+    label_cols: str | None = option(
+        None,
+        "One column per label, coded 1 positive, 0 negative, -1 uncertain, blank missing (CheXpert, MIMIC): "
+        "A,B,C or FIRST..LAST (the columns from FIRST to LAST in header order), stored as they are.",
+        panel=TABLES,
+        record=False,
+        metavar="COLS",
+    )
+    annotator_col: str | None = option(
+        None,
+        "Column naming who gave a row's labels (VinDr's rad_id): each annotator's labels are kept too "
+        "(annotators, annotator_labels), beside the image's, the union of its rows.",
+        panel=TABLES,
+        record=False,
+    )
     join: tuple[str, ...] = option(
         (),
         "Join another table on key columns to the --labels rows, e.g. mimic-cxr-2.0.0-chexpert.csv.gz:"
@@ -366,13 +387,26 @@ class SourceOptions(_Part):
             raise OptionError("{keep_test:name} goes with {resplit:name}", keep_test=True, resplit=None)
         table_only = {
             name: getattr(self, name)
-            for name in ("label_sep", "patient_col", "study_col", "view_col", "split_col", "join", "where", "label_col")
+            for name in (
+                "label_sep",
+                "label_list",
+                "label_cols",
+                "annotator_col",
+                "patient_col",
+                "study_col",
+                "view_col",
+                "split_col",
+                "join",
+                "where",
+                "label_col",
+            )
             if getattr(self, name)
         }
         if not self.labels and table_only:
             names = " and ".join(f"{{{name}:name}}" for name in table_only)
             verb = "needs" if len(table_only) == 1 else "need"
             raise OptionError(f"{names} {verb} {{labels:name}} (a table)", labels=None, **table_only)
+        self._check_label_shape()
         tables = self.tables()
         split_sources = [
             name
@@ -397,6 +431,25 @@ class SourceOptions(_Part):
         for name in ("patient_pattern", "study_pattern"):
             if getattr(self, name) is not None:
                 table_spec.compiled(getattr(self, name), name)
+
+    def _check_label_shape(self) -> None:
+        """One shape of labels at a time: one column (maybe split by a separator, or a list), or coded columns."""
+        if self.label_sep and self.label_list:
+            raise OptionError(
+                "{label_sep:name} and {label_list:name}: a cell is split one way; choose one",
+                label_sep=self.label_sep,
+                label_list=True,
+            )
+        if self.label_cols is not None:
+            given = {n: getattr(self, n) for n in ("label_col", "label_sep", "label_list") if getattr(self, n)}
+            if given:
+                first = next(iter(given))
+                raise OptionError(
+                    f"{{label_cols:name}} and {{{first}:name}}: labels come from coded columns or one column; choose one",
+                    label_cols=self.label_cols,
+                    **{first: given[first]},
+                )
+            table_spec.label_columns_spec(self.label_cols)
 
     def tables(self) -> tuple[table_spec.TableFile, ...]:
         """``--labels``, each as its file and the split it gives (``""`` when none)."""
@@ -435,6 +488,7 @@ class SourceOptions(_Part):
         spec: dict[str, Any] = {}
         if self.labels:
             spec.update(path=self.path_col, label=self.label_col, sep=self.label_sep, patient=self.patient_col)
+            spec.update(label_list=self.label_list, label_cols=self.label_cols, annotator=self.annotator_col)
         spec.update(
             tables=[f"{t.split}={Path(t.file).name}" if t.split else Path(t.file).name for t in self.tables()],
             study=self.study_col,

@@ -24,7 +24,8 @@ from .names import split_name_problem as split_name_problem
 FORMAT_NAME = "xraycache"
 # 2: near-duplicate descriptors; patient ids from NIH file names (00001315_006.png: 00001315).
 # 3: CRC-32 image checksums (blake2b-128 before: four times the CPU, for no better detection of accidents).
-FORMAT_VERSION = 3
+# 4: the "coded" label kind: (N, C) int8 labels, 1 positive, 0 negative, -1 uncertain, -2 missing.
+FORMAT_VERSION = 4
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 STR = h5py.string_dtype("utf-8")
 HASH = np.dtype("S64")
@@ -32,6 +33,19 @@ CHECKSUM = np.dtype("S8")  # CRC-32 of each stored image, 8 hex digits: what ``v
 CHECKSUM_DESCRIPTION = "CRC-32 (zlib, 8 hex digits) of the stored (H, W) uint8 (or uint16, --dtype) image, C order"
 BLAKE2B_BEFORE = 3  # files of an older format version store blake2b-128 (32 hex digits) instead
 HIST_BINS = 256
+# label_kind: "single" (N,) int16 indices, "multi" (N, C) uint8 multi-hot, "coded" (N, C) int8 codes.
+LABEL_KINDS = ("single", "multi", "coded")
+CODE_POSITIVE, CODE_NEGATIVE, CODE_UNCERTAIN, CODE_MISSING = 1, 0, -1, -2
+CODES = (CODE_POSITIVE, CODE_NEGATIVE, CODE_UNCERTAIN, CODE_MISSING)
+MAX_ANNOTATORS = 64  # annotators of one image a cache keeps (--annotator-col; VinDr-CXR has 3, 5 on its test set)
+ANNOTATORS_DESCRIPTION = "annotators[i, k]: who gave annotator_labels[i, k], an index into annotator_names (-1: empty)"
+ANNOTATOR_LABELS_DESCRIPTION = (
+    "annotator_labels[i, k, c]: annotator k's code for label_names[c] on image i, 1 positive, 0 negative, "
+    "-1 uncertain, -2 missing (every code -2 in an empty slot)"
+)
+CODED_DESCRIPTION = (
+    "coded: labels[i, c] is 1 (positive), 0 (negative), -1 (uncertain) or -2 (missing) for label_names[c]"
+)
 SKIPPED_COLUMNS = ("path", "split", "reason")
 DESCRIPTOR_SIDE = 32  # ``descriptors``: a (32, 32) uint8 thumbnail per image, for the near-duplicate search
 DESCRIPTOR_DESCRIPTION = (
@@ -82,6 +96,7 @@ ROOT_ATTRIBUTE_ORDER = (
     "labels_csv_sha256",
     "labels_columns",
     "label_kind",
+    "annotator_names",
     "resplit",
     "seed",
     "folds",

@@ -73,6 +73,42 @@ class SplitList:
     file: str
 
 
+@dataclass(frozen=True)
+class LabelColumns:
+    """``--label-cols A,B,C`` (these columns, in this order) or ``FIRST..LAST`` (the header's columns from FIRST
+    to LAST, both included, in the header's order)."""
+
+    names: tuple[str, ...] = ()
+    first: str = ""
+    last: str = ""
+
+    def resolve(self, header: list[str]) -> tuple[str, ...] | None:
+        """The columns in ``header`` order for a range (None when FIRST or LAST is not in it, or LAST comes
+        before FIRST); the names as given otherwise."""
+        if self.names:
+            return self.names
+        if self.first not in header or self.last not in header:
+            return None
+        start, stop = header.index(self.first), header.index(self.last)
+        return tuple(header[start : stop + 1]) if start <= stop else None
+
+
+def label_columns_spec(value: str) -> LabelColumns:
+    """``A,B,C`` or ``FIRST..LAST``; OptionError for an empty name or a name given twice."""
+    if ".." in value and "," not in value:
+        first, _, last = value.partition("..")
+        if first.strip() and last.strip():
+            return LabelColumns(first=first.strip(), last=last.strip())
+    names = tuple(part.strip() for part in value.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise OptionError(
+            "{label_cols}: give the label columns as A,B,C (each once) or FIRST..LAST, e.g. "
+            "'No Finding..Support Devices'",
+            label_cols=value,
+        )
+    return LabelColumns(names)
+
+
 def table_file(value: str) -> TableFile:
     """``[SPLIT=]FILE``; a value naming an existing file is a file, whatever it holds."""
     if not value.strip():

@@ -20,11 +20,13 @@ from .files import open_regular
 from .pinned import CacheFiles, open_hdf5_pinned
 from .reads import attr_value
 from .schema import (
+    CODES,
     DESCRIPTOR_SIDE,
     FORMAT_NAME,
     FORMAT_VERSION,
     HDF5_SIGNATURE,
     HIST_BINS,
+    LABEL_KINDS,
     MAX_LABELS,
     MAX_NAME_CHARS,
     MAX_SPLITS,
@@ -175,6 +177,7 @@ class _CacheCheck:
                 f"{self.path} has format version {version}, newer than this xraycache reads ({FORMAT_VERSION}); upgrade it"
             )
         self.labels = self._names("label_names", MAX_LABELS)
+        self.annotators = self._names("annotator_names", MAX_LABELS) if "annotator_names" in self.file.attrs else []
         splits = self._names("splits", MAX_SPLITS)
         side = self._attr("size")
         if isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= 65_536:
@@ -183,7 +186,11 @@ class _CacheCheck:
         self.dtype = self._attr("dtype", default="uint8")
         if self.dtype not in ("uint8", "uint16"):
             raise _Refused("attribute dtype", f"{self.dtype!r} is not uint8 or uint16")
-        self.multi = self._attr("label_kind", default="single") == "multi"
+        kind = self._attr("label_kind", default="single")
+        if kind not in LABEL_KINDS or (kind == "coded" and version < 4):
+            raise _Refused("attribute label_kind", f"{kind!r} is not a label kind of format version {version}")
+        self.kind = kind
+        self.multi = kind == "multi"
         self._shards()
         for split in splits:
             if split_name_problem(split):
@@ -363,6 +370,7 @@ class _CacheCheck:
             self._rows(descriptors, n)
         self._rows(labels, n)
         self._label_values(labels)  # also for verify: an index out of range would crash any reader
+        self._annotator_labels(group, n)
         meta = self._member(group, "meta", h5py.Group)
         for name in REQUIRED_META:
             if name not in meta:
@@ -392,6 +400,16 @@ class _CacheCheck:
 
     def _label_values(self, labels: h5py.Dataset) -> None:
         classes = len(self.labels)
+        if (self.kind == "coded") != (labels.dtype == np.int8 and labels.ndim == 2):
+            raise _Refused(labels.name, f"is {labels.shape} {labels.dtype}; label_kind {self.kind!r} says otherwise")
+        if self.kind == "coded":
+            if labels.shape[1] != classes:
+                raise _Refused(labels.name, f"has {labels.shape[1]} columns for {classes} labels")
+            values = labels[()]
+            bad = values[~np.isin(values, CODES)]
+            if bad.size:
+                raise _Refused(labels.name, f"holds {int(bad[0])}, not a code (1, 0, -1, -2)")
+            return
         if labels.ndim == 2:
             if labels.shape[1] != classes:
                 raise _Refused(labels.name, f"has {labels.shape[1]} columns for {classes} labels")
@@ -402,6 +420,31 @@ class _CacheCheck:
         if values.size and (values.min() < 0 or values.max() > top):
             bad = int(values.min()) if values.min() < 0 else int(values.max())
             raise _Refused(labels.name, f"holds {bad}, outside 0..{top}")
+
+    def _annotator_labels(self, group: h5py.Group, n: int) -> None:
+        """``annotators`` (N, A) indices into annotator_names (-1: empty) and ``annotator_labels`` (N, A, C)
+        codes: both or neither, and only values a reader can index with."""
+        present = [name in group for name in ("annotators", "annotator_labels")]
+        if not any(present):
+            return
+        if not all(present):
+            raise _Refused(group.name, "has one of annotators and annotator_labels without the other")
+        who = self._dataset(group, "annotators")
+        codes = self._dataset(group, "annotator_labels")
+        if who.dtype.kind not in "iu" or who.ndim != 2:
+            raise _Refused(who.name, f"is {who.shape} {who.dtype}, not (N, A) annotator indices")
+        if codes.dtype != np.int8 or codes.shape[1:] != (who.shape[1], len(self.labels)):
+            raise _Refused(
+                codes.name, f"is {codes.shape} {codes.dtype}, not (N, {who.shape[1]}, {len(self.labels)}) int8"
+            )
+        self._rows(who, n)
+        self._rows(codes, n)
+        values = who[()]
+        if values.size and (values.min() < -1 or values.max() >= len(self.annotators)):
+            raise _Refused(who.name, f"holds an index outside -1..{len(self.annotators) - 1}")
+        coded = codes[()]
+        if coded.size and not np.isin(coded, CODES).all():
+            raise _Refused(codes.name, "holds a value that is not a code (1, 0, -1, -2)")
 
     def _skipped(self) -> None:
         group = self._member(self.file, "skipped", h5py.Group)

@@ -43,6 +43,8 @@ from ..core.schema import SKIPPED_COLUMNS
 from ..core.shard_files import cache_bytes
 from ..core.validate import open_cache
 from .arrays import UNSET, PixelFormat, Unset, label_dtype_for, mean_std_from_image_stats
+from .label_policy import LabelPolicy, coded_without_policy
+from .label_policy import label_policy as label_policy_of
 
 BLOCK_BYTES = 64 * 2**20  # images read per sorted block in batches(): bounds memory to ~2 x this
 ITER_BYTES = 4 * 2**20  # images read at a time by ``for image in split.images``
@@ -640,8 +642,45 @@ class Split:
 
     @property
     def multi_label(self) -> bool:
-        """True for a multi-label cache (labels an (N, C) multi-hot matrix, e.g. NIH with ``--label-sep``)."""
+        """True for a multi-label cache (labels an (N, C) multi-hot matrix, e.g. NIH with ``--label-sep``, or
+        coded, see :attr:`coded`)."""
         return self.labels.ndim == 2
+
+    @property
+    def coded(self) -> bool:
+        """True for coded labels (``--label-cols``): (N, C) int8, 1 positive, 0 negative, -1 uncertain, -2
+        missing; training targets come through a ``label_policy`` (``xraycache.read.label_policy``)."""
+        return self.labels.ndim == 2 and self.labels.dtype == np.int8
+
+    def annotator_labels(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray] | None:
+        """Each annotator's labels, for a cache built with ``--annotator-col`` (None otherwise):
+        (annotator names, ``annotators`` (N, A) int16 indices into them, -1 for an empty slot, and
+        ``annotator_labels`` (N, A, C) int8 codes, 1/0/-1/-2 as in a coded cache, -2 throughout an empty slot).
+        ``labels`` is the image's union of them."""
+        group = self._group()
+        if "annotators" not in group:
+            return None
+        names = tuple(attr_value(self._handle.file.attrs.get("annotator_names", ())))
+        return names, read_data(group["annotators"]), read_data(group["annotator_labels"])
+
+    def targets(self, label_policy: str | LabelPolicy) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, mask) float32 (N, C) of a coded cache under ``label_policy`` ("u-ones", "u-zeros",
+        "u-ignore", "xrv" or a LabelPolicy): see ``xraycache.read.label_policy``."""
+        policy = label_policy_of(label_policy)
+        if policy is None or not self.coded:
+            raise InputError(f"{self.path}: label_policy applies to coded labels (a cache built with --label-cols)")
+        return policy.apply(self.labels, self.label_names)
+
+    def _training_labels(
+        self, label_policy: str | LabelPolicy | None, label_dtype: Any
+    ) -> tuple[LabelPolicy | None, np.dtype[Any]]:
+        """The policy asked for (checked against the cache's kind) and the labels' output dtype."""
+        policy = label_policy_of(label_policy)
+        if policy is not None and not self.coded:
+            raise InputError(f"{self.path}: label_policy applies to coded labels (a cache built with --label-cols)")
+        if policy is None and self.coded and label_dtype is None:
+            raise coded_without_policy(self.path)
+        return policy, label_dtype_for(self.labels, label_dtype)
 
     def label_index(self, label: str | int) -> int:
         """A label name (or number) -> its value; InputError listing the names if it is not one."""
@@ -669,8 +708,8 @@ class Split:
 
     def counts(self) -> np.ndarray:
         """Images per label value (length ``len(label_names)``)."""
-        if self.labels.ndim == 2:  # multi-label (N, C) multi-hot: images having each label
-            return self.labels.sum(axis=0, dtype=np.int64)
+        if self.labels.ndim == 2:  # multi-label (N, C) multi-hot or coded: images having each label (positive)
+            return (self.labels == 1).sum(axis=0, dtype=np.int64)
         return np.bincount(self.labels, minlength=len(self.label_names))
 
     def pixel_mean_std(self) -> tuple[float, float]:
@@ -717,7 +756,8 @@ class Split:
         label_dtype: str | np.dtype[Any] | type | Unset | None = UNSET,
         normalize: str | None = None,
         stats_split: str | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        label_policy: str | LabelPolicy | None = None,
+    ) -> tuple[np.ndarray, ...]:
         """The whole split as NumPy arrays, read in one large read.
 
         The arrays are what :meth:`batches` and ``xraycache.torch.XrayDataset`` give, for every image at
@@ -735,11 +775,15 @@ class Split:
             For float dtypes: see :meth:`batches`.
         stats_split : str, optional
             The split whose statistics ``normalize="dataset"`` uses (default ``train``).
+        label_policy : {"u-ones", "u-zeros", "u-ignore", "xrv"} or LabelPolicy, optional
+            Coded caches (``--label-cols``) only, and needed there unless ``label_dtype`` is given: the
+            labels become float32 targets and a third array, the float32 loss mask, is returned.
 
         Returns
         -------
         images : numpy.ndarray
         labels : numpy.ndarray
+        mask : numpy.ndarray, with ``label_policy`` only
 
         Notes
         -----
@@ -758,8 +802,11 @@ class Split:
             channels = None if isinstance(channels, Unset) else channels
             label_dtype = self.labels.dtype if isinstance(label_dtype, Unset) else label_dtype
         pixels = self.pixel_format(dtype, channels, normalize, stats_split)
+        policy, out_labels = self._training_labels(label_policy, label_dtype)
         images = pixels.apply(self._read_all())
-        return images, self.labels.astype(label_dtype_for(self.labels, label_dtype), copy=True)
+        if policy is not None:
+            return (images, *policy.apply(self.labels, self.label_names))
+        return images, self.labels.astype(out_labels, copy=True)
 
     def _read_all(self) -> np.ndarray:
         """Every stored image (N, H, W), in one large read."""
@@ -790,7 +837,8 @@ class Split:
         label_dtype: str | np.dtype[Any] | type | None = None,
         normalize: str | None = None,
         stats_split: str | None = None,
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        label_policy: str | LabelPolicy | None = None,
+    ) -> Iterator[tuple[np.ndarray, ...]]:
         """Yield ``(images, labels)`` batches for one epoch, reading in large sorted blocks.
 
         One global order per (seed, epoch): the same pair gives the same batches, another epoch another
@@ -822,17 +870,22 @@ class Split:
             constants, or torchxrayvision's [-1024, 1024] range.
         stats_split : str, optional
             The split ``normalize="dataset"`` takes its statistics from.
+        label_policy : {"u-ones", "u-zeros", "u-ignore", "xrv"} or LabelPolicy, optional
+            Coded caches only (see :meth:`load`): batches are ``(images, targets, mask)``.
 
         Yields
         ------
         images : numpy.ndarray
         labels : numpy.ndarray
+        mask : numpy.ndarray, with ``label_policy`` only
         """
         if batch_size < 1:
             raise InputError(f"batch_size {batch_size} must be at least 1")
         pixels = self.pixel_format(dtype, channels, normalize, stats_split)
+        policy, out_labels = self._training_labels(label_policy, label_dtype)
         labels = self.labels
-        out_labels = label_dtype_for(labels, label_dtype)
+        if policy is not None:
+            targets, mask = policy.apply(labels, self.label_names)
         order = self.order(shuffle=shuffle, seed=seed, epoch=epoch, balanced=balanced)
         n_batches = len(order) // batch_size if drop_last else -(-len(order) // batch_size)
         image_bytes = max(1, int(np.prod(self.shape[1:])) * self.images.dtype.itemsize)
@@ -844,8 +897,11 @@ class Split:
             block = self._read_sorted(unique)
             for b in range(last - first):
                 pick = inverse[b * batch_size : (b + 1) * batch_size]
-                yb = labels[idx[b * batch_size : (b + 1) * batch_size]]
-                yield pixels.apply(block[pick]), yb.astype(out_labels, copy=False)
+                at = idx[b * batch_size : (b + 1) * batch_size]
+                if policy is not None:
+                    yield pixels.apply(block[pick]), targets[at], mask[at]
+                else:
+                    yield pixels.apply(block[pick]), labels[at].astype(out_labels, copy=False)
 
     def order(self, shuffle: bool = True, seed: int = 0, epoch: int = 0, balanced: bool = False) -> np.ndarray:
         """The image indices one epoch of ``batches()`` visits, in order (deterministic in seed and epoch)."""

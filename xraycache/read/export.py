@@ -46,11 +46,12 @@ class ImageRow:
 
 
 def label_texts(split: Split) -> list[str]:
-    """Each image's label as text: its class name, or its names joined by ``|`` (multi-label)."""
+    """Each image's label as text: its class name, or its names joined by ``|`` (multi-label; the positive
+    ones of a coded cache)."""
     names = np.asarray(split.label_names, dtype=object)
     labels = split.labels
     if labels.ndim == 2:
-        return [LABEL_SEP.join(names[row.astype(bool)]) for row in labels]
+        return [LABEL_SEP.join(names[row == 1]) for row in labels]  # multi-hot, or coded: the positives
     return [str(names[value]) for value in labels.tolist()]
 
 
@@ -128,6 +129,11 @@ def export_medmnist(cache: Cache, out: str | os.PathLike[str], to_uint8: bool = 
     if "uint16" in dtypes and not to_uint8:
         raise InputError(
             f"{cache.path} stores uint16 images and MedMNIST's are uint8; add --to-uint8 to keep the high byte"
+        )
+    if any(cache[name].coded for name in cache.splits):  # -1 and -2 have no place in MedMNIST's 0/1 labels
+        raise InputError(
+            f"{cache.path} stores coded labels (1, 0, -1 uncertain, -2 missing) and MedMNIST's are 0/1: read them "
+            "with a label_policy (docs/reading.md) and save the arrays you choose"
         )
     label_type = np.uint8 if len(cache.label_names) <= 256 else np.int16
     report = ExportReport(out, "medmnist")

@@ -94,7 +94,7 @@ def _fmt_label(split: Split, index: int) -> tuple[str, str]:
     """The label (``a|b`` when multi-label) and the patient id (``""`` when the image has none), as drawn."""
     row = split.labels[index]
     if row.ndim == 1:  # multi-label (N, C) multi-hot
-        label = "|".join(name for name, on in zip(split.label_names, row, strict=True) if on) or "(none)"
+        label = "|".join(name for name, on in zip(split.label_names, row, strict=True) if on == 1) or "(none)"
     else:
         label = split.label_names[int(row)]
     return mathtext(label), mathtext(str(split.meta["patient"][index]))

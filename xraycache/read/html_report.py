@@ -26,7 +26,17 @@ from .figures import (
     report,
     save,
 )
-from .report_text import MULTI_LABEL_NOTE, STATS_COLUMNS, leakage_summary, plain, shares_over_100, stats_rows, words
+from .report_text import (
+    MULTI_LABEL_NOTE,
+    STATE_COLUMNS,
+    STATS_COLUMNS,
+    leakage_summary,
+    plain,
+    shares_over_100,
+    state_rows,
+    stats_rows,
+    words,
+)
 from .stats import CacheStats, summarize
 
 if TYPE_CHECKING:
@@ -102,6 +112,14 @@ def _stats_html(stats: CacheStats) -> str:
     )
     imbalance = "; ".join(f"{s.split}: {s.imbalance:.2f}" for s in stats.splits)
     note = f"<p>{_text(MULTI_LABEL_NOTE)}.</p>" if shares_over_100(stats) else ""
+    coded = state_rows(stats)
+    if coded:  # the labels as the tables give them: the class counts above are the positives
+        state_head = "".join(f"<th>{_text(c)}</th>" for c in STATE_COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{_text(c)}</td>" for c in cells) + "</tr>" for cells in coded)
+        note += (
+            "<p>Coded labels: the class counts above are the positives; per label and split, as the tables "
+            f"give them:</p><table><tr>{state_head}</tr>{body}</table>"
+        )
     return (
         f"<table><tr>{head}</tr>{rows}</table>{note}"
         f"<p>Imbalance ratio (largest class / smallest class): {_text(imbalance)}. "

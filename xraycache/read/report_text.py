@@ -32,6 +32,17 @@ def stats_rows(stats: CacheStats) -> list[tuple[bool, list[str]]]:
     ]
 
 
+STATE_COLUMNS = ("split", "label", "positive", "negative", "uncertain", "missing")
+
+
+def state_rows(stats: CacheStats) -> list[list[str]]:
+    """Per split and label of a coded cache, the images whose label is positive, negative, uncertain and
+    missing (no rows for other caches): the table ``show stats`` and the report add."""
+    return [
+        [s.split, g.label, *(f"{n:,}" for n in g.states.values())] for s in stats.splits for g in s.classes if g.states
+    ]
+
+
 def shares_over_100(stats: CacheStats) -> bool:
     """True when some split's class shares add to more than 100% (multi-label images)."""
     return any(sum(g.share for g in s.classes) > 1.0 + 1e-9 for s in stats.splits)

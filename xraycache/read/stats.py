@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core.errors import Skipped
 from ..core.pixels import hist_moments
+from ..core.schema import CODE_MISSING, CODE_NEGATIVE, CODE_POSITIVE, CODE_UNCERTAIN
 from .cache import Cache, Split
 
 
@@ -34,6 +35,8 @@ class GroupStats:
     height_max: int
     width_median: float
     height_median: float
+    # coded labels only: images with this label positive, negative, uncertain, missing ({} otherwise)
+    states: dict[str, int] = field(default_factory=dict)
 
     def cells(self) -> list[str]:
         """Label, count, share and pixel min/max/mean/std as the tables of ``show stats`` and the report print them."""
@@ -123,8 +126,19 @@ def split_stats(split: Split) -> SplitStats:
     ]
     nonzero = counts[counts > 0]
     imbalance = float(nonzero.max() / nonzero.min()) if nonzero.size else 0.0
+    if split.coded:
+        for i, group in enumerate(classes):
+            group.states = label_states(labels[:, i])
     total = _group("all", n, n, hist.sum(axis=0), width, height)
     return SplitStats(split=split.name, count=n, imbalance=round(imbalance, 3), total=total, classes=classes)
+
+
+STATES = {"positive": CODE_POSITIVE, "negative": CODE_NEGATIVE, "uncertain": CODE_UNCERTAIN, "missing": CODE_MISSING}
+
+
+def label_states(codes: np.ndarray) -> dict[str, int]:
+    """How many images a coded label column calls positive, negative, uncertain and missing."""
+    return {state: int(np.count_nonzero(codes == code)) for state, code in STATES.items()}
 
 
 def summarize(cache: Cache) -> CacheStats:
