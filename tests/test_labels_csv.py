@@ -89,6 +89,7 @@ def test_nih_multi_label(tmp_path: Path) -> None:
         with pytest.raises(xraycache.InputError, match="multi-label"):
             next(every.batches(2, balanced=True))
     assert report.counts["all"]["Cardiomegaly"] == 2
+    assert report.images == 5 and report.split_images == {"all": 5}  # each image once, whatever its labels
 
 
 def test_nih_rebuild_is_incremental_and_csv_change_is_detected(tmp_path: Path) -> None:

@@ -226,6 +226,7 @@ def _report(
         layout=found.layout,
         label_names=list(found.label_names),
         counts=_count(found, found.files if outcome is None else outcome.kept),
+        split_images=_split_images(found, found.files if outcome is None else outcome.kept),
         skipped=job.skips.entries,
         ignored=[storable_path(p) for p in found.ignored],
         dry_run=dry_run,
@@ -290,6 +291,14 @@ def _count(found: ScanResult, files: list[SourceFile]) -> dict[str, dict[str, in
     for f in files:
         for label in f.labels if found.multi_label else (f.label,):  # multi-label: once per label it has
             counts[f.split][found.label_names[label]] += 1
+    return counts
+
+
+def _split_images(found: ScanResult, files: list[SourceFile]) -> dict[str, int]:
+    """Images per split, each once (``_count`` counts a multi-label image once per label it has)."""
+    counts = dict.fromkeys(found.splits, 0)
+    for f in files:
+        counts[f.split] += 1
     return counts
 
 

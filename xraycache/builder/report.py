@@ -22,6 +22,7 @@ class BuildReport:
     layout: str
     label_names: list[str]
     counts: dict[str, dict[str, int]]  # split -> label -> images written (or to write, dry run)
+    split_images: dict[str, int] = field(default_factory=dict)  # split -> images (a multi-label image counts once)
     skipped: list[Skipped] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -48,6 +49,8 @@ class BuildReport:
     @property
     def images(self) -> int:
         """Images written (or, for a dry run, found)."""
+        if self.split_images:
+            return sum(self.split_images.values())
         return sum(sum(by_label.values()) for by_label in self.counts.values())
 
     @property

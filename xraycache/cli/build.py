@@ -131,20 +131,37 @@ def _size(nbytes: int) -> str:
     return str(nbytes)
 
 
+WIDE_LABELS = 6  # more labels than this: one row per label (CheXpert's 14 would not fit as columns)
+
+
+def _counts_table(report: BuildReport, title: str) -> Table:
+    """Images per split and label: splits as rows, or, past ``WIDE_LABELS`` labels, labels as rows."""
+    totals = {split: report.split_images.get(split, sum(n.values())) for split, n in report.counts.items()}
+    table = Table(title=title, title_justify="left")
+    if len(report.label_names) > WIDE_LABELS:
+        table.add_column("label")
+        for split in report.counts:
+            table.add_column(shown(split), justify="right")
+        for name in report.label_names:
+            table.add_row(shown(name), *(f"{report.counts[split][name]:,}" for split in report.counts))
+        table.add_row("images", *(f"{totals[split]:,}" for split in report.counts), style="bold")
+        return table
+    table.add_column("split")
+    for name in report.label_names:
+        table.add_column(shown(name), justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for split, by_label in report.counts.items():  # a multi-label image counts once in its total
+        table.add_row(shown(split), *(f"{by_label[n]:,}" for n in report.label_names), f"{totals[split]:,}")
+    return table
+
+
 def print_summary(report: BuildReport) -> None:
     """Images per split and class, then skipped/ignored files and speed; one line when OUT is up to date."""
     if report.mode == "unchanged" or report.would == "unchanged":
         print_up_to_date(report)
         return
     title = "would build (dry run)" if report.dry_run else f"built {shown(report.out)}"
-    table = Table(title=f"{title}: {report.layout} layout", title_justify="left")
-    table.add_column("split")
-    for name in report.label_names:
-        table.add_column(shown(name), justify="right")
-    table.add_column("total", justify="right", style="bold")
-    for split, by_label in report.counts.items():
-        table.add_row(shown(split), *(f"{by_label[n]:,}" for n in report.label_names), f"{sum(by_label.values()):,}")
-    console.print(table)
+    console.print(_counts_table(report, f"{title}: {report.layout} layout"))
     if report.skipped:
         skipped = Table(title=f"skipped {len(report.skipped)} file(s)", title_justify="left", title_style="yellow")
         skipped.add_column("file")
