@@ -405,3 +405,22 @@ def test_the_leakage_line_says_leakage_only_across_splits() -> None:
     )
     assert across.leaks
     assert leakage_summary(LeakageReport(4, 4, 0)).startswith("no leakage across splits (")
+
+
+def test_images_too_small_to_verify_pair_only_when_identical() -> None:
+    """At 8 px the fine structure the check compares is gone: different pictures must not pair there (they
+    scored up to 0.975), while identical ones still do, without a pixel check."""
+    pictures = [stored(Image.fromarray(chest(seed)), size=8) for seed in range(40)]
+    pictures.append(pictures[3].copy())
+    descriptors = np.stack([pixel_descriptor(p) for p in pictures])
+    pairs = nd.find_pairs(descriptors, pixels=source(pictures))
+    assert list(zip(pairs.a.tolist(), pairs.b.tolist(), strict=True)) == [(3, 40)]
+
+
+def test_a_reader_bounds_the_pairs_it_verifies() -> None:
+    pictures = [stored(Image.fromarray(chest(seed))) for seed in range(6)]
+    copies = [np.asarray(altered(p, "jpeg60")) for p in pictures]
+    descriptors = np.stack([pixel_descriptor(p) for p in pictures + copies])
+    with pytest.raises(nd.TooManyPairs, match="more than the 2 this command checks"):
+        nd.find_pairs(descriptors, pixels=source(pictures + copies), max_checked=2)
+    assert len(nd.find_pairs(descriptors, pixels=source(pictures + copies), max_checked=100)) >= 6

@@ -95,3 +95,20 @@ def test_the_time_limit_is_an_option_checked_like_the_others() -> None:
     with pytest.raises(xraycache.OptionError, match="file_timeout"):
         xraycache.BuildOptions.from_flat(file_timeout=0)
     assert xraycache.BuildOptions().run.file_timeout == 60.0
+
+
+def test_metadata_holding_start_of_scan_bytes_is_not_counted_as_scans() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from xraycache.core.options import ResizeOptions
+    from xraycache.imaging.decoders.pillow import decode, jpeg_scans
+
+    image = Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype("uint8"))
+    for extra in ({"comment": b"\xff\xda" * 600}, {"icc_profile": b"\xff\xda" * 600}):
+        encoded = io.BytesIO()
+        image.save(encoded, "JPEG", progressive=True, **extra)
+        assert jpeg_scans(encoded.getvalue()) < 20  # the metadata's bytes are stepped over
+        assert decode(encoded.getvalue(), ResizeOptions(size=16)).pixels.shape == (16, 16)

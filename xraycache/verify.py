@@ -20,7 +20,7 @@ import numpy as np
 from .analysis.leakage import leakage, search_refused
 from .builder.scan import scan
 from .core.files import file_sha256
-from .core.limits import SEARCH_IMAGES
+from .core.limits import SEARCH_IMAGES, SEARCH_PAIRS
 from .core.pinned import CacheFiles, RowsGroup
 from .core.pixels import pixel_checksum, pixel_descriptor, pixel_descriptors
 from .core.reads import read_attrs, read_text
@@ -219,7 +219,10 @@ def _count_near_duplicates(file: CacheFiles, report: VerifyReport) -> None:
     }
     descriptors = {split: file[split]["descriptors"][:] for split in report.splits}
     pixels = {split: file[split]["images"].__getitem__ for split in report.splits}  # sorted rows: h5py reads them
-    found = leakage(columns, descriptors, pixels=pixels)
+    found = leakage(columns, descriptors, pixels=pixels, max_checked=SEARCH_PAIRS)
+    if found.near_duplicates_unavailable:
+        report.near_duplicates_unsearched = found.near_duplicates_unavailable
+        return
     report.near_duplicates_across = len(found.near_duplicates_across)
     report.near_duplicates_within = len(found.near_duplicates) - report.near_duplicates_across
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .near_duplicates import THRESHOLD, PixelSource, find_pairs, groups, joined
+from .near_duplicates import THRESHOLD, PixelSource, TooManyPairs, find_pairs, groups, joined
 
 
 def search_refused(images: int, max_images: int | None) -> str:
@@ -126,6 +126,7 @@ def leakage(
     unavailable: str = "",
     threshold: float = THRESHOLD,
     pixels: Mapping[str, PixelSource] | None = None,
+    max_checked: int | None = None,
 ) -> LeakageReport:
     """Patients in several splits, duplicate files (same sha256) and near-duplicate images, within and
     across splits.
@@ -133,7 +134,8 @@ def leakage(
     ``splits`` maps each split name to its ``patient``, ``file_hash`` and ``path`` columns; ``descriptors``
     each split name to its (N, 32, 32) descriptors and ``pixels`` to a reader of its stored images (sorted
     rows in, (K, H, W) out), which verifies the pairs the descriptors suggest (without both, ``unavailable``
-    says why near-duplicates were not searched).
+    says why near-duplicates were not searched). With more than ``max_checked`` pairs to verify, they are
+    not searched, and the report says so.
     """
     by_patient: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -164,7 +166,10 @@ def leakage(
             unavailable or f"no {'descriptors' if descriptors is None else 'pixels'} given"
         )
         return report
-    _near_duplicates(report, splits, descriptors, pixels, threshold)
+    try:
+        _near_duplicates(report, splits, descriptors, pixels, threshold, max_checked)
+    except TooManyPairs as exc:
+        report.near_duplicates_unavailable = f"not searched: {exc}"
     return report
 
 
@@ -174,6 +179,7 @@ def _near_duplicates(
     descriptors: Mapping[str, np.ndarray],
     pixels: Mapping[str, PixelSource],
     threshold: float,
+    max_checked: int | None,
 ) -> None:
     """Fill the near-duplicate pairs (identical files left to ``duplicates``) and groups of ``report``."""
     names = list(splits)
@@ -182,7 +188,8 @@ def _near_duplicates(
     stacked = [np.asarray(descriptors[name]) for name in names]
     if not where:
         return
-    pairs = find_pairs(np.concatenate(stacked), threshold, pixels=joined([pixels[name] for name in names], stacked))
+    source = joined([pixels[name] for name in names], stacked)
+    pairs = find_pairs(np.concatenate(stacked), threshold, pixels=source, max_checked=max_checked)
     found = []
     for a, b, score in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True):
         if hashes[a] and hashes[a] == hashes[b]:

@@ -56,7 +56,8 @@ ROW_BLOCK = 256  # rows of the similarity matrix (and moving images of the verif
 COLUMN_TILE = 4096  # columns of one tile of the similarity matrix: 4 MB of float32, in cache
 SECOND_LOOK = 0.08  # how close to the threshold one direction must come for the other to be tried
 PAIR_BLOCK = 4096  # pairs screened at once
-READ_BLOCK = 256  # images read at once for the pixel check
+READ_BLOCK = 256  # images read at once for the pixel check, at most
+READ_BYTES = 64 << 20  # stored pixels (and their float32 copy) read at once for the pixel check, at most
 MAX_THREADS = 8  # threads of the search, at most one per core
 BORDER = 4  # descriptor cells left out at each side when comparing (crops and shifts move content there)
 SCALES = np.linspace(0.88, 1.12, 9)  # scale per axis searched in verification (5% crops: 0.9-1.11)
@@ -83,11 +84,19 @@ class Pairs:
         return len(self.a)
 
 
-def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD, *, pixels: PixelSource) -> Pairs:
+class TooManyPairs(Exception):
+    """More screened pairs than a caller allows to verify on their pixels (``max_checked``)."""
+
+
+def find_pairs(
+    descriptors: np.ndarray, threshold: float = THRESHOLD, *, pixels: PixelSource, max_checked: int | None = None
+) -> Pairs:
     """Every pair of near-duplicate images among ``descriptors`` (N, 32, 32) uint8, with its verified score.
 
     ``pixels`` reads the stored images of the pairs that pass the screen (sorted indices in, (K, H, W) out);
-    only those are read."""
+    only those are read. Images whose descriptors are identical are a pair without a pixel check (score 1).
+    TooManyPairs when more than ``max_checked`` pairs would be checked on their pixels (a reader's bound:
+    each check costs about 1.5 ms, and a file others made decides how many there are)."""
     n = len(descriptors)
     if descriptors.shape[1:] != (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE):
         raise ValueError(f"descriptors are {descriptors.shape}, not (N, {DESCRIPTOR_SIDE}, {DESCRIPTOR_SIDE})")
@@ -104,7 +113,11 @@ def find_pairs(descriptors: np.ndarray, threshold: float = THRESHOLD, *, pixels:
     keep = ~blank[a] & ~blank[b]
     pairs = np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0)  # sorted by (a, b), each pair once
     a, b = pairs[:, 0], pairs[:, 1]
-    scores, read = verify(a, b, pixels)
+    same = np.all(descriptors[a] == descriptors[b], axis=(1, 2)) if len(a) else np.zeros(0, dtype=bool)
+    if max_checked is not None and int((~same).sum()) > max_checked:
+        raise TooManyPairs(f"{int((~same).sum()):,} pairs to verify, more than the {max_checked:,} this command checks")
+    scores = np.ones(len(a), dtype=np.float32)
+    scores[~same], read = verify(a[~same], b[~same], pixels)
     good = scores >= threshold
     return Pairs(a[good], b[good], scores[good], len(screened) + len(same_a), n, len(a), read)
 
@@ -115,13 +128,23 @@ def verify(a: np.ndarray, b: np.ndarray, pixels: PixelSource) -> tuple[np.ndarra
         return np.zeros(0, dtype=np.float32), 0
     needed, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
     thumbs = np.empty((len(needed), SIDE, SIDE), dtype=np.float32)
-    for start in range(0, len(needed), READ_BLOCK):  # bounded memory: thumbnails are 16 KB an image
-        wanted = needed[start : start + READ_BLOCK]
+    block, start = 1, 0  # the first image read alone: its size sets how many are read at once
+    while start < len(needed):  # bounded memory: READ_BYTES of stored pixels at a time, 16 KB a thumbnail
+        wanted = needed[start : start + block]
         stored = np.asarray(pixels(wanted))
         if stored.ndim != 3 or len(stored) != len(wanted):
             raise ValueError(f"the pixel source gave {stored.shape} for {len(wanted)} images, not (K, H, W)")
-        thumbs[start : start + READ_BLOCK] = thumbnails(stored)
-    return aligned_scores(thumbs, inverse[: len(a)], inverse[len(a) :], SETTLE_BELOW), len(needed)
+        thumbs[start : start + len(wanted)] = thumbnails(stored)
+        start += len(wanted)
+        block = max(1, min(READ_BLOCK, READ_BYTES // max(1, stored[0].nbytes * 5)))  # 5: the float32 copy too
+    first, second = inverse[: len(a)], inverse[len(a) :]
+    scores = np.zeros(len(a), dtype=np.float32)
+    checkable = ~np.isnan(thumbs[:, 0, 0])  # images too small to verify score 0: never a pair
+    both = checkable[first] & checkable[second]
+    np.nan_to_num(thumbs, copy=False)  # the unchecked images' thumbnails are never compared
+    if both.any():
+        scores[both] = aligned_scores(thumbs, first[both], second[both], SETTLE_BELOW)
+    return scores, len(needed)
 
 
 def joined(sources: list[PixelSource], parts: list[np.ndarray]) -> PixelSource:

@@ -560,6 +560,7 @@ class RunOptions(_Part):
         "skipped with that reason (forked local workers, the default on Linux).",
         panel=RUNNING,
         min=0.01,
+        max=86_400,  # a day; far past it the operating system's timers overflow
         record=False,
         metavar="SECONDS",
     )

@@ -35,7 +35,7 @@ from ..core.errors import (
     NotACacheError,
     Skipped,
 )
-from ..core.limits import SEARCH_IMAGES
+from ..core.limits import SEARCH_IMAGES, SEARCH_PAIRS
 from ..core.options import setting_names
 from ..core.pinned import CacheFiles, FileIdentity, JoinedPart, JoinedRows, RowsGroup
 from ..core.reads import attr_value, damaged, read_attrs, read_data, read_text
@@ -225,7 +225,8 @@ class Cache(Mapping[str, "Split"]):
         descriptors = {name: d for name, d in found.items() if d is not None}
         if len(descriptors) == len(found):
             pixels = {name: self[name].images.__getitem__ for name in self.splits}
-            return leakage({name: self[name].meta for name in self.splits}, descriptors, pixels=pixels)
+            meta = {name: self[name].meta for name in self.splits}
+            return leakage(meta, descriptors, pixels=pixels, max_checked=SEARCH_PAIRS if max_images else None)
         version = self.attrs.get("format_version", 0)
         missing = ", ".join(name for name, d in found.items() if d is None)
         why = (

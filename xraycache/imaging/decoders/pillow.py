@@ -72,12 +72,31 @@ def draft_request(width: int, height: int, spec: ResizeOptions) -> tuple[int, in
 
 
 def jpeg_scans(data: bytes) -> int:
-    """How many scans a JPEG's bytes announce: its start-of-scan markers (FF DA), counted in one pass in C.
+    """How many scans a JPEG's bytes announce: its start-of-scan markers (FF DA) from the first scan on,
+    counted in one pass in C.
 
-    Entropy-coded data cannot hold that byte pair (a 0xFF there is followed by 0x00 or a restart marker),
-    so only scans are counted, and any embedded in metadata (an EXIF thumbnail's): never fewer than the
-    decoder would run."""
-    return data.count(SOS)
+    The marker segments before the first scan (EXIF, ICC profiles, comments: they may hold that byte pair)
+    are stepped over by their lengths. Entropy-coded data cannot hold the pair (a 0xFF there is followed by
+    0x00 or a restart marker), so what is counted is the scans, plus any segment between them that holds
+    the pair: never fewer than the decoder would run."""
+    first = _first_scan(data)
+    return 0 if first < 0 else data.count(SOS, first)
+
+
+def _first_scan(data: bytes) -> int:
+    """The offset of the first start-of-scan marker, walking the marker segments after SOI; -1 if none."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return -1
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == SOS[1]:
+            return at
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return -1
 
 
 def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
@@ -97,7 +116,9 @@ def decode(data: bytes, spec: ResizeOptions) -> DecodedPixels:
     mode = image.mode
     if width * height > spec.max_pixels:
         raise DecodeError(f"{width}x{height} px is over the pixel limit of {spec.max_pixels:,}")
-    if image.format == "JPEG" and (scans := jpeg_scans(data)) > MAX_SCANS:
+    # Only a progressive JPEG can have many scans (a sequential one has one per component at most): the
+    # others are not counted, which keeps the count off the path of most radiographs.
+    if image.format == "JPEG" and image.info.get("progressive") and (scans := jpeg_scans(data)) > MAX_SCANS:
         raise DecodeError(
             f"a JPEG of {scans:,} scans (encoders write at most a few dozen; the limit is {MAX_SCANS}): "
             "refused, its decode would take minutes"
