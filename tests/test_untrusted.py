@@ -133,7 +133,7 @@ def test_a_file_truncated_under_a_reader_is_an_error_not_a_crash(valid: tuple[Pa
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, f"died with {done.returncode}: {done.stderr[-1000:]}"
-    assert done.stdout.startswith("REFUSED") and "truncated or replaced while being read" in done.stdout
+    assert done.stdout.startswith("REFUSED") and "truncated or written while being read" in done.stdout
 
 
 FUZZ_HARNESS = r"""
