@@ -166,9 +166,10 @@ def _check_pixels(
     block = max(1, BLOCK_BYTES // stored_per_image)  # pixels and descriptors read per block
     # descriptors computed a step at a time: 8 KB each in float64 while computed, whatever the image's size
     step = max(1, BLOCK_BYTES // max(per_image * 8, DESCRIPTOR_SIDE * DESCRIPTOR_SIDE * 8))
-    for chunked in (images, descriptors):  # whole chunks (at most 64 MB, open_cache checks): each decompressed once
-        if chunked is not None and chunked.chunks:
-            block = -(-block // chunked.chunks[0]) * chunked.chunks[0]
+    if images.chunks:  # whole chunks of images (at most 64 MB, open_cache checks): each decompressed once
+        block = -(-block // images.chunks[0]) * images.chunks[0]
+    # Not rounded to the descriptors' chunks: they may be 64 MB of rows (65,536 images), and the block is
+    # images; a descriptor chunk longer than the block is decompressed again per block (CPU, not memory).
     for start in range(0, n, block):
         pixels = images[start : start + block]
         stop = start + len(pixels)
