@@ -36,7 +36,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..core.schema import DESCRIPTOR_SIDE
-from .registration import SIDE, aligned_scores, thumbnails
+from .registration import SIDE, aligned_scores, thumbnails, unit
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -324,11 +324,6 @@ def _warps() -> np.ndarray:
     return _warp(DESCRIPTOR_SIDE, BORDER, scales.ravel(), shifts.ravel()).astype(np.float32)
 
 
-def _unit(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = x - x.mean(axis=axis, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-6)
-
-
 def _profiles(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 32) column and row profiles of each descriptor: means over the central cells of the other axis."""
     n = DESCRIPTOR_SIDE
@@ -346,7 +341,7 @@ def _profile_warps() -> np.ndarray:
 def _moved_profiles(profiles: np.ndarray) -> np.ndarray:
     """(N, K, 24) each profile under every warp of the search, centred and of unit norm per warp."""
     k, m, _ = _warps().shape
-    return _unit((profiles @ _profile_warps()).reshape(len(profiles), k, m))
+    return unit((profiles @ _profile_warps()).reshape(len(profiles), k, m))
 
 
 def _best_warps(profiles: np.ndarray, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
@@ -354,7 +349,7 @@ def _best_warps(profiles: np.ndarray, moving: np.ndarray, fixed: np.ndarray) -> 
     fixed one. Each moving image's warped profiles are computed once and matched against all its partners
     (the 1-D profiles of chest X-rays all correlate well: they align, they do not decide)."""
     n = DESCRIPTOR_SIDE
-    targets = _unit(profiles[:, BORDER : n - BORDER])
+    targets = unit(profiles[:, BORDER : n - BORDER])
     best = np.empty(len(moving), dtype=np.int64)
     order = np.argsort(moving, kind="stable")
     images, starts = np.unique(moving[order], return_index=True)
@@ -380,7 +375,7 @@ def _aligned(
         moved = table[rows[part]] @ images[moving[part]] @ table[columns[part]].transpose(0, 2, 1)
         centre = images[fixed[part], BORDER : n - BORDER, BORDER : n - BORDER]
         p = len(moved)
-        out[part] = np.einsum("pi,pi->p", _unit(centre.reshape(p, -1)), _unit(moved.reshape(p, -1)))
+        out[part] = np.einsum("pi,pi->p", unit(centre.reshape(p, -1)), unit(moved.reshape(p, -1)))
     return out
 
 

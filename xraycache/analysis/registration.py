@@ -83,7 +83,7 @@ def fine_structure(thumbs: np.ndarray) -> np.ndarray:
     return (thumbs - blur @ thumbs @ blur.T).astype(np.float32)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
     """Rows centred and scaled to unit norm (a constant row stays zero)."""
     x = x - x.mean(axis=-1, keepdims=True)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
@@ -131,7 +131,7 @@ def _profile_fit(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.
     profile, over that profile's norm about its mean, is their correlation."""
     scales, shifts, matrix = _profile_grid()
     moved = (moving @ matrix).reshape(len(moving), len(scales), -1)  # (P, K, 52)
-    target = _unit(fixed[:, BORDER : SIDE - BORDER])
+    target = unit(fixed[:, BORDER : SIDE - BORDER])
     m = moved.shape[2]
     dots = np.einsum("pkm,pm->pk", moved, target)  # the target is centred: the moved mean drops out
     spread = np.einsum("pkm,pkm->pk", moved, moved) - moved.sum(axis=2) ** 2 / m
@@ -155,12 +155,12 @@ def _refine(
     ``params`` (refined in place) and trying each (scale, shift) step of ``steps`` along each axis."""
     centre = slice(BORDER, SIDE - BORDER)
     centres = fine[fixed][:, centre, centre]
-    targets = (_unit(centres.reshape(len(fixed), -1)), _unit(_flipped(centres).reshape(len(fixed), -1)))
+    targets = (unit(centres.reshape(len(fixed), -1)), unit(_flipped(centres).reshape(len(fixed), -1)))
     source = fine[moving]
     sources = (_flipped(source), source)  # to warp rows last, warp columns first (as rows of the flipped)
 
     def score(warped: np.ndarray, flipped: int) -> np.ndarray:
-        return np.einsum("pi,pi->p", targets[flipped], _unit(warped.reshape(len(warped), -1)))
+        return np.einsum("pi,pi->p", targets[flipped], unit(warped.reshape(len(warped), -1)))
 
     best = score(_rows(_flipped(_rows(sources[0], params[:, 2], params[:, 3])), params[:, 0], params[:, 1]), 0)
     for scale_step, shift_step in steps:
