@@ -97,7 +97,7 @@ def scan_tables(src: str | os.PathLike[str], options: SourceOptions) -> ScanResu
     result.files = []
     for rel in sorted(table.rows):
         split, source_split = folder_split(rel)
-        result.files.append(SourceFile(rel, split, 0, patient_id(rel.rpartition("/")[2]), source_split=source_split))
+        result.files.append(SourceFile(rel, split, 0, patient_id(_name(rel)), source_split=source_split))
     result.table = table
     return result
 
