@@ -30,7 +30,7 @@ from ..core.errors import InputError
 from ..core.options import SourceOptions
 from ..core.schema import storable_path
 from ..core.table_spec import SPLIT_SYNONYMS
-from .scan import UNLABELED, ScanResult, SourceFile, patient_id, walk
+from .scan import UNLABELED, ScanResult, SourceFile, order_splits, patient_id, walk
 from .table_rows import ImageRow, Selection, select
 
 PROBE_ROWS = 64  # rows whose files settle how many leading folders of the table's paths to drop
@@ -212,7 +212,7 @@ def table_summary(table: TableScan, files: list[SourceFile]) -> dict[str, Any]:
     written by split with their patients, studies and views (what a user checks against the release)."""
     selection = table.selection
     by_split: dict[str, dict[str, Any]] = {}
-    for split in sorted({f.split for f in files}):
+    for split in order_splits({f.split for f in files}):
         chosen = [f for f in files if f.split == split]
         by_split[split] = {
             "images": len(chosen),
